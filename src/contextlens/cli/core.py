@@ -1,0 +1,1 @@
+"""Commands of the engine: models, tokens, embed, similarity, softmax, attention, evaluate sts."""

@@ -1,0 +1,57 @@
+"""`load(name_or_path)`: the one entry point from a catalog name or a path to a ready model."""
+
+from pathlib import Path
+
+from .errors import ContextlensError
+from .io.catalog import resolve
+from .io.hf import read_hf_dir, read_json
+from .io.tokenizer import Tokenizer
+from .lm import LanguageModel, Pooling
+from .models import build
+
+
+def _pooling(directory: Path, max_positions: int) -> Pooling:
+    """sentence-transformers' modules.json / 1_Pooling / sentence_bert_config.json, if present."""
+    modules_file = directory / "modules.json"
+    if not modules_file.exists():
+        return Pooling(mode="mean", normalize=False, max_length=max_positions)
+    modules = read_json(modules_file)
+    mode, normalize = "mean", False
+    for m in modules:
+        kind = m.get("type", "").rsplit(".", 1)[-1]
+        if kind == "Pooling":
+            cfg = read_json(directory / m["path"] / "config.json")
+            for key, name in (
+                ("cls_token", "cls"),
+                ("max_tokens", "max"),
+                ("mean_tokens", "mean"),
+                ("lasttoken", "last"),
+            ):
+                if cfg.get(f"pooling_mode_{key}"):
+                    mode = name
+        elif kind == "Normalize":
+            normalize = True
+    st = directory / "sentence_bert_config.json"
+    max_length = read_json(st).get("max_seq_length") if st.exists() else None
+    return Pooling(mode, normalize, min(max_length or max_positions, max_positions))
+
+
+def load_hf_dir(directory: Path, name: str) -> LanguageModel:
+    hf_config, tensors = read_hf_dir(directory)
+    model = build(hf_config, tensors, source=str(directory))
+    tokenizer = Tokenizer.from_file(directory / "tokenizer.json")
+    return LanguageModel(name, model, tokenizer, _pooling(directory, model.cfg.max_positions))
+
+
+def load(name_or_path: str | Path):
+    """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file."""
+    path, entry = resolve(name_or_path)
+    name = entry.name if entry else str(name_or_path)
+    if path.is_dir() and (path / "config.json").exists():
+        return load_hf_dir(path, name)
+    if path.is_dir():
+        raise ContextlensError(
+            f"{path} is not a model directory: config.json is missing (a Hugging Face model "
+            "directory needs config.json, *.safetensors and tokenizer.json)"
+        )
+    raise ContextlensError(f"{path}: unrecognised model file; give a model directory")

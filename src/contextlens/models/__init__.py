@@ -1,0 +1,79 @@
+"""Architectures: each is a configuration of `Transformer` plus a map from its checkpoint's
+tensor names to ours. `build` turns (Hugging Face config, tensors) into a ready model."""
+
+from types import ModuleType
+
+import torch
+
+from ..errors import ContextlensError
+from . import bert
+from .transformer import Transformer, TransformerConfig
+
+ARCHITECTURES: dict[str, ModuleType] = {"bert": bert}
+
+
+def _expand(table: dict, prefix: str = "") -> dict[str, list[str]]:
+    """Fill the {p} (weight/bias) placeholders: ours -> list of source names."""
+    out = {}
+    for ours, theirs in table.items():
+        theirs = [theirs] if isinstance(theirs, str) else theirs
+        for p in ("weight", "bias") if "{p}" in ours else ("",):
+            out[ours.format(p=p)] = [prefix + t.format(p=p) for t in theirs]
+    return out
+
+
+def weight_names(arch: ModuleType, cfg: TransformerConfig) -> dict[str, list[str]]:
+    """Our parameter name -> the checkpoint names it is made of, for every layer."""
+    names = _expand(arch.WEIGHTS)
+    for i in range(cfg.n_layers):
+        layer = _expand(arch.LAYER_WEIGHTS, arch.LAYER_PREFIX.format(i=i))
+        names.update({f"blocks.{i}.{k}": v for k, v in layer.items()})
+    return names
+
+
+def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Transformer:
+    """A Transformer with the checkpoint's weights. `source` names the files in errors."""
+    kind = hf_config.get("model_type")
+    if kind not in ARCHITECTURES:
+        raise ContextlensError(
+            f"{source}: architecture {kind!r} is not supported; supported: "
+            f"{', '.join(ARCHITECTURES)}"
+        )
+    arch = ARCHITECTURES[kind]
+    try:
+        cfg = arch.config(hf_config)
+    except KeyError as e:
+        raise ContextlensError(f"{source}: config.json lacks {e}; restore the file") from None
+    for prefix in arch.PREFIXES:
+        tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    model = Transformer(cfg)
+    wanted = model.state_dict()
+    state = {}
+    for ours, theirs in weight_names(arch, cfg).items():
+        if ours not in wanted:
+            continue  # e.g. biases of a bias-free model
+        missing = [t for t in theirs if t not in tensors]
+        if missing:
+            raise ContextlensError(
+                f"{source}: weight {missing[0]!r} is missing; the file is "
+                "incomplete or not this architecture"
+            )
+        parts = [
+            arch.transform(t, tensors[t]) if hasattr(arch, "transform") else tensors[t]
+            for t in theirs
+        ]
+        state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if state[ours].shape != wanted[ours].shape:
+            raise ContextlensError(
+                f"{source}: weight {theirs[0]!r} has shape {tuple(state[ours].shape)}, "
+                f"expected {tuple(wanted[ours].shape)} from config.json"
+            )
+    tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
+    left = [k for k in wanted if k not in state and k not in tied]
+    if left:
+        raise ContextlensError(f"{source}: no weights for {left[0]!r}")
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+__all__ = ["ARCHITECTURES", "Transformer", "TransformerConfig", "build"]

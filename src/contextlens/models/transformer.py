@@ -1,0 +1,142 @@
+"""One transformer, assembled from the shared blocks; architectures are configurations of it.
+
+ids ─► token embedding (+ learned/sinusoidal positions) (+ token types) (→ norm)
+    ─► n_layers × Block(attention, MLP)                  (RoPE applied inside attention)
+    ─► (final norm) ─► hidden states ─► (LM head → logits)
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..nn import (
+    MLP,
+    Attention,
+    Block,
+    KVCache,
+    RoPE,
+    attention_mask,
+    make_norm,
+    sinusoidal_positions,
+)
+from ..nn.record import Recorder
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    architecture: str  # "bert", "llama", "gpt2": the family the weights come from
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int  # < n_heads: grouped-query attention
+    d_ff: int
+    max_positions: int
+    position: Literal["learned", "sinusoidal", "rope"]
+    norm: Literal["layernorm", "rmsnorm"]
+    norm_eps: float
+    pre_norm: bool  # False: post-norm (BERT)
+    activation: str  # key of nn.layers.ACTIVATIONS
+    gated_mlp: bool  # SwiGLU
+    causal: bool  # decoder: each token sees only itself and earlier tokens
+    bias: bool = True  # biases in attention and MLP projections
+    rope_theta: float = 10000.0
+    type_vocab_size: int = 0  # BERT's segment (token type) embeddings
+    embedding_norm: bool = False  # BERT normalises the summed embeddings
+    final_norm: bool = False  # pre-norm models normalise the last hidden state
+    lm_head: bool = False
+    tie_lm_head: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.tok = nn.Embedding(cfg.vocab_size, d)
+        self.pos = nn.Embedding(cfg.max_positions, d) if cfg.position == "learned" else None
+        if cfg.position == "sinusoidal":
+            self.register_buffer(
+                "sinusoids", sinusoidal_positions(cfg.max_positions, d), persistent=False
+            )
+        self.types = nn.Embedding(cfg.type_vocab_size, d) if cfg.type_vocab_size else None
+        self.emb_norm = make_norm(cfg.norm, d, cfg.norm_eps) if cfg.embedding_norm else None
+        rope = (
+            RoPE(cfg.head_dim, cfg.rope_theta, cfg.max_positions)
+            if cfg.position == "rope"
+            else None
+        )
+        self.blocks = nn.ModuleList(
+            Block(
+                Attention(d, cfg.n_heads, cfg.n_kv_heads, cfg.bias, rope),
+                MLP(d, cfg.d_ff, cfg.activation, cfg.gated_mlp, cfg.bias),
+                make_norm(cfg.norm, d, cfg.norm_eps),
+                make_norm(cfg.norm, d, cfg.norm_eps),
+                pre=cfg.pre_norm,
+            )
+            for _ in range(cfg.n_layers)
+        )
+        self.final_norm = make_norm(cfg.norm, d, cfg.norm_eps) if cfg.final_norm else None
+        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False) if cfg.lm_head else None
+        if self.lm_head is not None and cfg.tie_lm_head:
+            self.lm_head.weight = self.tok.weight
+
+    def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The input embeddings that enter layer 1: ids [b, s], positions [s] -> [b, s, d]."""
+        x = self.tok(ids)
+        if self.pos is not None:
+            x = x + self.pos(positions)
+        if self.cfg.position == "sinusoidal":
+            x = x + self.sinusoids[positions]
+        if self.types is not None:
+            x = x + self.types.weight[0]  # one segment: token type 0 everywhere
+        return self.emb_norm(x) if self.emb_norm is not None else x
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        pad_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        record: Recorder | None = None,
+    ) -> torch.Tensor:
+        """ids: [b, s] (pad_mask [b, k]: True for real tokens, k = cached + s) -> hidden [b, s, d].
+
+        With a cache, the s new tokens continue the cached ones and the cache grows by s.
+        """
+        s = ids.shape[1]
+        start = cache.length if cache is not None else 0
+        positions = torch.arange(start, start + s)
+        if start + s > self.cfg.max_positions:
+            raise ValueError(f"{start + s} positions exceed the model's {self.cfg.max_positions}")
+        x = self.embed(ids, positions)
+        mask = attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype)
+        for i, block in enumerate(self.blocks):
+            if record is not None:
+                record.save("hidden_states", i, x)
+            need_weights = record is not None and record.wants("attentions", i)
+            x, weights = block(x, mask, positions, i, cache, need_weights, record)
+            if weights is not None:
+                record.save("attentions", i, weights)
+        if cache is not None:
+            cache.length += s
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if record is not None:
+            record.save("hidden_states", self.cfg.n_layers, x)
+        return x
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., d] -> next-token logits [..., vocab]."""
+        if self.lm_head is None:
+            raise ValueError("this model has no language-model head")
+        return self.lm_head(hidden)
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        c = self.cfg
+        return KVCache(c.n_layers, batch, c.n_kv_heads, c.head_dim, max_len)

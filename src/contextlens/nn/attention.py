@@ -1,0 +1,129 @@
+"""Scaled dot-product attention, written once for every architecture.
+
+    scores  = Q · Kᵀ / √d_head          [b, heads, q, k]
+    scores += mask                      (0 where allowed, a very negative number where not)
+    weights = softmax(scores)           each row sums to 1
+    out     = weights · V               [b, heads, q, d_head]
+
+Grouped-query attention (n_kv_heads < n_heads) lets each key/value head serve
+n_heads / n_kv_heads query heads. When the weights are not wanted the fused kernel
+(`torch.nn.functional.scaled_dot_product_attention`) computes the same output without
+materialising them.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .positions import RoPE
+
+
+def attention_mask(
+    pad_mask: torch.Tensor | None, causal: bool, q_len: int, k_len: int, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """Additive mask `[b or 1, 1, q, k]`: 0 where a query may look, dtype-min where it may not.
+
+    pad_mask: `[b, k]`, True for real tokens. With causal=True the q queries are the last q of
+    the k positions (a KV cache holds the first k - q), and each sees itself and what precedes it.
+    Returns None when nothing is masked.
+    """
+    allowed = None
+    if causal and q_len > 1:
+        q_pos = torch.arange(k_len - q_len, k_len)[:, None]  # [q, 1]
+        allowed = (torch.arange(k_len)[None, :] <= q_pos)[None, None]  # [1, 1, q, k]
+    if pad_mask is not None and not bool(pad_mask.all()):
+        keys = pad_mask[:, None, None, :].bool()  # [b, 1, 1, k]
+        allowed = keys if allowed is None else allowed & keys
+    if allowed is None:
+        return None
+    zero = torch.zeros((), dtype=dtype)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """q: [b, h, q, d], k/v: [b, h_kv, k, d] -> (out [b, h, q, d], weights [b, h, q, k] | None)."""
+    group = q.shape[1] // k.shape[1]
+    if group > 1:  # grouped-query: each KV head serves `group` consecutive query heads
+        k = k.repeat_interleave(group, dim=1)
+        v = v.repeat_interleave(group, dim=1)
+    if not need_weights:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # [b, h, q, k]
+    if mask is not None:
+        scores = scores + mask
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer, so generation feeds one token a step.
+
+    Tensors are preallocated: `[b, n_kv_heads, max_len, head_dim]` per layer.
+    """
+
+    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int):
+        shape = (batch, n_kv_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape) for _ in range(n_layers)]
+        self.length = 0  # positions filled (advanced by the model after every layer ran)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Append k/v `[b, h_kv, s, d]`; return everything cached so far for this layer."""
+        end = self.length + k.shape[2]
+        self.k[layer][:, :, self.length : end] = k
+        self.v[layer][:, :, self.length : end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+class Attention(nn.Module):
+    """Multi-head (or grouped-query) self-attention with one fused Q/K/V projection."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        bias: bool,
+        rope: RoPE | None = None,
+    ):
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = d_model // n_heads
+        self.qkv = nn.Linear(d_model, (n_heads + 2 * n_kv_heads) * self.head_dim, bias=bias)
+        self.out = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
+        self.rope = rope
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        positions: torch.Tensor,
+        layer: int,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+        record=None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [b, s, d_model] -> (out [b, s, d_model], weights [b, heads, s, k] | None)."""
+        b, s, _ = x.shape
+        hd = self.head_dim
+        q, k, v = self.qkv(x).split(
+            [self.n_heads * hd, self.n_kv_heads * hd, self.n_kv_heads * hd], dim=-1
+        )
+        q = q.view(b, s, self.n_heads, hd).transpose(1, 2)  # [b, h, s, hd]
+        k = k.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
+        v = v.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
+        if self.rope is not None:
+            q, k = self.rope(q, positions), self.rope(k, positions)
+        if record is not None:
+            record.save_qkv(layer, q, k, v)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        y, weights = attend(q, k, v, mask, need_weights)  # [b, h, s, hd]
+        y = y.transpose(1, 2).reshape(b, s, self.n_heads * hd)
+        return self.out(y), weights

@@ -1,0 +1,88 @@
+"""Norms, feed-forward networks and the transformer block (pre-norm or post-norm)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention, KVCache
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x²) + eps) · weight, computed in float32 (Zhang & Sennrich 2019)."""
+
+    def __init__(self, d: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., d] -> [..., d]
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def make_norm(kind: str, d: int, eps: float) -> nn.Module:
+    """'layernorm' (mean/variance, weight and bias) or 'rmsnorm' (scale only)."""
+    return nn.LayerNorm(d, eps=eps) if kind == "layernorm" else RMSNorm(d, eps)
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu,  # exact, erf-based (BERT)
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
+    "silu": F.silu,  # Llama
+    "relu": F.relu,
+}
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward network: up-project, activate, down-project.
+
+    gated=False: down(act(up(x)))                (BERT, GPT-2: GELU)
+    gated=True:  down(act(gate(x)) * up(x))      (Llama: SwiGLU, act = SiLU)
+    The gate and up projections are stored as one matrix `up` of twice the width.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str, gated: bool, bias: bool):
+        super().__init__()
+        self.gated = gated
+        self.act = ACTIVATIONS[activation]
+        self.up = nn.Linear(d_model, d_ff * (2 if gated else 1), bias=bias)
+        self.down = nn.Linear(d_ff, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [b, s, d] -> [b, s, d]
+        h = self.up(x)  # [b, s, d_ff] or [b, s, 2·d_ff]
+        if self.gated:
+            gate, up = h.chunk(2, dim=-1)
+            return self.down(self.act(gate) * up)
+        return self.down(self.act(h))
+
+
+class Block(nn.Module):
+    """One transformer layer: attention then MLP, each with a residual connection and a norm.
+
+    pre-norm  (GPT-2, Llama): x = x + attn(norm1(x));  x = x + mlp(norm2(x))
+    post-norm (BERT):         x = norm1(x + attn(x));  x = norm2(x + mlp(x))
+    """
+
+    def __init__(self, attn: Attention, mlp: MLP, norm1: nn.Module, norm2: nn.Module, pre: bool):
+        super().__init__()
+        self.attn, self.mlp, self.norm1, self.norm2, self.pre = attn, mlp, norm1, norm2, pre
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        positions: torch.Tensor,
+        layer: int,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+        record=None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [b, s, d] -> (x [b, s, d], attention weights [b, heads, s, k] | None)."""
+        if self.pre:
+            a, w = self.attn(self.norm1(x), mask, positions, layer, cache, need_weights, record)
+            x = x + a
+            return x + self.mlp(self.norm2(x)), w
+        a, w = self.attn(x, mask, positions, layer, cache, need_weights, record)
+        x = self.norm1(x + a)
+        return self.norm2(x + self.mlp(x)), w
