@@ -43,10 +43,24 @@ def load_hf_dir(directory: Path, name: str) -> LanguageModel:
     return LanguageModel(name, model, tokenizer, _pooling(directory, model.cfg.max_positions))
 
 
+def load_gguf(path: Path, name: str) -> LanguageModel:
+    from .io.gguf import read_gguf  # issue 3: llama.cpp files
+
+    hf_config, tensors, tokenizer = read_gguf(path)
+    model = build(hf_config, tensors, source=str(path))
+    return LanguageModel(name, model, tokenizer, Pooling("mean", False, model.cfg.max_positions))
+
+
 def load(name_or_path: str | Path):
     """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file."""
     path, entry = resolve(name_or_path)
     name = entry.name if entry else str(name_or_path)
+    if (entry and entry.kind == "static") or path.suffix in (".txt", ".vec", ".bin"):
+        from .static import load_vectors  # issue 4: word-vector tables
+
+        return load_vectors(path, name)
+    if path.suffix == ".gguf":
+        return load_gguf(path, name)
     if path.is_dir() and (path / "config.json").exists():
         return load_hf_dir(path, name)
     if path.is_dir():

@@ -5,7 +5,7 @@ import sys
 import click
 
 from ..errors import ContextlensError
-from . import core  # noqa: F401  (registers the commands)
+from . import context, core, decoder, search, static, tour  # noqa: F401  (register commands)
 from .app import app
 
 

@@ -1,4 +1,4 @@
-"""What one forward pass should keep: opt-in per kind and per layer, so plain inference stays fast."""
+"""What one forward pass should keep: opt-in per kind and per layer, so inference stays fast."""
 
 from dataclasses import dataclass, field
 

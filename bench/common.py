@@ -1,0 +1,59 @@
+"""Shared by the benchmarks: timing, the machine's fp32 matmul ceiling, and RESULTS.md sections."""
+
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of `fn()` in seconds over `repeat` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_ceiling(n: int = 1024) -> dict[str, float]:
+    """Measured fp32 GFLOP/s of one n×n×n matmul: torch (MKL) and numpy (OpenBLAS)."""
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    an, bn = a.numpy(), b.numpy()
+    flops = 2 * n**3
+    return {
+        "torch_gflops": flops / timeit(lambda: a @ b, repeat=7) / 1e9,
+        "numpy_gflops": flops / timeit(lambda: an @ bn, repeat=7) / 1e9,
+    }
+
+
+def machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}"
+    )
+
+
+def write_section(name: str, markdown: str) -> None:
+    """Replace the `<!-- name:begin -->…<!-- name:end -->` block of RESULTS.md (or append it)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n"
+    )
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS)

@@ -1,0 +1,1 @@
+"""Commands: context (see the module's issue)."""

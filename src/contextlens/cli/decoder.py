@@ -1,0 +1,1 @@
+"""Commands: decoder (see the module's issue)."""

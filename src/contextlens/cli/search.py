@@ -1,0 +1,1 @@
+"""Commands: search (see the module's issue)."""

@@ -1,0 +1,1 @@
+"""Commands: static (see the module's issue)."""
