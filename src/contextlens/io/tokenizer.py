@@ -18,11 +18,21 @@ class Encoded:
 
 
 class Tokenizer:
-    def __init__(self, tok: HFTokenizer, add_special_tokens: bool = True):
+    def __init__(
+        self,
+        tok: HFTokenizer,
+        add_special_tokens: bool = True,
+        bos_id: int | None = None,
+        eos_ids: tuple[int, ...] = (),
+        chat_template: str | None = None,
+    ):
         tok.no_truncation()  # limits are checked (and named) by the model, never applied silently
         tok.no_padding()
         self.tok = tok
         self.add_special_tokens = add_special_tokens
+        self.bos_id = bos_id
+        self.eos_ids = eos_ids  # generation stops at any of these
+        self.chat_template = chat_template  # a Jinja template, as in tokenizer_config.json
 
     @classmethod
     def from_file(cls, path: Path) -> "Tokenizer":

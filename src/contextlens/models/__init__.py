@@ -1,19 +1,25 @@
 """Architectures: each is a configuration of `Transformer` plus a map from its checkpoint's
-tensor names to ours. `build` turns (Hugging Face config, tensors) into a ready model."""
+tensor names to ours. `build` turns (Hugging Face config, tensors) into a ready model.
+
+An architecture module provides `config(hf_config) -> TransformerConfig`, `PREFIXES` (stripped
+from checkpoint names), `WEIGHTS` and `LAYER_WEIGHTS` (our name -> checkpoint name(s); a list is
+concatenated along dim 0, `{p}` stands for weight and bias), `LAYER_PREFIX`, and optionally
+`transform(name, tensor)` for layout changes.
+"""
 
 from types import ModuleType
 
 import torch
 
 from ..errors import ContextlensError
-from . import bert
+from . import bert, gpt2, llama
 from .transformer import Transformer, TransformerConfig
 
-ARCHITECTURES: dict[str, ModuleType] = {"bert": bert}
+ARCHITECTURES: dict[str, ModuleType] = {"bert": bert, "llama": llama, "gpt2": gpt2}
 
 
 def _expand(table: dict, prefix: str = "") -> dict[str, list[str]]:
-    """Fill the {p} (weight/bias) placeholders: ours -> list of source names."""
+    """Fill the {p} (weight/bias) placeholders: ours -> list of checkpoint names."""
     out = {}
     for ours, theirs in table.items():
         theirs = [theirs] if isinstance(theirs, str) else theirs
@@ -32,7 +38,7 @@ def weight_names(arch: ModuleType, cfg: TransformerConfig) -> dict[str, list[str
 
 
 def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Transformer:
-    """A Transformer with the checkpoint's weights. `source` names the files in errors."""
+    """A Transformer holding the checkpoint's weights. `source` names the files in errors."""
     kind = hf_config.get("model_type")
     if kind not in ARCHITECTURES:
         raise ContextlensError(
@@ -43,37 +49,36 @@ def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Tra
     try:
         cfg = arch.config(hf_config)
     except KeyError as e:
-        raise ContextlensError(f"{source}: config.json lacks {e}; restore the file") from None
+        raise ContextlensError(f"{source}: the config lacks {e}; restore the file") from None
+    except ContextlensError as e:
+        raise ContextlensError(f"{source}: {e}") from None
     for prefix in arch.PREFIXES:
         tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    transform = getattr(arch, "transform", lambda name, t: t)
     model = Transformer(cfg)
     wanted = model.state_dict()
+    tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
     state = {}
     for ours, theirs in weight_names(arch, cfg).items():
-        if ours not in wanted:
-            continue  # e.g. biases of a bias-free model
+        if ours not in wanted or ours in tied:
+            continue  # a bias of a bias-free model; a head that shares the embedding
         missing = [t for t in theirs if t not in tensors]
         if missing:
             raise ContextlensError(
-                f"{source}: weight {missing[0]!r} is missing; the file is "
-                "incomplete or not this architecture"
+                f"{source}: weight {missing[0]!r} is missing; the file is incomplete or not "
+                f"a {kind} checkpoint"
             )
-        parts = [
-            arch.transform(t, tensors[t]) if hasattr(arch, "transform") else tensors[t]
-            for t in theirs
-        ]
-        state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
+        state[ours] = torch.cat([transform(t, tensors[t]) for t in theirs])
         if state[ours].shape != wanted[ours].shape:
             raise ContextlensError(
                 f"{source}: weight {theirs[0]!r} has shape {tuple(state[ours].shape)}, "
-                f"expected {tuple(wanted[ours].shape)} from config.json"
+                f"expected {tuple(wanted[ours].shape)} from the config"
             )
-    tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
     left = [k for k in wanted if k not in state and k not in tied]
     if left:
         raise ContextlensError(f"{source}: no weights for {left[0]!r}")
     model.load_state_dict(state, strict=False)
-    return model.eval()
+    return model.eval().requires_grad_(False)
 
 
 __all__ = ["ARCHITECTURES", "Transformer", "TransformerConfig", "build"]

@@ -1,7 +1,7 @@
 """BERT (Devlin et al. 2019): learned positions + token types, embedding LayerNorm, post-norm
 blocks, exact GELU, bidirectional attention. all-MiniLM-L6-v2 is a 6-layer BERT."""
 
-from .transformer import TransformerConfig
+from .transformer import TransformerConfig, hf_activation
 
 
 def config(hf: dict) -> TransformerConfig:
@@ -18,7 +18,7 @@ def config(hf: dict) -> TransformerConfig:
         norm="layernorm",
         norm_eps=hf.get("layer_norm_eps", 1e-12),
         pre_norm=False,
-        activation=hf.get("hidden_act", "gelu"),
+        activation=hf_activation(hf.get("hidden_act", "gelu")),
         gated_mlp=False,
         causal=False,
         type_vocab_size=hf.get("type_vocab_size", 2),

@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..errors import ContextlensError
 from ..nn import (
     MLP,
     Attention,
@@ -22,6 +23,26 @@ from ..nn import (
     sinusoidal_positions,
 )
 from ..nn.record import Recorder
+
+# Hugging Face `hidden_act` / `activation_function` names -> ours (nn.layers.ACTIVATIONS)
+HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "silu": "silu",
+    "swish": "silu",
+    "relu": "relu",
+}
+
+
+def hf_activation(name: str) -> str:
+    """A Hugging Face activation name as one of ours; unknown names are a clear error."""
+    if name not in HF_ACTIVATIONS:
+        raise ContextlensError(
+            f"activation {name!r} is not supported; supported: {', '.join(HF_ACTIVATIONS)}"
+        )
+    return HF_ACTIVATIONS[name]
 
 
 @dataclass(frozen=True)

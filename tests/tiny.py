@@ -1,0 +1,52 @@
+"""Small random-weight models saved by transformers, for architectures whose real weights are not
+available offline here (the loading code under test is the real one)."""
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+CORPUS = [
+    "The capital of France is Paris. The animal didn't cross the street because it was tired.",
+    "Attention lets every token look at every other token, layer after layer.",
+    "Numbers like 3.14 and 2026, punctuation!? and naïve café déjà vu — all welcome.",
+] * 20
+
+
+def byte_bpe_tokenizer(vocab_size: int = 300) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    return tok
+
+
+def save_tiny(kind: str, directory: Path, **overrides) -> Path:
+    """Save a random `kind` ("gpt2" or "llama") model + tokenizer.json; returns the directory."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = byte_bpe_tokenizer()
+    vocab = tok.get_vocab_size()
+    if kind == "gpt2":
+        cfg = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=64, n_layer=3, n_head=4,
+                         bos_token_id=0, eos_token_id=0, **overrides)
+        model = GPT2LMHeadModel(cfg)
+    else:
+        cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=160,
+                          num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=128, rope_theta=10000.0,
+                          tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, **overrides)
+        model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # random init is tiny; widen it so layers actually mix tokens
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.normal_(0, 0.2)
+    model.save_pretrained(directory, safe_serialization=True)
+    tok.save(str(directory / "tokenizer.json"))
+    return directory
