@@ -10,9 +10,27 @@ from .errors import ContextlensError
 from .io.tokenizer import Encoded, Tokenizer
 from .models import Transformer
 from .nn.record import Recorder
+from .sampling import check_sampling, choose
 from .trace import Trace
 
 Texts = str | Sequence[str]
+
+
+def render_chat(template: str, messages: list[dict], tokenizer: Tokenizer) -> str:
+    """Render a Hugging Face chat template (Jinja) with a generation prompt."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    special = {
+        name: tokenizer.tok.id_to_token(i) if i is not None else ""
+        for name, i in (
+            ("bos_token", tokenizer.bos_id),
+            ("eos_token", (tokenizer.eos_ids or (None,))[0]),
+        )
+    }
+    return env.from_string(template).render(
+        messages=messages, add_generation_prompt=True, **special
+    )
 
 
 @dataclass(frozen=True)
@@ -192,3 +210,124 @@ class LanguageModel:
         else:  # "last": the last real token (decoders)
             v = hidden[torch.arange(hidden.shape[0]), mask.sum(1) - 1]
         return torch.nn.functional.normalize(v, dim=-1) if self.pooling.normalize else v
+
+    # ── next-token prediction and generation (decoders) ────────────────────────────────────
+    def _require_decoder(self, what: str) -> None:
+        if self.kind != "decoder" or self.model.lm_head is None:
+            raise ContextlensError(
+                f"{self.name} is an encoder; {what} needs a decoder with an LM head, such as "
+                "smollm2 (-m smollm2)"
+            )
+
+    @torch.inference_mode()
+    def next_token_logits(self, text: str) -> torch.Tensor:
+        """The LM head's logits for the token after `text`: `[vocab]`."""
+        self._require_decoder("next-token prediction")
+        e = self.tokenize(text)
+        hidden = self.model(torch.tensor([e.ids]))  # [1, s, d]
+        return self.model.logits(hidden[0, -1])
+
+    def next_token_probs(
+        self, text: str, k: int = 10, temperature: float = 1.0
+    ) -> list[tuple[str, float]]:
+        """The k most likely next tokens as (decoded text, probability), most likely first."""
+        if k < 1:
+            raise ContextlensError(f"k must be ≥ 1 (got {k})")
+        if not temperature > 0:
+            raise ContextlensError(f"temperature must be > 0 (got {temperature}); try 1.0")
+        probs = (self.next_token_logits(text) / temperature).softmax(-1)
+        top = probs.topk(min(k, probs.shape[0]))
+        return [
+            (self.tokenizer.decode([int(i)]), float(p))
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
+
+    def _new_token_ids(
+        self,
+        ids: list[int],
+        max_new_tokens: int,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        seed: int | None,
+        use_cache: bool = True,
+    ):
+        """Yield new token ids one by one: prefill the prompt once, then one token per step
+        through the KV cache (use_cache=False recomputes the whole sequence each step)."""
+        limit = self.max_length
+        if len(ids) + max_new_tokens > limit:
+            raise ContextlensError(
+                f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
+                f"{self.name}'s context of {limit} tokens; shorten the prompt or ask for fewer"
+            )
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        cache = self.model.new_cache(1, len(ids) + max_new_tokens) if use_cache else None
+        seq = list(ids)
+        step = torch.tensor([seq])
+        for _ in range(max_new_tokens):
+            hidden = self.model(step, cache=cache)  # [1, s, d]
+            logits = self.model.logits(hidden[0, -1])  # [vocab]
+            token = choose(logits, temperature, top_k, top_p, generator)
+            yield token
+            if token in self.tokenizer.eos_ids:
+                return
+            seq.append(token)
+            step = torch.tensor([[token]] if use_cache else [seq])
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        text: str,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ):
+        """Yield the new text piece by piece as it is generated (see `generate`)."""
+        self._require_decoder("generation")
+        if max_new_tokens < 1:
+            raise ContextlensError(f"max_new_tokens must be ≥ 1 (got {max_new_tokens})")
+        check_sampling(temperature, top_k, top_p)
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        e = self.tokenize(text)
+        new: list[int] = []
+        shown = ""
+        for token in self._new_token_ids(e.ids, max_new_tokens, temperature, top_k, top_p, seed):
+            if token in self.tokenizer.eos_ids:
+                break
+            new.append(token)
+            full = self.tokenizer.decode(new, skip_special_tokens=True)
+            if full.endswith("\ufffd"):
+                continue  # half of a multi-byte character: wait for the rest
+            cut = min((full.find(s) for s in stops if s in full), default=-1)
+            if cut >= 0:
+                if cut > len(shown):
+                    yield full[len(shown) : cut]
+                return
+            if len(full) > len(shown):
+                yield full[len(shown) :]
+                shown = full
+
+    def generate(self, text: str, max_new_tokens: int = 64, **kwargs) -> str:
+        """The new text only (not the prompt). temperature=0 (the default) is greedy decoding;
+        top_k / top_p filter the distribution, seed makes sampling repeatable, and generation
+        ends at an end-of-sequence token, after max_new_tokens, or before a `stop` string."""
+        return "".join(self.stream(text, max_new_tokens, **kwargs))
+
+    def chat_prompt(self, messages: str | Sequence[dict]) -> str:
+        """The model's own chat template applied to messages ([{"role", "content"}, …])."""
+        self._require_decoder("chat")
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        if not messages or not all(isinstance(m, dict) and "content" in m for m in messages):
+            raise ContextlensError('messages must be a list of {"role": …, "content": …} dicts')
+        template = self.tokenizer.chat_template
+        if not template:
+            raise ContextlensError(f"{self.name} has no chat template; use generate() instead")
+        return render_chat(template, list(messages), self.tokenizer)
+
+    def chat(self, messages: str | Sequence[dict], **kwargs) -> str:
+        """The assistant's reply to `messages` (a string is one user message)."""
+        return self.generate(self.chat_prompt(messages), **kwargs)

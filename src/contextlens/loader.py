@@ -36,10 +36,22 @@ def _pooling(directory: Path, max_positions: int) -> Pooling:
     return Pooling(mode, normalize, min(max_length or max_positions, max_positions))
 
 
+def _ids(value) -> tuple[int, ...]:
+    """An id or a list of ids (config.json allows both) as a tuple."""
+    return () if value is None else tuple(value) if isinstance(value, list) else (value,)
+
+
 def load_hf_dir(directory: Path, name: str) -> LanguageModel:
     hf_config, tensors = read_hf_dir(directory)
     model = build(hf_config, tensors, source=str(directory))
-    tokenizer = Tokenizer.from_file(directory / "tokenizer.json")
+    tok_config = directory / "tokenizer_config.json"
+    template = read_json(tok_config).get("chat_template") if tok_config.exists() else None
+    tokenizer = Tokenizer.from_file(
+        directory / "tokenizer.json",
+        bos_id=(_ids(hf_config.get("bos_token_id")) or (None,))[0],
+        eos_ids=_ids(hf_config.get("eos_token_id")),
+        chat_template=template if isinstance(template, str) else None,
+    )
     return LanguageModel(name, model, tokenizer, _pooling(directory, model.cfg.max_positions))
 
 

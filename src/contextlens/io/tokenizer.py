@@ -35,13 +35,14 @@ class Tokenizer:
         self.chat_template = chat_template  # a Jinja template, as in tokenizer_config.json
 
     @classmethod
-    def from_file(cls, path: Path) -> "Tokenizer":
+    def from_file(cls, path: Path, **kwargs) -> "Tokenizer":
         if not path.is_file():
             raise ContextlensError(f"{path} is missing; a model directory needs its tokenizer.json")
         try:
-            return cls(HFTokenizer.from_file(str(path)))
+            tok = HFTokenizer.from_file(str(path))
         except Exception as e:  # the tokenizers library raises a bare Exception on bad files
             raise ContextlensError(f"{path} is not a valid tokenizer file ({e})") from None
+        return cls(tok, **kwargs)
 
     @property
     def vocab_size(self) -> int:
