@@ -2,24 +2,15 @@
 
 import sys
 
-import click
-
 from ..errors import ContextlensError
 from . import context, core, decoder, search, static, tour  # noqa: F401  (register commands)
 from .app import app
 
 
 def main() -> None:
+    """Run the CLI; usage errors are typer's (exit 2), bad input is ours (one line, exit 2)."""
     try:
-        app(standalone_mode=False)
+        app()
     except ContextlensError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except click.ClickException as e:  # usage errors: unknown option, missing argument …
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)

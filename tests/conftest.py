@@ -1,0 +1,35 @@
+"""Shared fixtures: the real catalog models, loaded once per test session, and a CLI runner."""
+
+import sys
+
+import pytest
+
+import contextlens as cl
+from contextlens.cli import main
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return cl.load("minilm")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    return cl.io.catalog.CATALOG["minilm"].path()
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """run_cli("tokens", "hi") -> (exit code, stdout, stderr), in this process."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["contextlens", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
