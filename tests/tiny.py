@@ -34,14 +34,32 @@ def save_tiny(kind: str, directory: Path, **overrides) -> Path:
     tok = byte_bpe_tokenizer()
     vocab = tok.get_vocab_size()
     if kind == "gpt2":
-        cfg = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=64, n_layer=3, n_head=4,
-                         bos_token_id=0, eos_token_id=0, **overrides)
+        cfg = GPT2Config(
+            vocab_size=vocab,
+            n_positions=128,
+            n_embd=64,
+            n_layer=3,
+            n_head=4,
+            bos_token_id=0,
+            eos_token_id=0,
+            **overrides,
+        )
         model = GPT2LMHeadModel(cfg)
     else:
-        cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=160,
-                          num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-                          max_position_embeddings=128, rope_theta=10000.0,
-                          tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, **overrides)
+        cfg = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=160,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            rope_theta=10000.0,
+            tie_word_embeddings=False,
+            bos_token_id=0,
+            eos_token_id=0,
+            **overrides,
+        )
         model = LlamaForCausalLM(cfg)
     with torch.no_grad():  # random init is tiny; widen it so layers actually mix tokens
         for p in model.parameters():

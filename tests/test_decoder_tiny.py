@@ -1,0 +1,96 @@
+"""GPT-2 and Llama loaded from Hugging Face directories (small random weights saved by
+transformers, since real GPT-2 weights are not available offline) against transformers."""
+
+import pytest
+import torch
+from tiny import save_tiny
+
+import contextlens as cl
+from contextlens import ContextlensError
+
+PROMPTS = ["The capital of France is", "Numbers like 3.14, naïve café!", "attention attention"]
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def pair(request, tmp_path_factory):
+    from transformers import AutoModelForCausalLM
+
+    d = save_tiny(request.param, tmp_path_factory.mktemp(request.param))
+    ref = AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager").eval()
+    return cl.load(d), ref
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_hidden_states_attentions_logits_equal_transformers(pair, prompt):
+    m, ref = pair
+    t = m.trace(prompt)
+    with torch.no_grad():
+        out = ref(torch.tensor([t.ids]), output_hidden_states=True, output_attentions=True)
+    torch.testing.assert_close(
+        t.hidden_states, torch.stack(out.hidden_states)[:, 0], atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(t.attentions, torch.stack(out.attentions)[:, 0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(m.next_token_logits(prompt), out.logits[0, -1], atol=1e-4, rtol=0)
+    assert t.attentions.triu(1).abs().max() == 0  # causal: nothing above the diagonal
+
+
+def test_greedy_generation_equals_transformers_and_recompute(pair):
+    m, ref = pair
+    for prompt in PROMPTS:
+        ids = m.tokenize(prompt).ids
+        with torch.no_grad():
+            out = ref.generate(
+                torch.tensor([ids]),
+                max_new_tokens=32,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=0,
+            )
+        theirs = out[0, len(ids) :].tolist()
+        cached = list(m._new_token_ids(ids, 32, 0.0, None, None, None))
+        recomputed = list(m._new_token_ids(ids, 32, 0.0, None, None, None, use_cache=False))
+        n = len(cached)  # ours stops at end-of-sequence; transformers was told not to
+        assert cached == recomputed
+        assert cached == theirs[:n]
+
+
+def test_sampling_is_seeded_and_streams_add_up(pair):
+    m, _ = pair
+    kw = dict(max_new_tokens=12, temperature=0.9, top_k=20, top_p=0.9)
+    a = m.generate("The capital", seed=7, **kw)
+    assert a == m.generate("The capital", seed=7, **kw)
+    assert "".join(m.stream("The capital", seed=7, **kw)) == a
+
+
+def test_next_token_probs_are_a_distribution(pair):
+    m, _ = pair
+    top = m.next_token_probs("The capital of France is", k=5)
+    assert len(top) == 5 and all(isinstance(s, str) for s, _ in top)
+    probs = [p for _, p in top]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+    full = m.next_token_logits("The capital of France is").softmax(-1)
+    assert probs[0] == pytest.approx(float(full.max()), abs=1e-6)
+
+
+def test_decoder_bad_inputs(pair):
+    m, _ = pair
+    with pytest.raises(ContextlensError, match="max_new_tokens must be ≥ 1"):
+        m.generate("hi", max_new_tokens=0)
+    with pytest.raises(ContextlensError, match=r"top_p must be in \(0, 1\]"):
+        m.generate("hi", temperature=1.0, top_p=1.5)
+    with pytest.raises(ContextlensError, match=r"top_p must be in \(0, 1\]"):
+        m.generate("hi", temperature=1.0, top_p=0)
+    prompt = "hi"
+    while len(m.tokenize(prompt).ids) < 80:  # fits alone, not with 64 new tokens
+        prompt += " hi"
+    with pytest.raises(ContextlensError, match="exceeds .* context of 128 tokens"):
+        m.generate(prompt, max_new_tokens=64)
+    with pytest.raises(ContextlensError, match="over .* limit of 128"):
+        m.trace("hi " * 200)
+    with pytest.raises(ContextlensError, match="temperature must be ≥ 0"):
+        m.generate("hi", temperature=-1)
+
+
+def test_encoder_refuses_generation(minilm):
+    with pytest.raises(ContextlensError, match="minilm is an encoder.*smollm2"):
+        minilm.next_token_probs("The capital of France is")
