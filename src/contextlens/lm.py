@@ -150,16 +150,16 @@ class LanguageModel:
         rec = Recorder(hidden_states, attentions, qkv, frozenset(layers) if layers else None)
         self.model(ids, mask, record=rec)
 
-        def stacked(kind: str, b: int, length: int) -> torch.Tensor | None:
-            saved = rec.saved.get(kind)
-            if not saved:
+        def stacked(kind: str, b: int, n: int) -> torch.Tensor | None:
+            """Item b's slice (its n real tokens) of the recorder's stacked tensor: a view."""
+            t = rec.saved.get(kind)
+            if t is None:
                 return None
-            parts = [saved[i] for i in sorted(saved)]
-            if kind == "hidden_states":  # [b, s, d] each
-                return torch.stack([p[b, :length] for p in parts])
-            if kind == "attentions":  # [b, h, s, s] each
-                return torch.stack([p[b, :, :length, :length] for p in parts])
-            return torch.stack([p[:, b, :, :length] for p in parts])  # qkv: [3, b, h, s, hd]
+            if kind == "hidden_states":  # [layers, b, s, d]
+                return t[:, b, :n]
+            if kind == "attentions":  # [layers, b, h, s, s]
+                return t[:, b, :, :n, :n]
+            return t[:, :, b, :, :n]  # qkv: [layers, 3, b, h, s, hd]
 
         traces = [
             Trace(

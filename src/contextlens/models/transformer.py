@@ -137,13 +137,13 @@ class Transformer(nn.Module):
             raise ValueError(f"{start + s} positions exceed the model's {self.cfg.max_positions}")
         x = self.embed(ids, positions)
         mask = attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype)
+        if record is not None:
+            record.n_layers = self.cfg.n_layers
         for i, block in enumerate(self.blocks):
             if record is not None:
                 record.save("hidden_states", i, x)
             need_weights = record is not None and record.wants("attentions", i)
-            x, weights = block(x, mask, positions, i, cache, need_weights, record)
-            if weights is not None:
-                record.save("attentions", i, weights)
+            x, _ = block(x, mask, positions, i, cache, need_weights, record)
         if cache is not None:
             cache.length += s
         if self.final_norm is not None:

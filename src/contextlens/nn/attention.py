@@ -46,18 +46,22 @@ def attend(
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
     need_weights: bool = False,
+    weights_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """q: [b, h, q, d], k/v: [b, h_kv, k, d] -> (out [b, h, q, d], weights [b, h, q, k] | None)."""
+    """q: [b, h, q, d], k/v: [b, h_kv, k, d] -> (out [b, h, q, d], weights [b, h, q, k] | None).
+
+    `weights_out`, if given, is where the weights are written (a recorder's slot).
+    """
     group = q.shape[1] // k.shape[1]
     if group > 1:  # grouped-query: each KV head serves `group` consecutive query heads
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
     if not need_weights:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # [b, h, q, k]
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # [b, h, q, k]
     if mask is not None:
-        scores = scores + mask
-    weights = scores.softmax(dim=-1)
+        scores += mask
+    weights = torch.softmax(scores, dim=-1, out=weights_out)
     return weights @ v, weights
 
 
@@ -124,6 +128,9 @@ class Attention(nn.Module):
             record.save_qkv(layer, q, k, v)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        y, weights = attend(q, k, v, mask, need_weights)  # [b, h, s, hd]
+        slot = None
+        if need_weights and record is not None:
+            slot = record.slot("attentions", layer, (b, self.n_heads, s, k.shape[2]))
+        y, weights = attend(q, k, v, mask, need_weights, slot)  # [b, h, s, hd]
         y = y.transpose(1, 2).reshape(b, s, self.n_heads * hd)
         return self.out(y), weights

@@ -9,30 +9,42 @@ import torch
 class Recorder:
     """Ask for `hidden_states`, `attentions` and/or `qkv`, optionally for some `layers` only.
 
-    The model calls `save_*`; what was not asked for is never materialised (attention weights not
-    asked for let the fused kernel run). Layer i of hidden states is the input of block i;
-    index n_layers is the final output.
+    What was not asked for is never materialised (attention weights not asked for let the fused
+    kernel run). What was asked for is written straight into one stacked tensor per kind —
+    `saved["attentions"]`: `[n_recorded, b, heads, q, k]` — so nothing is copied afterwards.
+    Hidden-state layer i is the input of block i; index n_layers is the final output.
     """
 
     hidden_states: bool = False
     attentions: bool = False
     qkv: bool = False
     layers: frozenset[int] | None = None  # None = every layer
-    saved: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    saved: dict[str, torch.Tensor] = field(default_factory=dict)
+    n_layers: int = 0  # set by the model when the pass begins
 
     def wants(self, kind: str, layer: int) -> bool:
         return getattr(self, kind) and (self.layers is None or layer in self.layers)
 
+    def recorded(self, kind: str) -> list[int]:
+        """The layers `kind` is kept for, in order (hidden states have one more: the output)."""
+        n = self.n_layers + (kind == "hidden_states")
+        return [i for i in range(n) if self.layers is None or i in self.layers]
+
+    def slot(self, kind: str, layer: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """The view of the stacked tensor where `kind` at `layer` goes (allocated on first use)."""
+        order = self.recorded(kind)
+        if kind not in self.saved:
+            self.saved[kind] = torch.empty(len(order), *shape)
+        return self.saved[kind][order.index(layer)]
+
     def save(self, kind: str, layer: int, value: torch.Tensor) -> None:
         if self.wants(kind, layer):
-            self.saved.setdefault(kind, {})[layer] = value
+            self.slot(kind, layer, tuple(value.shape)).copy_(value)
 
     def save_qkv(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Queries, keys, values (KV heads repeated to match query heads): [3, b, h, s, hd]."""
         if self.wants("qkv", layer):
-            self.saved.setdefault("qkv", {})[layer] = torch.stack(
-                (
-                    q,
-                    k.repeat_interleave(q.shape[1] // k.shape[1], dim=1),
-                    v.repeat_interleave(q.shape[1] // v.shape[1], dim=1),
-                )
-            )  # [3, b, heads, s, hd]
+            group = q.shape[1] // k.shape[1]
+            slot = self.slot("qkv", layer, (3, *q.shape))
+            for i, x in enumerate((q, k, v)):
+                slot[i].copy_(x.repeat_interleave(group, dim=1))

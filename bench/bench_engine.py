@@ -1,0 +1,93 @@
+"""The engine (issue 2): `trace` with every attention and hidden state vs transformers' eager
+BertModel with output_attentions/output_hidden_states, and `embed` throughput on 2,000 real
+sentences vs sentence-transformers `encode`. Same weights, same texts, same process.
+
+    .venv/bin/python bench/bench_engine.py
+"""
+
+import csv
+import sys
+from pathlib import Path
+
+import torch
+from common import machine, matmul_ceiling, timeit, write_section
+
+import contextlens as cl
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sentences(n: int) -> list[str]:
+    """The first n distinct sentences of the STS Benchmark dev file (real text)."""
+    with open(ROOT / "tests/data/stsb-dev.csv", encoding="utf-8") as f:
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        seen = dict.fromkeys(s for r in rows for s in (r[5], r[6]))
+    return list(seen)[:n]
+
+
+def main() -> None:
+    torch.set_grad_enabled(False)
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer, BertModel
+
+    path = cl.io.catalog.CATALOG["minilm"].path()
+    ours = cl.load("minilm")
+    hf_tok = AutoTokenizer.from_pretrained(path)
+    hf = BertModel.from_pretrained(path, attn_implementation="eager").eval()
+    st = SentenceTransformer(str(path), device="cpu")
+    ceiling = matmul_ceiling()
+
+    base = " ".join(sentences(400))
+    rows = []
+    for n_tokens in (16, 128, 512):
+        ids = hf_tok(base, add_special_tokens=False)["input_ids"][: n_tokens - 2]
+        text = hf_tok.decode(ids)
+        enc = hf_tok(text, return_tensors="pt")
+        n = enc["input_ids"].shape[1]
+        assert ours.tokenize(text).ids == enc["input_ids"][0].tolist()
+        repeat = 30 if n <= 128 else 10
+
+        def theirs():
+            return hf(**enc, output_attentions=True, output_hidden_states=True)
+
+        def mine():
+            return ours.trace(text)
+
+        t_theirs, t_ours = timeit(theirs, repeat), timeit(mine, repeat)
+        flops = 2 * n * 6 * (4 * 384 * 384 + 2 * 384 * 1536) + 4 * 6 * n * n * 384
+        rows.append(
+            f"| trace, {n} tokens | {t_ours * 1e3:.2f} ms | {t_theirs * 1e3:.2f} ms | "
+            f"**{t_theirs / t_ours:.2f}×** | {flops / t_ours / 1e9:.1f} GFLOP/s "
+            f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of torch matmul) |"
+        )
+        print(rows[-1], file=sys.stderr)
+
+    texts = sentences(2000)
+    t_st = timeit(lambda: st.encode(texts, batch_size=32), repeat=3)
+    t_ours = timeit(lambda: ours.embed(texts, batch_size=32), repeat=3)
+    rows.append(
+        f"| embed, 2,000 STS sentences, batch 32 | {len(texts) / t_ours:.0f} sentences/s | "
+        f"{len(texts) / t_st:.0f} sentences/s | **{t_st / t_ours:.2f}×** | |"
+    )
+    print(rows[-1], file=sys.stderr)
+
+    write_section(
+        "engine",
+        f"""## Engine: all-MiniLM-L6-v2 (issue 2)
+
+`.venv/bin/python bench/bench_engine.py` — {machine()}.
+fp32 matmul ceiling measured in the same run (1024³): torch {ceiling["torch_gflops"]:.0f} GFLOP/s,
+numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s. Peers: transformers `BertModel` (eager attention,
+`output_attentions=True, output_hidden_states=True`) and sentence-transformers `encode`
+(batch 32), same weights, same texts; median of repeated runs after a warm-up.
+Speed-up = their time / our time (higher is better for us).
+
+| what | contextlens | peer | speed-up | where it stands |
+|---|---|---|---|---|
+"""
+        + "\n".join(rows),
+    )
+
+
+if __name__ == "__main__":
+    main()
