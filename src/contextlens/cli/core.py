@@ -11,6 +11,7 @@ from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_ap
 from .tour import explain, section
 
 TEXT = typer.Argument(..., help="the text")
+TRUNCATE = typer.Option(False, "--truncate", help="cut texts over the model's limit")
 
 
 def _static(model) -> bool:
@@ -51,10 +52,15 @@ def models(as_json: bool = JSON_OPTION) -> None:
 
 
 @app.command()
-def tokens(text: str = TEXT, model: str = MODEL_OPTION, as_json: bool = JSON_OPTION) -> None:
+def tokens(
+    text: str = TEXT,
+    model: str = MODEL_OPTION,
+    truncate: bool = TRUNCATE,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Split TEXT into the model's tokens: each token's id and where it comes from in the text."""
     m = get_model(model)
-    e = m.tokenize(text)
+    e = m.tokenize(text, truncate=truncate)
     rows = [
         {
             "index": i,
@@ -86,11 +92,12 @@ def embed(
     texts: list[str] = typer.Argument(..., help="one or more texts"),
     model: str = MODEL_OPTION,
     show: int = typer.Option(8, "--show", help="how many leading numbers to print per vector"),
+    truncate: bool = TRUNCATE,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Sentence embeddings of TEXTS with the model's own pooling (full vectors with --json)."""
     m = get_model(model)
-    vectors = m.embed(texts)
+    vectors = m.embed(texts, truncate=truncate)
     if as_json:
         return emit_json({"model": m.name, "embeddings": vectors.tolist()})
     rows = [

@@ -50,19 +50,26 @@ def attend(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """q: [b, h, q, d], k/v: [b, h_kv, k, d] -> (out [b, h, q, d], weights [b, h, q, k] | None).
 
-    `weights_out`, if given, is where the weights are written (a recorder's slot).
+    Grouped-query attention without copying keys/values: the `group` query heads that share a
+    KV head are laid side by side as `group × q` query rows of that head. `weights_out`, if
+    given, is where the weights are written (a recorder's slot).
     """
-    group = q.shape[1] // k.shape[1]
-    if group > 1:  # grouped-query: each KV head serves `group` consecutive query heads
-        k = k.repeat_interleave(group, dim=1)
-        v = v.repeat_interleave(group, dim=1)
+    b, h, s, d = q.shape
+    h_kv = k.shape[1]
+    group = h // h_kv
+    q = q.reshape(b, h_kv, group * s, d)  # [b, h_kv, group·q, d]
+    if mask is not None and group > 1 and mask.shape[-2] > 1:
+        mask = mask.repeat(1, 1, group, 1)  # per-query rows: [b|1, 1, group·q, k]
     if not need_weights:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # [b, h, q, k]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return out.reshape(b, h, s, d), None
+    scores = (q * d**-0.5) @ k.transpose(-2, -1)  # [b, h_kv, group·q, k]
     if mask is not None:
         scores += mask
+    if weights_out is not None:
+        weights_out = weights_out.view(scores.shape)
     weights = torch.softmax(scores, dim=-1, out=weights_out)
-    return weights @ v, weights
+    return (weights @ v).reshape(b, h, s, d), weights.view(b, h, s, -1)
 
 
 class KVCache:
