@@ -33,3 +33,20 @@ def run_cli(capsys, monkeypatch):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return cl.load("smollm2")
+
+
+@pytest.fixture(scope="session")
+def smollm2_reference():
+    """transformers' own reading of the same GGUF file: (model, tokenizer), eager attention."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = cl.io.catalog.CATALOG["smollm2"].path()
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, attn_implementation="eager"
+    ).eval()
+    return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

@@ -46,6 +46,8 @@ def load_hf_dir(directory: Path, name: str) -> LanguageModel:
     model = build(hf_config, tensors, source=str(directory))
     tok_config = directory / "tokenizer_config.json"
     template = read_json(tok_config).get("chat_template") if tok_config.exists() else None
+    if (directory / "chat_template.jinja").exists():  # where transformers 5 saves it
+        template = (directory / "chat_template.jinja").read_text(encoding="utf-8")
     tokenizer = Tokenizer.from_file(
         directory / "tokenizer.json",
         bos_id=(_ids(hf_config.get("bos_token_id")) or (None,))[0],

@@ -1,7 +1,17 @@
 """Llama (Touvron et al. 2023), as in SmolLM2: RMSNorm pre-norm blocks, RoPE, grouped-query
 attention, SwiGLU MLP, causal, no biases, final norm, (tied) LM head."""
 
+from ..errors import ContextlensError
 from .transformer import TransformerConfig, hf_activation
+
+
+def rope_theta(hf: dict) -> float:
+    """RoPE's base: `rope_theta` (transformers 4) or `rope_parameters` (transformers 5)."""
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind != "default":
+        raise ContextlensError(f"RoPE scaling {kind!r} is not supported (only plain RoPE)")
+    return float(hf.get("rope_theta") or rope.get("rope_theta") or 10000.0)
 
 
 def config(hf: dict) -> TransformerConfig:
@@ -16,7 +26,7 @@ def config(hf: dict) -> TransformerConfig:
         d_ff=hf["intermediate_size"],
         max_positions=hf.get("max_position_embeddings", 2048),
         position="rope",
-        rope_theta=float(hf.get("rope_theta", 10000.0)),
+        rope_theta=rope_theta(hf),
         norm="rmsnorm",
         norm_eps=hf.get("rms_norm_eps", 1e-6),
         pre_norm=True,

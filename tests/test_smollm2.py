@@ -1,0 +1,78 @@
+"""SmolLM2-135M-Instruct from its GGUF file vs transformers reading the same file."""
+
+import pytest
+import torch
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    if n < 2:\n        return n",
+    "Déjà vu — 東京 🙂, 3.14159 and   spaces!",
+    "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n",
+]
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_ids_logits_hidden_states_attentions_equal_transformers(smollm2, smollm2_reference, prompt):
+    ref, tok = smollm2_reference
+    t = smollm2.trace(prompt)
+    assert t.ids == tok(prompt)["input_ids"]
+    with torch.no_grad():
+        out = ref(torch.tensor([t.ids]), output_hidden_states=True, output_attentions=True)
+    n = len(t.ids)
+    assert t.hidden_states.shape == (31, n, 576) and t.attentions.shape == (30, 9, n, n)
+    torch.testing.assert_close(
+        t.hidden_states, torch.stack(out.hidden_states)[:, 0], atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(t.attentions, torch.stack(out.attentions)[:, 0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        smollm2.next_token_logits(prompt), out.logits[0, -1], atol=1e-4, rtol=0
+    )
+    assert t.attentions.triu(1).abs().max() == 0
+
+
+def test_greedy_generation_equals_transformers(smollm2, smollm2_reference):
+    ref, _ = smollm2_reference
+    for prompt in PROMPTS[:2]:
+        ids = smollm2.tokenize(prompt).ids
+        with torch.no_grad():
+            out = ref.generate(
+                torch.tensor([ids]),
+                max_new_tokens=32,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=2,
+            )
+        theirs = out[0, len(ids) :].tolist()
+        ours = list(smollm2._new_token_ids(ids, 32, 0.0, None, None, None))
+        assert ours == theirs
+        assert ours == list(smollm2._new_token_ids(ids, 32, 0.0, None, None, None, use_cache=False))
+
+
+def test_paris_comes_first(smollm2):
+    top = smollm2.next_token_probs("The capital of France is", k=5)
+    assert top[0][0] == " Paris" and top[0][1] > 0.5
+
+
+def test_chat_uses_the_models_template(smollm2):
+    prompt = smollm2.chat_prompt("What is the capital of France?")
+    assert prompt.startswith("<|im_start|>system\n")  # SmolLM2's template adds a system turn
+    assert prompt.endswith(
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert "Paris" in smollm2.chat("What is the capital of France?", max_new_tokens=16)
+
+
+def test_stop_strings_and_stream(smollm2):
+    text = smollm2.generate("The capital of France is", max_new_tokens=20, stop=".")
+    assert text == " Paris"
+    pieces = list(smollm2.stream("The capital of France is", max_new_tokens=8))
+    assert len(pieces) > 1 and "".join(pieces) == smollm2.generate(
+        "The capital of France is", max_new_tokens=8
+    )
+
+
+def test_prompt_over_the_context(smollm2):
+    from contextlens import ContextlensError
+
+    with pytest.raises(ContextlensError, match="context of 8192 tokens"):
+        smollm2.generate("hi", max_new_tokens=9000)
