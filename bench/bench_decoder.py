@@ -1,0 +1,113 @@
+"""Decoders (issue 3) on SmolLM2-135M-Instruct, same GGUF file, same process:
+load time, `trace` with every attention vs transformers eager with output_attentions, and greedy
+generation of 128 new tokens vs transformers `generate` (KV cache on both sides).
+
+    .venv/bin/python bench/bench_decoder.py
+"""
+
+import sys
+import time
+
+import torch
+from common import machine, matmul_ceiling, timeit, write_section
+
+import contextlens as cl
+
+NEW_TOKENS = 128
+
+
+def memory_bandwidth(mb: int = 512) -> float:
+    """Measured GB/s of copying a large float32 array (read + write): the ceiling of a decoder
+    step, which must read every weight once."""
+    a = torch.empty(mb * 2**20 // 4)
+    b = torch.empty_like(a)
+    return 2 * a.numel() * 4 / timeit(lambda: b.copy_(a), repeat=5) / 1e9
+
+
+def main() -> None:
+    torch.set_grad_enabled(False)
+    from transformers import AutoModelForCausalLM
+
+    path = cl.io.catalog.CATALOG["smollm2"].path()
+    t0 = time.perf_counter()
+    ours = cl.load("smollm2")
+    load_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hf = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, attn_implementation="eager"
+    ).eval()
+    load_hf = time.perf_counter() - t0
+    ceiling = matmul_ceiling()
+    bandwidth = memory_bandwidth()
+    weight_bytes = sum(p.numel() for p in ours.model.parameters()) * 4
+    rows = [
+        f"| load the GGUF file | {load_ours:.2f} s | {load_hf:.2f} s | "
+        f"**{load_hf / load_ours:.1f}×** | |"
+    ]
+
+    base = (
+        "The history of France spans thousands of years, from prehistoric settlements to "
+        "the modern republic. "
+    ) * 40
+    for n_tokens in (16, 128, 512):
+        ids = ours.tokenize(base).ids[:n_tokens]
+        text = ours.tokenizer.decode(ids)
+        ids = ours.tokenize(text).ids
+        x = torch.tensor([ids])
+        repeat = 10 if len(ids) <= 128 else 5
+        t_hf = timeit(lambda x=x: hf(x, output_attentions=True, output_hidden_states=True), repeat)
+        t_ours = timeit(lambda text=text: ours.trace(text), repeat)
+        flops = 2 * len(ids) * weight_bytes / 4
+        rows.append(
+            f"| trace, {len(ids)} tokens, all attentions + hidden states | {t_ours * 1e3:.1f} ms "
+            f"| {t_hf * 1e3:.1f} ms | **{t_hf / t_ours:.2f}×** | "
+            f"{flops / t_ours / 1e9:.0f} GFLOP/s in weight matmuls "
+            f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of the matmul ceiling) |"
+        )
+        print(rows[-1], file=sys.stderr)
+
+    prompt = ours.tokenize("The capital of France is").ids
+    x = torch.tensor([prompt])
+
+    def theirs():
+        return hf.generate(
+            x, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=2
+        )
+
+    def mine():
+        return list(ours._new_token_ids(prompt, NEW_TOKENS, 0.0, None, None, None))
+
+    n_hf = theirs().shape[1] - len(prompt)
+    n_ours = len(mine())
+    t_hf, t_ours = timeit(theirs, repeat=3), timeit(mine, repeat=3)
+    tps_hf, tps_ours = n_hf / t_hf, n_ours / t_ours
+    ceiling_tps = bandwidth * 1e9 / weight_bytes
+    rows.append(
+        f"| greedy generation, {n_ours} new tokens (transformers: {n_hf}) | {tps_ours:.1f} tok/s "
+        f"| {tps_hf:.1f} tok/s | **{tps_ours / tps_hf:.2f}×** | each step reads "
+        f"{weight_bytes / 1e6:.0f} MB of fp32 weights: {ceiling_tps:.0f} tok/s at the measured "
+        f"{bandwidth:.0f} GB/s copy bandwidth; we reach {tps_ours / ceiling_tps:.0%} |"
+    )
+    print(rows[-1], file=sys.stderr)
+
+    write_section(
+        "decoder",
+        f"""## Decoder: SmolLM2-135M-Instruct from GGUF (issue 3)
+
+`.venv/bin/python bench/bench_decoder.py` — {machine()}.
+Ceilings measured in the same run: fp32 matmul (1024³) torch {ceiling["torch_gflops"]:.0f}
+GFLOP/s, numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s; memory copy {bandwidth:.0f} GB/s.
+Peer: transformers `AutoModelForCausalLM.from_pretrained(dir, gguf_file=…)` (eager attention,
+dequantised to fp32 like ours), same file, same prompts; `generate` with `do_sample=False` and
+its KV cache vs our `_new_token_ids` (prefill once, one token per step). Speed-up = their
+time / our time.
+
+| what | contextlens | transformers | speed-up | where it stands |
+|---|---|---|---|---|
+"""
+        + "\n".join(rows),
+    )
+
+
+if __name__ == "__main__":
+    main()
