@@ -47,13 +47,10 @@ def main() -> None:
         assert ours.tokenize(text).ids == enc["input_ids"][0].tolist()
         repeat = 30 if n <= 128 else 10
 
-        def theirs():
-            return hf(**enc, output_attentions=True, output_hidden_states=True)
-
-        def mine():
-            return ours.trace(text)
-
-        t_theirs, t_ours = timeit(theirs, repeat), timeit(mine, repeat)
+        t_theirs = timeit(
+            lambda enc=enc: hf(**enc, output_attentions=True, output_hidden_states=True), repeat
+        )
+        t_ours = timeit(lambda text=text: ours.trace(text), repeat)
         flops = 2 * n * 6 * (4 * 384 * 384 + 2 * 384 * 1536) + 4 * 6 * n * n * 384
         rows.append(
             f"| trace, {n} tokens | {t_ours * 1e3:.2f} ms | {t_theirs * 1e3:.2f} ms | "
