@@ -9,7 +9,7 @@ import sys
 import time
 
 import torch
-from common import machine, matmul_ceiling, timeit, write_section
+from common import best_time, machine, matmul_ceiling, timeit, write_section
 
 import contextlens as cl
 
@@ -21,7 +21,7 @@ def memory_bandwidth(mb: int = 512) -> float:
     step, which must read every weight once."""
     a = torch.empty(mb * 2**20 // 4)
     b = torch.empty_like(a)
-    return 2 * a.numel() * 4 / timeit(lambda: b.copy_(a), repeat=5) / 1e9
+    return 2 * a.numel() * 4 / best_time(lambda: b.copy_(a), repeat=10) / 1e9
 
 
 def main() -> None:
