@@ -75,7 +75,8 @@ def main() -> None:
 `.venv/bin/python bench/bench_engine.py` — {machine()}.
 fp32 matmul ceiling measured in the same run (best of 30, 1024³):
 torch {ceiling["torch_gflops"]:.0f} GFLOP/s, numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s.
-Peers: transformers `BertModel` (eager attention, `output_attentions=True, output_hidden_states=True`) and sentence-transformers `encode`
+Peers: transformers `BertModel` (eager attention, `output_attentions=True,
+output_hidden_states=True`) and sentence-transformers `encode`
 (batch 32), same weights, same texts; median of repeated runs after a warm-up.
 Speed-up = their time / our time (higher is better for us).
 
