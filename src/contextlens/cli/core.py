@@ -215,8 +215,9 @@ def tour_vectors() -> None:
         )
     h = t.hidden_states
     console.print(
-        f"hidden states {list(h.shape)}  = [layers + 1, tokens, d_model]: one "
-        "contextual vector per token per layer"
+        f"hidden states {list(h.shape)} = (layers + 1) × tokens × d_model: one "
+        "contextual vector per token per layer",
+        markup=False,
     )
 
 
