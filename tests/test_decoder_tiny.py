@@ -70,6 +70,10 @@ def test_next_token_probs_are_a_distribution(pair):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
     full = m.next_token_logits("The capital of France is").softmax(-1)
     assert probs[0] == pytest.approx(float(full.max()), abs=1e-6)
+    batch = m.next_token_probs(["The capital of France is", "attention"], k=5)  # padded batch
+    for got, alone in zip(batch, [top, m.next_token_probs("attention", k=5)], strict=True):
+        assert [s for s, _ in got] == [s for s, _ in alone]
+        assert [p for _, p in got] == pytest.approx([p for _, p in alone], abs=1e-5)
 
 
 def test_decoder_bad_inputs(pair):

@@ -220,27 +220,36 @@ class LanguageModel:
             )
 
     @torch.inference_mode()
-    def next_token_logits(self, text: str) -> torch.Tensor:
-        """The LM head's logits for the token after `text`: `[vocab]`."""
+    def next_token_logits(self, texts: Texts) -> torch.Tensor:
+        """The LM head's logits for the token after each text: `[vocab]` (`[n, vocab]` for a list).
+
+        A list runs as one right-padded batch: causal attention never looks at the padding,
+        so each row is read at its own last real token.
+        """
         self._require_decoder("next-token prediction")
-        e = self.tokenize(text)
-        hidden = self.model(torch.tensor([e.ids]))  # [1, s, d]
-        return self.model.logits(hidden[0, -1])
+        items, single = _as_list(texts)
+        ids, mask = self._batch(self.tokenize(items))
+        hidden = self.model(ids, mask)  # [b, s, d]
+        last = hidden[torch.arange(len(items)), mask.sum(1) - 1]  # [b, d]
+        logits = self.model.logits(last)  # [b, vocab]
+        return logits[0] if single else logits
 
     def next_token_probs(
-        self, text: str, k: int = 10, temperature: float = 1.0
-    ) -> list[tuple[str, float]]:
+        self, texts: Texts, k: int = 10, temperature: float = 1.0
+    ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
         """The k most likely next tokens as (decoded text, probability), most likely first."""
         if k < 1:
             raise ContextlensError(f"k must be ≥ 1 (got {k})")
         if not temperature > 0:
             raise ContextlensError(f"temperature must be > 0 (got {temperature}); try 1.0")
-        probs = (self.next_token_logits(text) / temperature).softmax(-1)
-        top = probs.topk(min(k, probs.shape[0]))
-        return [
-            (self.tokenizer.decode([int(i)]), float(p))
-            for p, i in zip(top.values, top.indices, strict=True)
+        logits = self.next_token_logits(texts)
+        probs = (logits.reshape(-1, logits.shape[-1]) / temperature).softmax(-1)
+        top = probs.topk(min(k, probs.shape[-1]))
+        out = [
+            [(self.tokenizer.decode([int(i)]), float(p)) for p, i in zip(ps, ix, strict=True)]
+            for ps, ix in zip(top.values, top.indices, strict=True)
         ]
+        return out[0] if isinstance(texts, str) else out
 
     def _new_token_ids(
         self,
