@@ -20,7 +20,11 @@ def render_chat(template: str, messages: list[dict], tokenizer: Tokenizer) -> st
     """Render a Hugging Face chat template (Jinja) with a generation prompt."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    def raise_exception(message: str):
+        raise ContextlensError(f"the chat template refused the messages: {message}")
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
     special = {
         name: tokenizer.tok.id_to_token(i) if i is not None else ""
         for name, i in (
