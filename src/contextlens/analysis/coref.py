@@ -1,0 +1,487 @@
+"""Coreference probe: does a pronoun attend to (or resemble) the noun it refers to?
+
+Each candidate antecedent is scored by the pronoun's attention to the candidate's head word (the
+last word of the phrase) — in one head, averaged over a layer's heads, over all layers, or rolled
+out — and by the cosine of the two words' contextual vectors at a layer. The highest score wins.
+
+`evaluate` runs a set of cases, picks the best head / layer on the "dev" half (alternate groups
+of cases in file order; twin sentences stay together) and reports every method on the other,
+"test", half, beside the first-candidate, majority and nearest-candidate baselines.
+"""
+
+import csv
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ContextlensError
+from ..trace import Trace
+from .attention import require_attentions, rollout, token_weights
+from .words import Word, find, locate, words
+
+Span = tuple[int, int]
+DETERMINERS = {"the", "a", "an", "this", "that", "his", "her", "their", "its"}
+
+
+@dataclass(frozen=True)
+class CorefCase:
+    """One pronoun and its candidate antecedents. Spans are character spans in `text`; where
+    a span is None the phrase is looked up (see `mention`)."""
+
+    text: str
+    pronoun: str
+    candidates: tuple[str, ...]
+    answer: int | None = None  # index into candidates
+    pronoun_span: Span | None = None
+    candidate_spans: tuple[Span | None, ...] | None = None
+    group: str = ""  # cases of one group (twin sentences) go to the same split
+
+
+# ── finding the words ───────────────────────────────────────────────────────────────────────
+def _head(units: list[Word], span: Span) -> Word:
+    """The last word (not punctuation) inside a character span: the head of a noun phrase."""
+    inside = [u for u in units if not u.special and u.start < span[1] and span[0] < u.end]
+    content = [u for u in inside if any(c.isalnum() for c in u.text)]
+    if not content:
+        raise ContextlensError(f"characters {span[0]}..{span[1]} hold no word")
+    return content[-1]
+
+
+def mention(units: list[Word], trace: Trace, phrase: str, before: int) -> Word:
+    """The head word of `phrase` in the text: the phrase as written, else without its leading
+    determiner, else its last word; of several occurrences, the last one before character
+    `before` (the pronoun), else the first."""
+    parts = phrase.split()
+    tries = [phrase]
+    if len(parts) > 1 and parts[0].casefold() in DETERMINERS:
+        tries.append(" ".join(parts[1:]))
+    tries.append(parts[-1] if parts else phrase)
+    for t in tries:
+        found = find(trace, t, units)
+        if found:
+            earlier = [w for w in found if w.end <= before]
+            w = earlier[-1] if earlier else found[0]
+            return _head(units, (w.start, w.end))
+    raise ContextlensError(f"candidate {phrase!r} is not in the text; its words must appear in it")
+
+
+def pronoun_word(units: list[Word], trace: Trace, case: CorefCase) -> Word:
+    if case.pronoun_span is not None:
+        return _head(units, case.pronoun_span)
+    return locate(trace, case.pronoun, None, units)
+
+
+def mentions(trace: Trace, case: CorefCase) -> tuple[Word, list[Word]]:
+    """(pronoun, candidate heads) of a case in its trace."""
+    units = words(trace)
+    pron = pronoun_word(units, trace, case)
+    spans = case.candidate_spans or (None,) * len(case.candidates)
+    heads = [
+        _head(units, s) if s is not None else mention(units, trace, c, pron.start)
+        for c, s in zip(case.candidates, spans, strict=True)
+    ]
+    return pron, heads
+
+
+# ── scores ──────────────────────────────────────────────────────────────────────────────────
+@dataclass
+class Scores:
+    """A case's candidate scores, each with the candidates last.
+
+    attention: `[L, H, c]` — the pronoun's attention to each candidate's head word.
+    rollout: `[L, c]` — rolled-out attention from the pronoun.
+    similarity: `[L+1, c]` — cosine of pronoun and candidate vectors per layer.
+    distance: `[c]` — how far (in tokens) each candidate is from the pronoun.
+    """
+
+    pronoun: Word
+    candidates: list[Word]
+    attention: torch.Tensor
+    rollout: torch.Tensor
+    similarity: torch.Tensor
+    distance: torch.Tensor
+
+
+def score(trace: Trace, case: CorefCase) -> Scores:
+    """Score every candidate of `case` on its trace (needs hidden states and attentions)."""
+    attn = require_attentions(trace)
+    pron, heads = mentions(trace, case)
+    s = attn.shape[-1]
+    rows = token_weights(pron, s) / len(pron.tokens)  # [s]
+    cols = torch.stack([token_weights(h, s) for h in heads], 1)  # [s, c]
+    hidden = trace.hidden_states.float()
+    p_vec = hidden[:, list(pron.tokens)].mean(1)  # [L+1, d]
+    c_vec = torch.stack([hidden[:, list(h.tokens)].mean(1) for h in heads], 1)  # [L+1, c, d]
+    return Scores(
+        pron,
+        heads,
+        torch.einsum("q,lhqk,kc->lhc", rows, attn, cols),
+        torch.einsum("q,lqk,kc->lc", rows, rollout(attn), cols),
+        torch.nn.functional.cosine_similarity(p_vec[:, None], c_vec, dim=-1),
+        torch.tensor([abs(min(pron.tokens) - max(h.tokens)) for h in heads], dtype=torch.float),
+    )
+
+
+def probe(model, case: CorefCase) -> Scores:
+    """Trace one case and score its candidates."""
+    if len(case.candidates) < 2:
+        raise ContextlensError("give at least two candidates to choose between")
+    return score(model.trace(case.text), case)
+
+
+# ── evaluation ──────────────────────────────────────────────────────────────────────────────
+def credit(scores: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """Per-case credit for picking the highest score: `[N, ..., c]`, answers `[N]` → `[N, ...]`.
+    1 if the answer alone scores highest, 1/k if it ties with k-1 others, else 0."""
+    top = scores == scores.amax(-1, keepdim=True)
+    idx = answers.view(-1, *([1] * (scores.dim() - 1))).expand(*scores.shape[:-1], 1)
+    return top.gather(-1, idx).squeeze(-1) / top.sum(-1)
+
+
+def split(cases: Sequence[CorefCase]) -> torch.Tensor:
+    """`[N]` True for the dev half: groups of cases alternate dev, test in order of appearance."""
+    order: dict[str, int] = {}
+    for c in cases:
+        order.setdefault(c.group or c.text, len(order))
+    return torch.tensor([order[c.group or c.text] % 2 == 0 for c in cases])
+
+
+@dataclass
+class Features:
+    """Scores of N evaluated cases, padded to c candidates with -inf."""
+
+    attention: torch.Tensor  # [N, L, H, c]
+    rollout: torch.Tensor  # [N, L, c]
+    similarity: torch.Tensor  # [N, L+1, c]
+    distance: torch.Tensor  # [N, c] (+inf for padding)
+    answers: torch.Tensor  # [N]
+    n_candidates: torch.Tensor  # [N]
+
+
+def features(
+    model,
+    cases: Sequence[CorefCase],
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[CorefCase], Features, Counter]:
+    """Trace and score the cases (shortest first, in padded batches); returns the cases kept,
+    their features and a count of the reasons others were skipped."""
+    skipped: Counter = Counter()
+    usable = []
+    for case in cases:
+        if case.answer is None:
+            skipped["no answer among the candidates"] += 1
+            continue
+        try:
+            usable.append((len(model.tokenize(case.text).ids), case))
+        except ContextlensError:
+            skipped[f"longer than {model.name}'s {model.max_length} tokens"] += 1
+    usable.sort(key=lambda x: x[0])
+    kept, rows = [], []
+    for start in range(0, len(usable), batch_size):
+        chunk = [c for _, c in usable[start : start + batch_size]]
+        for case, trace in zip(chunk, model.trace([c.text for c in chunk]), strict=True):
+            try:
+                rows.append(score(trace, case))
+                kept.append(case)
+            except ContextlensError:
+                skipped["a candidate or the pronoun was not found in the text"] += 1
+        if progress:
+            progress(min(start + batch_size, len(usable)), len(usable))
+    if not rows:
+        raise ContextlensError("no case could be scored; check the file's format (--format)")
+    c = max(len(r.candidates) for r in rows)
+
+    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, c - t.shape[-1]), value=value)
+
+    inf = float("inf")
+    return (
+        kept,
+        Features(
+            torch.stack([pad(r.attention, -inf) for r in rows]),
+            torch.stack([pad(r.rollout, -inf) for r in rows]),
+            torch.stack([pad(r.similarity, -inf) for r in rows]),
+            torch.stack([pad(r.distance, inf) for r in rows]),
+            torch.tensor([k.answer for k in kept]),
+            torch.tensor([len(r.candidates) for r in rows]),
+        ),
+        skipped,
+    )
+
+
+@dataclass
+class MethodResult:
+    method: str
+    choice: str  # the head / layer picked on dev ("" if nothing was picked)
+    dev: float
+    test: float
+
+
+def _best(acc_dev: torch.Tensor) -> int:
+    """Flat index of the best dev accuracy (the first of equals)."""
+    return int(acc_dev.flatten().argmax())
+
+
+def evaluate(f: Features, dev: torch.Tensor) -> dict:
+    """Accuracy per method on the dev and test halves (`dev` `[N]` bool), choosing heads and
+    layers on dev; also the per-layer test accuracies that show where the signal is."""
+    if dev.all() or not dev.any():
+        raise ContextlensError("need cases in both halves; give at least two groups of cases")
+    test = ~dev
+    n_layers, n_heads = f.attention.shape[1:3]
+    per_head = credit(f.attention, f.answers)  # [N, L, H]
+    per_layer = credit(f.attention.mean(2), f.answers)  # [N, L]
+    all_layers = credit(f.attention.mean((1, 2)), f.answers)  # [N]
+    rolled = credit(f.rollout, f.answers)  # [N, L]
+    similar = credit(f.similarity, f.answers)  # [N, L+1]
+    first = (f.answers == 0).float()
+    majority_index = int(torch.bincount(f.answers[dev]).argmax())
+    majority = (f.answers == majority_index).float()
+    nearest = credit(-f.distance, f.answers)
+
+    def mean(x: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        return x[part].mean(0)
+
+    h = _best(mean(per_head, dev))
+    results = [
+        MethodResult("first candidate", "", float(mean(first, dev)), float(mean(first, test))),
+        MethodResult(
+            "majority",
+            f"candidate {majority_index + 1}",
+            float(mean(majority, dev)),
+            float(mean(majority, test)),
+        ),
+        MethodResult(
+            "nearest candidate", "", float(mean(nearest, dev)), float(mean(nearest, test))
+        ),
+        MethodResult(
+            "attention, best head",
+            f"layer {h // n_heads} head {h % n_heads}",
+            float(mean(per_head, dev).flatten()[h]),
+            float(mean(per_head, test).flatten()[h]),
+        ),
+    ]
+    for name, acc in (
+        ("attention, best layer (heads averaged)", per_layer),
+        ("attention rollout, best layer", rolled),
+        ("similarity, best layer", similar),
+    ):
+        i = _best(mean(acc, dev))
+        results.append(
+            MethodResult(name, f"layer {i}", float(mean(acc, dev)[i]), float(mean(acc, test)[i]))
+        )
+    results.append(
+        MethodResult(
+            "attention, all layers and heads",
+            "",
+            float(mean(all_layers, dev)),
+            float(mean(all_layers, test)),
+        )
+    )
+    return {
+        "cases": len(f.answers),
+        "dev": int(dev.sum()),
+        "test": int(test.sum()),
+        "methods": [r.__dict__ for r in results],
+        "test_by_layer": {
+            "attention (heads averaged)": mean(per_layer, test).tolist(),
+            "rollout": mean(rolled, test).tolist(),
+            "similarity": mean(similar, test).tolist(),
+        },
+        "test_by_head": mean(per_head, test).tolist(),
+    }
+
+
+# ── readers ─────────────────────────────────────────────────────────────────────────────────
+def _open(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContextlensError(f"{path} does not exist; give a coreference data file") from None
+    except IsADirectoryError:
+        raise ContextlensError(f"{path} is a directory; give a file") from None
+    except UnicodeDecodeError as e:
+        raise ContextlensError(f"{path} is not UTF-8 text ({e.reason})") from None
+
+
+def _answer_index(answer, candidates: Sequence[str], where: str) -> int:
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        if 0 <= answer < len(candidates):
+            return answer
+    elif isinstance(answer, str):
+        folded = [c.casefold() for c in candidates]
+        if answer.casefold() in folded:
+            return folded.index(answer.casefold())
+    raise ContextlensError(f"{where}: answer {answer!r} is not one of the candidates {candidates}")
+
+
+def read_jsonl(path: Path) -> list[CorefCase]:
+    """One JSON object a line: `text`, `pronoun`, `candidates`, `answer` (a candidate or its
+    index), optionally `pronoun_start` (character offset; needed if the pronoun recurs)."""
+    cases = []
+    for n, line in enumerate(_open(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+            text, pronoun, candidates = row["text"], row["pronoun"], tuple(row["candidates"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ContextlensError(
+                f"{where}: expected a JSON object with text, pronoun, candidates and answer"
+            ) from None
+        start = row.get("pronoun_start")
+        span = (start, start + len(pronoun)) if isinstance(start, int) else None
+        if span and text[span[0] : span[1]].casefold() != pronoun.casefold():
+            raise ContextlensError(f"{where}: pronoun_start {start} does not point at {pronoun!r}")
+        cases.append(
+            CorefCase(
+                text,
+                pronoun,
+                candidates,
+                _answer_index(row.get("answer"), candidates, where),
+                span,
+                group="|".join(sorted(c.casefold() for c in candidates)),
+            )
+        )
+    return cases
+
+
+BRACKET = re.compile(r"\[([^\]]*)\]")
+
+
+def _unbracket(line: str) -> tuple[str, list[Span]]:
+    """'[The developer] argued … [he] …' → clean text and the bracketed character spans."""
+    text, spans, last = "", [], 0
+    for m in BRACKET.finditer(line):
+        text += line[last : m.start()]
+        inner = m.group(1)
+        pad = len(inner) - len(inner.lstrip())
+        spans.append((len(text) + pad, len(text) + len(inner.rstrip())))
+        text += inner
+        last = m.end()
+    return text + line[last:], spans
+
+
+def read_winobias(path: Path) -> list[CorefCase]:
+    """WinoBias `N text` lines (a file, or a directory of `*.dev`/`*.test` files): the first
+    bracket marks the antecedent, the second the pronoun. Lines come in twins (2k-1, 2k) about
+    the same two occupations, each twin bracketing the other; the two are the candidates."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    cases = []
+    for file in files:
+        lines = [ln for ln in _open(file).splitlines() if ln.strip()]
+        parsed = []
+        for n, line in enumerate(lines, start=1):
+            text, spans = _unbracket(re.sub(r"^\s*\d+\s+", "", line))
+            if len(spans) < 2:
+                raise ContextlensError(
+                    f"{file}:{n}: expected '[antecedent] … [pronoun]' brackets (WinoBias format)"
+                )
+            parsed.append((text, spans))
+        for k in range(0, len(parsed) - 1, 2):
+            pair = parsed[k : k + 2]
+            names = [t[s[0][0] : s[0][1]] for t, s in pair]
+            for n, (text, spans) in enumerate(pair):
+                cases.append(_winobias_case(text, spans, names, f"{file.name}:{k // 2}", n))
+    return cases
+
+
+def _winobias_case(text: str, spans: list[Span], names: list[str], group: str, n: int):
+    own = spans[0]
+    other = names[1 - n]
+    at = text.casefold().find(other.casefold())
+    cand_spans = [own, (at, at + len(other)) if at >= 0 else None]
+    found = sorted(zip(cand_spans, [names[n], other], strict=True), key=lambda x: x[0] or (1e9,))
+    return CorefCase(
+        text,
+        text[spans[1][0] : spans[1][1]],
+        tuple(name for _, name in found),
+        [s for s, _ in found].index(own),
+        spans[1],
+        tuple(s for s, _ in found),
+        group,
+    )
+
+
+GAP_FIELDS = ["ID", "Text", "Pronoun", "Pronoun-offset", "A", "A-offset", "A-coref", "B"]
+
+
+def read_gap(path: Path) -> list[CorefCase]:
+    """GAP TSV (header: ID, Text, Pronoun, Pronoun-offset, A, A-offset, A-coref, B, B-offset,
+    B-coref, …). Snippets where neither name is the pronoun's antecedent have answer None."""
+    rows = list(csv.DictReader(_open(path).splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or any(f not in rows[0] for f in GAP_FIELDS):
+        raise ContextlensError(f"{path}: expected a GAP TSV with header {', '.join(GAP_FIELDS)}, …")
+    cases = []
+    for n, r in enumerate(rows, start=2):
+        try:
+            p, a, b = int(r["Pronoun-offset"]), int(r["A-offset"]), int(r["B-offset"])
+        except (TypeError, ValueError):
+            raise ContextlensError(f"{path}:{n}: offsets must be whole numbers") from None
+        gold = [r["A-coref"].upper() == "TRUE", r["B-coref"].upper() == "TRUE"]
+        cases.append(
+            CorefCase(
+                r["Text"],
+                r["Pronoun"],
+                (r["A"], r["B"]),
+                gold.index(True) if gold.count(True) == 1 else None,
+                (p, p + len(r["Pronoun"])),
+                ((a, a + len(r["A"])), (b, b + len(r["B"]))),
+                r["ID"],
+            )
+        )
+    return cases
+
+
+READERS: dict[str, Callable[[Path], list[CorefCase]]] = {
+    "wsc": read_jsonl,
+    "jsonl": read_jsonl,
+    "winobias": read_winobias,
+    "gap": read_gap,
+}
+
+
+def guess_format(path: Path) -> str:
+    """The format from the file name: *.jsonl → jsonl, *.tsv → gap, WinoBias names/folders."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".jsonl") or name.endswith(".json"):
+        return "jsonl"
+    if name.endswith(".tsv"):
+        return "gap"
+    if "stereotyped" in name or path.is_dir() or name.endswith((".dev", ".test")):
+        return "winobias"
+    raise ContextlensError(
+        f"cannot tell the format of {path.name}; pass --format {'|'.join(READERS)}"
+    )
+
+
+def read_cases(path: Path, fmt: str | None = None) -> list[CorefCase]:
+    """Read a coreference file in format `fmt` (guessed from the name if None)."""
+    fmt = fmt or guess_format(path)
+    if fmt not in READERS:
+        raise ContextlensError(f"unknown format {fmt!r}; choose one of {', '.join(READERS)}")
+    return READERS[fmt](Path(path))
+
+
+def limit_cases(cases: list[CorefCase], limit: int | None) -> list[CorefCase]:
+    """The first `limit` cases (all if None), plus the rest of the last one's group of twins."""
+    if limit is None:
+        return cases
+    if limit < 1:
+        raise ContextlensError(f"--limit must be ≥ 1 (got {limit})")
+    out = cases[:limit]
+    key = out[-1].group or out[-1].text
+    for c in cases[limit:]:
+        if (c.group or c.text) != key:
+            break
+        out.append(c)
+    return out

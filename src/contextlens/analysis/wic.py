@@ -1,0 +1,121 @@
+"""Word in Context (WiC): is a word used in the same sense in two sentences?
+
+For each pair the target word's contextual vectors in the two sentences are compared by cosine,
+at every layer. At each layer a threshold ("same sense if cosine ≥ t") is chosen on one half of
+the pairs (the even-numbered ones) and the accuracy is reported on the other half, so the table
+shows at which layer the vectors start to carry the sense.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ContextlensError
+from .words import locate, word_vectors
+
+
+@dataclass(frozen=True)
+class WicPair:
+    word: str
+    first: tuple[str, tuple[int, int]]  # sentence and the target's character span
+    second: tuple[str, tuple[int, int]]
+    same: bool
+
+
+def _span(sentence: str, index: int, where: str) -> tuple[int, int]:
+    """Character span of the index-th space-separated token of a WiC sentence."""
+    pieces = sentence.split(" ")
+    if not 0 <= index < len(pieces):
+        raise ContextlensError(f"{where}: token index {index} is outside the sentence")
+    start = sum(len(p) + 1 for p in pieces[:index])
+    return start, start + len(pieces[index])
+
+
+def read_wic(data: Path, gold: Path) -> list[WicPair]:
+    """WiC files: data lines `word⇥POS⇥i-j⇥sentence1⇥sentence2`, gold lines `T` / `F`."""
+    try:
+        rows = Path(data).read_text(encoding="utf-8").splitlines()
+        labels = Path(gold).read_text(encoding="utf-8").split()
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise ContextlensError(
+            f"{e.filename} is not a readable file; give WiC data and gold"
+        ) from None
+    rows = [r for r in rows if r.strip()]
+    if len(rows) != len(labels):
+        raise ContextlensError(
+            f"{data} has {len(rows)} pairs but {gold} has {len(labels)} labels; they must match"
+        )
+    pairs = []
+    for n, (row, label) in enumerate(zip(rows, labels, strict=True), start=1):
+        where = f"{data}:{n}"
+        fields = row.split("\t")
+        if len(fields) != 5 or label not in ("T", "F"):
+            raise ContextlensError(
+                f"{where}: expected word, POS, i-j, sentence1, sentence2 (tab-separated) and a "
+                "T/F gold label"
+            )
+        try:
+            i, j = (int(x) for x in fields[2].split("-"))
+        except ValueError:
+            raise ContextlensError(f"{where}: token indices must look like 3-7") from None
+        pairs.append(
+            WicPair(
+                fields[0],
+                (fields[3], _span(fields[3], i, where)),
+                (fields[4], _span(fields[4], j, where)),
+                label == "T",
+            )
+        )
+    return pairs
+
+
+def cosines(model, pairs: list[WicPair], batch_size: int = 32) -> torch.Tensor:
+    """`[N, L+1]`: the cosine of the target word's two contextual vectors, per layer."""
+    out = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        items = [side for p in chunk for side in (p.first, p.second)]
+        traces = model.trace([s for s, _ in items], attentions=False, truncate=True)
+        vecs = torch.stack(
+            [
+                word_vectors(t.hidden_states.float(), locate(t, span))
+                for t, (_, span) in zip(traces, items, strict=True)
+            ]
+        )  # [2n, L+1, d]
+        out.append(torch.nn.functional.cosine_similarity(vecs[0::2], vecs[1::2], dim=-1))
+    return torch.cat(out)
+
+
+def best_threshold(cos: torch.Tensor, same: torch.Tensor) -> tuple[float, float]:
+    """The threshold t maximising accuracy of "same iff cos ≥ t" on `cos` `[n]`: (t, accuracy)."""
+    values = cos.sort().values
+    cuts = torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2, values[-1:] + 1])
+    acc = ((cos[None, :] >= cuts[:, None]) == same[None, :]).float().mean(1)  # [cuts]
+    i = int(acc.argmax())
+    return float(cuts[i]), float(acc[i])
+
+
+def evaluate_wic(model, pairs: list[WicPair]) -> dict:
+    """Per layer: threshold chosen on the even-numbered pairs, accuracy on the odd-numbered."""
+    if len(pairs) < 4:
+        raise ContextlensError(f"got {len(pairs)} pairs; a dev/test split needs at least 4")
+    cos = cosines(model, pairs)
+    same = torch.tensor([p.same for p in pairs])
+    dev = torch.arange(len(pairs)) % 2 == 0
+    layers = []
+    for layer in range(cos.shape[1]):
+        t, dev_acc = best_threshold(cos[dev, layer], same[dev])
+        test_acc = float(((cos[~dev, layer] >= t) == same[~dev]).float().mean())
+        layers.append({"layer": layer, "threshold": t, "dev": dev_acc, "test": test_acc})
+    majority = bool(same[dev].float().mean() >= 0.5)
+    best = max(layers, key=lambda r: r["dev"])
+    return {
+        "pairs": len(pairs),
+        "dev": int(dev.sum()),
+        "test": int((~dev).sum()),
+        "layers": layers,
+        "best_layer": best["layer"],
+        "best_test": best["test"],
+        "majority_test": float((same[~dev] == majority).float().mean()),
+    }
