@@ -167,7 +167,7 @@ def curves(
     ax.set_xlabel("layer (0 = input embeddings)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     ax.set_title(title, fontsize=10)
     return save(fig, path)
 
@@ -181,16 +181,20 @@ def scatter_maps(
     path: str | Path,
 ) -> Path:
     """Side-by-side 2-D maps (e.g. PCA of a word's vectors at several layers): `points` holds
-    one `[n, 2]` tensor per panel; points are coloured by group and labelled."""
+    one `[n, 2]` tensor per panel; points are numbered, coloured by group, and the numbers'
+    labels listed below."""
     fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 4.2), squeeze=False)
     colors = plt.get_cmap("tab10")
     for ax, xy, sub in zip(axes[0], points, titles, strict=True):
-        for (x, y), lab, g in zip(xy.tolist(), labels, groups, strict=True):
+        for i, ((x, y), g) in enumerate(zip(xy.tolist(), groups, strict=True), start=1):
             ax.scatter(x, y, color=colors((g - 1) % 10), s=30)
-            ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(str(i), (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
         ax.set_title(sub, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.margins(0.25)
     fig.suptitle(title, fontsize=10)
+    shown = labels[:MAX_LABELS]
+    legend = "\n".join(f"{i}: {lab}" for i, lab in enumerate(shown, start=1))
+    fig.text(0.02, -0.01, legend, fontsize=8, va="top")
     return save(fig, path)

@@ -330,7 +330,7 @@ def shift_plot(occ: ctx.Occurrences, title: str, path: Path) -> Path:
 def shift_map(occ: ctx.Occurrences, report: dict, title: str, path: Path) -> Path:
     """PCA maps of the occurrences at the first, middle and last layer, coloured by sense group."""
     shown = [int(n) for n in report["nearest"]]
-    labels = [f"{i + 1}: {s[:24]}" for i, s in enumerate(occ.sentences)]
+    labels = [s if len(s) <= 90 else s[:89] + "…" for s in occ.sentences]
     return plots.scatter_maps(
         [ctx.project_2d(occ.vectors[:, n]) for n in shown],
         labels,
