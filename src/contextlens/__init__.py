@@ -7,6 +7,10 @@ t.tokens, t.hidden_states.shape, t.attentions.shape
 cl.cosine(*m.embed(["a sentence", "another"]))
 """
 
+from .analysis.attention import attends_to, head_links, head_stats, rank_heads, rollout
+from .analysis.context import nearest_words, occurrences, right_context
+from .analysis.coref import CorefCase, probe
+from .analysis.words import locate, words
 from .errors import ContextlensError
 from .lm import LanguageModel
 from .loader import load
@@ -27,6 +31,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ContextlensError",
+    "CorefCase",
+    "attends_to",
+    "head_links",
+    "head_stats",
+    "locate",
+    "nearest_words",
+    "occurrences",
+    "probe",
+    "rank_heads",
+    "right_context",
+    "rollout",
+    "words",
     "LanguageModel",
     "Trace",
     "cosine",
