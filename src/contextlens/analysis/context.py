@@ -96,11 +96,11 @@ def _vocabulary(model) -> Vocabulary:
     def starts_word(piece: str, text: str) -> bool:
         return not piece.startswith("##") if wordpiece else text.startswith(" ")
 
-    keep = [
-        i
-        for i, (p, t) in enumerate(zip(pieces, texts, strict=True))
-        if t.strip().isalpha() and len(t.strip()) > 1 and starts_word(p, t)
-    ]
+    first: dict[str, int] = {}  # one id per word: the first in the vocabulary
+    for i, (p, t) in enumerate(zip(pieces, texts, strict=True)):
+        if t.strip().isalpha() and len(t.strip()) > 1 and starts_word(p, t):
+            first.setdefault(t.strip(), i)
+    keep = sorted(first.values())
     weight = model.model.tok.weight.detach().float()[keep]
     return Vocabulary(
         torch.tensor(keep),

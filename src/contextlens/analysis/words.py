@@ -16,6 +16,7 @@ from ..trace import Trace
 
 # a word (with inner apostrophes: "didn't"), a possessive "'s" of its own, or punctuation
 WORD = re.compile(r"\w+(?:['’](?!s\b)\w+)*|['’]s\b|[^\w\s]+")
+VISIBLE = str.maketrans({"\n": "⏎", "\t": "⇥", " ": "·", "\r": "␍"})  # whitespace-only tokens
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def words(trace: Trace) -> list[Word]:
 
     A text word gets every token whose (whitespace-trimmed) span overlaps it; a token that
     straddles two text words merges them into one. Special tokens are words of their own,
-    and so is a token that covers only whitespace (shown as its token string).
+    and so is a token that covers only whitespace (shown as ⏎, ⇥ or ·).
     """
     spans = _spans(trace.text)
     out: list[Word] = []
@@ -56,11 +57,12 @@ def words(trace: Trace) -> list[Word]:
     w = 0  # index into spans: the first text word that may still overlap a token
     for i, ((a, b), special) in enumerate(zip(trace.offsets, trace.special, strict=True)):
         piece = trace.text[a:b]
-        a, b = a + len(piece) - len(piece.lstrip()), b - len(piece) + len(piece.rstrip())
-        if special or a >= b:
+        if special or not piece.strip():
             close()
-            out.append(Word(trace.tokens[i], a, a, (i,), special=special))
+            label = trace.tokens[i] if special or not piece else piece.translate(VISIBLE)
+            out.append(Word(label, a, a if special else b, (i,), special=special))
             continue
+        a, b = a + len(piece) - len(piece.lstrip()), b - len(piece) + len(piece.rstrip())
         while w < len(spans) and spans[w][1] <= a:
             w += 1
         first, last = w, w
