@@ -1,0 +1,355 @@
+"""llama.cpp's GGUF files: one file holding the config (as metadata), the weights (often quantised)
+and the tokenizer (vocabulary, merges, special tokens, chat template).
+
+`read_gguf(path)` gives what a Hugging Face directory would: a config dict, float32 tensors under
+Hugging Face names and in Hugging Face layouts, and the tokenizer, built with the `tokenizers`
+library from the file's own metadata. The `gguf` package parses the file and dequantises the
+blocks (vectorised numpy: SmolLM2-135M loads in a few seconds, so no float cache is kept).
+
+llama.cpp's converter changes two things that are undone here: the rows of Llama's Q and K
+projections are permuted within each head (it pairs rotary dimensions as (0, 1), (2, 3), … where
+Hugging Face pairs (i, i + d/2)), and GPT-2's Conv1D weights are stored transposed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor, TokenType
+from gguf.quants import dequantize as gguf_dequantize
+from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
+from tokenizers import Tokenizer as HFTokenizer
+
+from ..errors import ContextlensError
+from .tokenizer import Tokenizer
+
+MAGIC = b"GGUF"
+
+
+def open_gguf(path: Path) -> GGUFReader:
+    """Parse the header, metadata and tensor table (the data stays memory-mapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContextlensError(f"{path} does not exist or is not a file; give a .gguf file")
+    with path.open("rb") as f:
+        if f.read(4) != MAGIC:
+            raise ContextlensError(
+                f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); give a "
+                "llama.cpp .gguf model file"
+            )
+    try:
+        return GGUFReader(path)
+    except (ValueError, IndexError, OverflowError, KeyError) as e:
+        raise ContextlensError(
+            f"{path} is truncated or corrupt ({e}); download or copy the file again"
+        ) from None
+
+
+def dequantize(tensor: ReaderTensor, source: Path | str = "") -> torch.Tensor:
+    """One tensor of the file as float32, in numpy/torch order (GGUF lists dimensions reversed):
+    a [rows, cols] weight comes back as [rows, cols]."""
+    kind = GGMLQuantizationType(tensor.tensor_type)
+    try:
+        values = gguf_dequantize(tensor.data, kind)
+    except NotImplementedError:
+        raise ContextlensError(
+            f"{source}: tensor {tensor.name!r} is stored as {kind.name}, which the gguf package "
+            "cannot dequantise; convert the model to another quantisation (e.g. Q8_0 or Q4_K)"
+        ) from None
+    shape = tuple(int(n) for n in reversed(tensor.shape))
+    # the memory-mapped F32 data is read-only: copy it (dequantised arrays are new already)
+    return torch.from_numpy(np.require(values, np.float32, ["C", "W"])).reshape(shape)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a GGUF file, dequantised to float32, under its llama.cpp name."""
+    return {t.name: dequantize(t, path) for t in open_gguf(path).tensors}
+
+
+def metadata(reader: GGUFReader) -> dict:
+    """The key/value metadata as Python values (strings, numbers, lists)."""
+    return {key: field.contents() for key, field in reader.fields.items()}
+
+
+# ---- architectures --------------------------------------------------------------------------
+
+
+SPECIAL_IDS = {"bos": "bos", "eos": "eos", "unk": "unknown", "pad": "padding"}  # HF: llama.cpp
+
+
+def _special_ids(meta: dict) -> dict:
+    return {
+        f"{hf}_token_id": meta[f"tokenizer.ggml.{ours}_token_id"]
+        for hf, ours in SPECIAL_IDS.items()
+        if f"tokenizer.ggml.{ours}_token_id" in meta
+    }
+
+
+def _vocab_size(meta: dict, arch: str) -> int:
+    return meta.get(f"{arch}.vocab_size") or len(meta["tokenizer.ggml.tokens"])
+
+
+def _llama_config(meta: dict, tensor_names: set[str]) -> dict:
+    """As transformers builds a LlamaConfig from the same metadata."""
+    key = lambda name: meta[f"llama.{name}"]  # noqa: E731
+    n_heads = key("attention.head_count")
+    config = {
+        "model_type": "llama",
+        "vocab_size": _vocab_size(meta, "llama"),
+        "hidden_size": key("embedding_length"),
+        "intermediate_size": key("feed_forward_length"),
+        "num_hidden_layers": key("block_count"),
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": meta.get("llama.attention.head_count_kv", n_heads),
+        "max_position_embeddings": key("context_length"),
+        "rms_norm_eps": key("attention.layer_norm_rms_epsilon"),
+        "rope_theta": meta.get("llama.rope.freq_base", 10000.0),
+        "hidden_act": "silu",
+        # llama.cpp writes the output projection only when it is not the embedding matrix
+        "tie_word_embeddings": "output.weight" not in tensor_names,
+    }
+    if "llama.rope.dimension_count" in meta:
+        config["head_dim"] = key("rope.dimension_count")
+    scaling = meta.get("llama.rope.scaling.type", "none")
+    if scaling != "none":  # passed on so that the model refuses it rather than ignoring it
+        config["rope_scaling"] = {"rope_type": scaling, "factor": key("rope.scaling.factor")}
+    return config | _special_ids(meta)
+
+
+def _gpt2_config(meta: dict, tensor_names: set[str]) -> dict:
+    """The keys of a Hugging Face GPT-2 config.json."""
+    key = lambda name: meta[f"gpt2.{name}"]  # noqa: E731
+    return {
+        "model_type": "gpt2",
+        "vocab_size": _vocab_size(meta, "gpt2"),
+        "n_embd": key("embedding_length"),
+        "n_layer": key("block_count"),
+        "n_head": key("attention.head_count"),
+        "n_positions": key("context_length"),
+        "n_ctx": key("context_length"),
+        "n_inner": key("feed_forward_length"),
+        "layer_norm_epsilon": key("attention.layer_norm_epsilon"),
+        "activation_function": "gelu_new",
+        "tie_word_embeddings": "output.weight" not in tensor_names,
+    } | _special_ids(meta)
+
+
+def unpermute_rotary(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Undo llama.cpp's Q/K row order. Per head, llama.cpp stores rows as (j, a) with a in {0, 1}
+    (rotary pairs adjacent); Hugging Face stores (a, j) (pairs half a head apart).
+    w: [n_heads * head_dim, ...] (a weight or a bias) -> the same shape."""
+    half = w.shape[0] // n_heads // 2
+    return w.reshape(n_heads, half, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape).contiguous()
+
+
+def _llama_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
+    if ".self_attn.q_proj." in name:
+        return unpermute_rotary(w, config["num_attention_heads"])
+    if ".self_attn.k_proj." in name:
+        return unpermute_rotary(w, config["num_key_value_heads"])
+    return w
+
+
+def _gpt2_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
+    """Hugging Face GPT-2 keeps these projections as Conv1D weights, [in, out]."""
+    if name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+        return w.T.contiguous()
+    return w
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How one llama.cpp architecture maps onto its Hugging Face counterpart."""
+
+    config: Callable[[dict, set[str]], dict]  # (metadata, tensor names) -> Hugging Face config
+    names: dict[str, str]  # llama.cpp tensor (less .weight/.bias) -> Hugging Face name
+    layer_names: dict[str, str]  # the same inside layer blocks: "blk.{i}.<key>"
+    layer_prefix: str  # the Hugging Face prefix of layer i
+    layout: Callable[[str, torch.Tensor, dict], torch.Tensor]  # (HF name, tensor, config)
+
+
+ARCHITECTURES = {
+    "llama": Architecture(
+        config=_llama_config,
+        names={
+            "token_embd": "model.embed_tokens",
+            "output_norm": "model.norm",
+            "output": "lm_head",
+        },
+        layer_names={
+            "attn_norm": "input_layernorm",
+            "attn_q": "self_attn.q_proj",
+            "attn_k": "self_attn.k_proj",
+            "attn_v": "self_attn.v_proj",
+            "attn_output": "self_attn.o_proj",
+            "ffn_norm": "post_attention_layernorm",
+            "ffn_gate": "mlp.gate_proj",
+            "ffn_up": "mlp.up_proj",
+            "ffn_down": "mlp.down_proj",
+        },
+        layer_prefix="model.layers.{i}.",
+        layout=_llama_layout,
+    ),
+    "gpt2": Architecture(
+        config=_gpt2_config,
+        names={
+            "token_embd": "transformer.wte",
+            "position_embd": "transformer.wpe",
+            "output_norm": "transformer.ln_f",
+            "output": "lm_head",
+        },
+        layer_names={
+            "attn_norm": "ln_1",
+            "attn_qkv": "attn.c_attn",
+            "attn_output": "attn.c_proj",
+            "ffn_norm": "ln_2",
+            "ffn_up": "mlp.c_fc",
+            "ffn_down": "mlp.c_proj",
+        },
+        layer_prefix="transformer.h.{i}.",
+        layout=_gpt2_layout,
+    ),
+}
+
+
+def hf_name(arch: Architecture, name: str) -> str | None:
+    """`blk.3.attn_q.weight` -> `model.layers.3.self_attn.q_proj.weight` (None if unknown)."""
+    base, _, kind = name.rpartition(".")
+    parts = base.split(".", 2)
+    if len(parts) == 3 and parts[0] == "blk" and parts[2] in arch.layer_names:
+        return f"{arch.layer_prefix.format(i=parts[1])}{arch.layer_names[parts[2]]}.{kind}"
+    return f"{arch.names[base]}.{kind}" if base in arch.names else None
+
+
+# ---- tokenizer ------------------------------------------------------------------------------
+
+
+def byte_spelling() -> list[str]:
+    """GPT-2's printable stand-in for each byte, the alphabet byte-level BPE vocabularies use."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    kept += range(ord("®"), ord("ÿ") + 1)
+    extra = iter(range(256, 512))
+    return [chr(b) if b in kept else chr(next(extra)) for b in range(256)]
+
+
+# llama.cpp's `tokenizer.ggml.pre` names -> how text is split before BPE (llama-vocab.cpp).
+# Each is what the model's own tokenizer.json does: the GPT-2 regex, with or without every digit
+# split off first.
+GPT2_SPLIT = ("gpt-2", "mpt", "olmo", "jais")
+DIGITS_THEN_GPT2_SPLIT = ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone")
+
+
+def _pre_tokenizer(name: str, source: Path | str):
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if name in GPT2_SPLIT:
+        return byte_level
+    if name in DIGITS_THEN_GPT2_SPLIT:
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    raise ContextlensError(
+        f"{source}: pre-tokenizer {name!r} is not supported; supported: "
+        f"{', '.join(GPT2_SPLIT + DIGITS_THEN_GPT2_SPLIT)}"
+    )
+
+
+def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
+    """The byte-level BPE tokenizer the metadata describes (`tokenizer.ggml.model` "gpt2"):
+    vocabulary, merges, control tokens as special tokens, pre-tokenizer, BOS/EOS, chat template."""
+    kind = meta.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ContextlensError(
+            f"{source}: tokenizer {kind!r} is not supported; only byte-level BPE ('gpt2', as in "
+            "GPT-2, SmolLM2, Llama 3) is"
+        )
+    tokens = meta["tokenizer.ggml.tokens"]
+    types = meta.get("tokenizer.ggml.token_type") or [TokenType.NORMAL] * len(tokens)
+    if len(types) != len(tokens):
+        raise ContextlensError(
+            f"{source}: {len(tokens)} tokens but {len(types)} token types; the file is corrupt"
+        )
+    spelling = byte_spelling()
+    alphabet = set(spelling)
+    # a token stored as plain text (some llama.cpp files do) is respelled in the byte alphabet
+    vocab = {
+        t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8")): i
+        for i, t in enumerate(tokens)
+    }
+    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
+    tok = HFTokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre", "gpt-2"), source)
+    tok.decoder = decoders.ByteLevel()
+    # control tokens (<|im_start|>, …) are matched whole and are special; a "control" token
+    # outside the byte alphabet is a mislabel in the file and is left alone (as transformers does)
+    tok.add_special_tokens(
+        [
+            AddedToken(t, normalized=False, special=True)
+            for t, k in zip(tokens, types, strict=True)
+            if k == TokenType.CONTROL and set(t) <= alphabet
+        ]
+    )
+    tok.add_tokens(
+        [
+            AddedToken(t, normalized=False, special=False)
+            for t, k in zip(tokens, types, strict=True)
+            if k == TokenType.USER_DEFINED and t in vocab
+        ]
+    )
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+    eos = meta.get("tokenizer.ggml.eos_token_id")
+    around = [
+        (tok.id_to_token(i), i) if flag else None
+        for i, flag in (
+            (bos, meta.get("tokenizer.ggml.add_bos_token", False) and bos is not None),
+            (eos, meta.get("tokenizer.ggml.add_eos_token", False) and eos is not None),
+        )
+    ]
+    first, last = ([t[0]] if t else [] for t in around)
+    tok.post_processor = processors.TemplateProcessing(
+        single=[*first, "$A:0", *last],
+        pair=[*first, "$A:0", *last, "$B:1"],
+        special_tokens=[t for t in around if t],
+    )
+    # generation ends at end-of-sequence, end-of-turn or end-of-message, as in llama.cpp
+    ends = (meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom"))
+    return Tokenizer(
+        tok,
+        bos_id=bos,
+        eos_ids=tuple(dict.fromkeys(i for i in ends if i is not None)),
+        chat_template=meta.get("tokenizer.chat_template"),
+    )
+
+
+# ---- the whole file -------------------------------------------------------------------------
+
+
+def read_gguf(path: Path) -> tuple[dict, dict[str, torch.Tensor], Tokenizer]:
+    """(Hugging Face config dict, float32 tensors by Hugging Face name, tokenizer) of a GGUF file
+    of architecture llama or gpt2. Tensor shapes are those of a Hugging Face checkpoint, e.g.
+    `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim, d_model]."""
+    reader = open_gguf(path)
+    meta = metadata(reader)
+    name = meta.get("general.architecture")
+    if name not in ARCHITECTURES:
+        raise ContextlensError(
+            f"{path}: architecture {name!r} is not supported; supported: {', '.join(ARCHITECTURES)}"
+        )
+    arch = ARCHITECTURES[name]
+    try:
+        config = arch.config(meta, {t.name for t in reader.tensors})
+        tokenizer = build_tokenizer(meta, path)
+    except KeyError as e:
+        raise ContextlensError(
+            f"{path}: metadata {e} is missing; the file is incomplete or was not written by "
+            "llama.cpp's converter"
+        ) from None
+    tensors = {}
+    for t in reader.tensors:
+        ours = hf_name(arch, t.name)
+        if ours is None:
+            raise ContextlensError(
+                f"{path}: tensor {t.name!r} has no place in a {name} model as contextlens reads "
+                "it (an unsupported variant of the architecture)"
+            )
+        tensors[ours] = arch.layout(ours, dequantize(t, path), config)
+    return config, tensors, tokenizer
