@@ -103,3 +103,20 @@ def test_evaluate_wic(run_cli):
     assert code == 0 and "best layer on dev" in out
     code, _, err = run_cli("evaluate", "wic", wic / "dev.data.txt", wic / "missing.txt")
     assert code == 2 and "not a readable file" in err
+
+
+def test_tour_sections(capsys, monkeypatch, minilm, smollm2):
+    from contextlens.cli import context
+
+    models = {"minilm": minilm, "smollm2": smollm2}
+    monkeypatch.setattr(context, "get_model", models.__getitem__)
+    context.tour_attention()
+    out = capsys.readouterr().out
+    assert "layer 5" in out and "rollout" in out and "[CLS]" in out
+    context.tour_context()
+    out = capsys.readouterr().out
+    assert "sense groups at the last layer: [1, 1, 2, 2]" in out
+    lines = [ln for ln in out.splitlines() if "smollm2  …too" in ln]
+    assert len(lines) == 2 and lines[0].split("animal")[1] == lines[1].split("animal")[1]
+    picture = Path(out.split("picture: ")[1].split()[0])
+    assert picture.stat().st_size > 5000

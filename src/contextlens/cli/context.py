@@ -464,7 +464,10 @@ def evaluate_coref(
         {"dev": "right", "test": "right"},
     )
     for name, accs in r["test_by_layer"].items():
-        console.print(f"test accuracy by layer, {name}: " + " ".join(f"{a:.2f}" for a in accs))
+        console.print(f"test accuracy by layer, {name}:")
+        for start in range(0, len(accs), 10):
+            chunk = " ".join(f"{a:.2f}" for a in accs[start : start + 10])
+            console.print(f"  layers {start:>2}–{min(start + 10, len(accs)) - 1:>2}: {chunk}")
     for reason, n in skipped.items():
         console.print(f"[dim]skipped {n}: {reason}[/dim]")
 
@@ -569,7 +572,9 @@ def tour_context() -> None:
                 markup=False,
             )
     explain(
-        "Attention shifts with the meaning, but averaged attention is not a coreference "
+        "smollm2 gives the same numbers twice: in a decoder 'it' cannot see the words after it "
+        "(the causal mask), so only later tokens can combine 'it' with 'tired' or 'wide'. In "
+        "minilm attention shifts with the meaning, but averaged attention is not a coreference "
         "resolver; `contextlens heads` finds the heads that link words, and `contextlens "
         "evaluate coref` measures each method on WSC, WinoBias and GAP against baselines."
     )
