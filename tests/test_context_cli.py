@@ -49,6 +49,12 @@ def test_heads(run_cli):
     weights = [h["weight"] for h in r["heads"]]
     assert len(weights) == 10 and weights == sorted(weights, reverse=True)
     assert len(r["by_layer"]) == 6
+    code, out, _ = run_cli("heads", ANIMAL, "--json")
+    r = json.loads(out)
+    assert code == 0 and len(r["entropy"]) == 6 and len(r["sink"][0]) == 12
+    assert min(min(row) for row in r["entropy"]) < 0.01  # layer 0 head 2 attends to itself
+    code, _, err = run_cli("heads", ANIMAL, "--from", "it")
+    assert code == 2 and "give both --from and --to" in err
 
 
 def test_shift(run_cli, tmp_path):

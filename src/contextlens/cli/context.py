@@ -151,8 +151,8 @@ def _attention_all(m, trace, attn, layer, head, top, plot, grid, as_json) -> Non
 @app.command()
 def heads(
     text: str = TEXT,
-    source: str = typer.Option(..., "--from", help="the word that attends"),
-    target: str = typer.Option(..., "--to", help="the word attended to"),
+    source: str | None = typer.Option(None, "--from", help="the word that attends"),
+    target: str | None = typer.Option(None, "--to", help="the word attended to"),
     model: str = MODEL_OPTION,
     from_occurrence: int | None = typer.Option(None, "--from-occurrence"),
     to_occurrence: int | None = typer.Option(None, "--to-occurrence"),
@@ -160,9 +160,16 @@ def heads(
     plot: Path | None = PLOT,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Which heads attend most from one word to another ("which head links 'it' to 'animal'?")."""
+    """Which heads attend most from one word to another ("which head links 'it' to 'animal'?").
+
+    Without --from/--to: every head's entropy, distance attended and attention-sink share.
+    """
     m = get_model(model)
     trace = m.trace(text, hidden_states=False)
+    if source is None and target is None:
+        return _head_stats(m, trace, top, plot, as_json)
+    if source is None or target is None:
+        raise ContextlensError("give both --from and --to (or neither, for per-head statistics)")
     src, dst, links = att.head_links(trace, source, target, (from_occurrence, to_occurrence))
     if top < 1:
         raise ContextlensError(f"--top must be ≥ 1 (got {top})")
@@ -202,6 +209,55 @@ def heads(
     )
     console.print(
         "heads averaged, per layer: " + "  ".join(f"{i}:{v:.3f}" for i, v in enumerate(by_layer))
+    )
+    if plot:
+        console.print(f"saved {plot}")
+
+
+def _head_stats(m, trace, top: int, plot: Path | None, as_json: bool) -> None:
+    """Per-head statistics, summarised per layer, with the most focused heads."""
+    st = att.head_stats(trace)
+    n_layers, n_heads = st.entropy.shape
+    if plot:
+        plots.heatmap(
+            st.sink,
+            [f"layer {i}" for i in range(n_layers)],
+            [f"head {h}" for h in range(n_heads)],
+            f"{m.name}: share of attention on the sink (special / first tokens)",
+            plot,
+            axes=("head", "layer"),
+            label="sink share",
+        )
+    if as_json:
+        return emit_json(
+            {
+                "model": m.name,
+                "text": trace.text,
+                "entropy": st.entropy.tolist(),
+                "distance": st.distance.tolist(),
+                "sink": st.sink.tolist(),
+                "plot": str(plot) if plot else None,
+            }
+        )
+    focused = att.rank_heads(-st.entropy, top)
+    table(
+        f"heads, averaged per layer ({m.name}, {len(trace)} tokens; sink = special/first tokens)",
+        ["layer", "entropy (nats)", "distance (tokens)", "sink share", "most focused head"],
+        [
+            (
+                n,
+                f"{st.entropy[n].mean():.2f}",
+                f"{st.distance[n].mean():.1f}",
+                f"{st.sink[n].mean():.2f}",
+                f"head {int(st.entropy[n].argmin())} ({st.entropy[n].min():.2f})",
+            )
+            for n in range(n_layers)
+        ],
+        {c: "right" for c in ("layer", "entropy (nats)", "distance (tokens)", "sink share")},
+    )
+    console.print(
+        "most focused heads (lowest entropy): "
+        + "  ".join(f"{h.layer}.{h.head} ({-h.weight:.2f})" for h in focused)
     )
     if plot:
         console.print(f"saved {plot}")
