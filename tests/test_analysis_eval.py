@@ -174,6 +174,7 @@ def test_every_picture_kind(minilm, tmp_path):
     ]
     for p in drawn:
         non_blank_png(p)
+        assert p.stat().st_mode & 0o777 == 0o666 & ~plots._umask()  # as open() would make it
     svg = plots.lines(labels, a.row(), 8, "lines", tmp_path / "lines.svg")
     assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(

@@ -39,6 +39,7 @@ def save(fig, path: str | Path) -> Path:
         try:
             with os.fdopen(fd, "wb") as f:
                 fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a saved file is not
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
@@ -46,6 +47,12 @@ def save(fig, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _ticks(ax, labels: Sequence[str], axis: str) -> None:
