@@ -111,7 +111,11 @@ def grid(attn: torch.Tensor, labels: Sequence[str], title: str, path: str | Path
     small = block_average(attn.float(), MAX_CELLS)
     size = 1.2 if w > 12 else 1.6
     fig, axes = plt.subplots(
-        n_layers, n_heads, figsize=(n_heads * size + 1, n_layers * size + 1), squeeze=False
+        n_layers,
+        n_heads,
+        figsize=(n_heads * size + 1, n_layers * size + 1),
+        squeeze=False,
+        layout="constrained",
     )
     for layer in range(n_layers):
         for head in range(n_heads):
