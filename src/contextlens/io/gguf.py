@@ -297,18 +297,16 @@ def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
     )
     bos = meta.get("tokenizer.ggml.bos_token_id")
     eos = meta.get("tokenizer.ggml.eos_token_id")
-    around = [
-        (tok.id_to_token(i), i) if flag else None
-        for i, flag in (
-            (bos, meta.get("tokenizer.ggml.add_bos_token", False) and bos is not None),
-            (eos, meta.get("tokenizer.ggml.add_eos_token", False) and eos is not None),
-        )
-    ]
-    first, last = ([t[0]] if t else [] for t in around)
+
+    def wrap(which: str, i: int | None) -> list[tuple[str, int]]:
+        """The BOS or EOS token, if the file asks for it around every text."""
+        wanted = meta.get(f"tokenizer.ggml.add_{which}_token", False) and i is not None
+        return [(tok.id_to_token(i), i)] if wanted else []
+
+    first, last = wrap("bos", bos), wrap("eos", eos)
+    single = [t for t, _ in first] + ["$A:0"] + [t for t, _ in last]
     tok.post_processor = processors.TemplateProcessing(
-        single=[*first, "$A:0", *last],
-        pair=[*first, "$A:0", *last, "$B:1"],
-        special_tokens=[t for t in around if t],
+        single=single, pair=[*single, "$B:1"], special_tokens=first + last
     )
     # generation ends at end-of-sequence, end-of-turn or end-of-message, as in llama.cpp
     ends = (meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom"))
