@@ -75,7 +75,9 @@ def main() -> None:
         )
 
     def mine():
-        return list(ours._new_token_ids(prompt, NEW_TOKENS, 0.0, None, None, None))
+        return list(
+            ours._new_token_ids(prompt, NEW_TOKENS, 0.0, None, None, None, stop_at_eos=False)
+        )
 
     n_hf = theirs().shape[1] - len(prompt)
     n_ours = len(mine())

@@ -43,9 +43,10 @@ def test_greedy_generation_equals_transformers(smollm2, smollm2_reference):
                 pad_token_id=2,
             )
         theirs = out[0, len(ids) :].tolist()
-        ours = list(smollm2._new_token_ids(ids, 32, 0.0, None, None, None))
-        assert ours == theirs
-        assert ours == list(smollm2._new_token_ids(ids, 32, 0.0, None, None, None, use_cache=False))
+        greedy = dict(temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=False)
+        ours = list(smollm2._new_token_ids(ids, 32, **greedy))
+        assert len(ours) == 32 and ours == theirs
+        assert ours == list(smollm2._new_token_ids(ids, 32, use_cache=False, **greedy))
 
 
 def test_paris_comes_first(smollm2):

@@ -264,6 +264,7 @@ class LanguageModel:
         top_p: float | None,
         seed: int | None,
         use_cache: bool = True,
+        stop_at_eos: bool = True,
     ):
         """Yield new token ids one by one: prefill the prompt once, then one token per step
         through the KV cache (use_cache=False recomputes the whole sequence each step)."""
@@ -282,7 +283,7 @@ class LanguageModel:
             logits = self.model.logits(hidden[0, -1])  # [vocab]
             token = choose(logits, temperature, top_k, top_p, generator)
             yield token
-            if token in self.tokenizer.eos_ids:
+            if stop_at_eos and token in self.tokenizer.eos_ids:
                 return
             seq.append(token)
             step = torch.tensor([[token]] if use_cache else [seq])
