@@ -46,5 +46,6 @@ class Recorder:
         if self.wants("qkv", layer):
             group = q.shape[1] // k.shape[1]
             slot = self.slot("qkv", layer, (3, *q.shape))
-            for i, x in enumerate((q, k, v)):
+            slot[0].copy_(q)
+            for i, x in ((1, k), (2, v)):
                 slot[i].copy_(x.repeat_interleave(group, dim=1))
