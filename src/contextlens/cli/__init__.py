@@ -3,7 +3,7 @@
 import sys
 
 from ..errors import ContextlensError
-from . import context, core, decoder, search, static, tour  # noqa: F401  (register commands)
+from . import context, core, decoder, search, static, tour, web  # noqa: F401  (register commands)
 from .app import app
 
 

@@ -1,0 +1,41 @@
+"""The word-space view's answers: neighbours, analogies and a 2-D map of words, from a static
+word-vector table (`contextlens.load("glove-50")`, a `WordVectors`)."""
+
+import torch
+
+from ..analysis.context import project_2d
+from ..errors import ContextlensError
+
+
+def table(registry, name: str):
+    """The word-vector table `name` (a served model of kind static)."""
+    wv = registry.get(name)
+    if not hasattr(wv, "most_similar"):
+        raise ContextlensError(
+            f"{name} is a transformer model; neighbours and analogies need a word-vector table "
+            "such as glove-50 (serve it with --models … glove-50)"
+        )
+    return wv
+
+
+def info(name: str, wv) -> dict:
+    return {"name": name, "kind": "static", "words": len(wv), "dim": wv.dim}
+
+
+def _pairs(found) -> list[dict]:
+    return [{"word": w, "cosine": round(float(c), 4)} for w, c in found]
+
+
+def neighbours(wv, word: str, k: int) -> dict:
+    return {"word": word, "neighbours": _pairs(wv.most_similar(word, k=k))}
+
+
+def analogy(wv, a: str, b: str, c: str, k: int) -> dict:
+    """a : b :: c : ? — the words nearest b − a + c (the three inputs left out)."""
+    return {"a": a, "b": b, "c": c, "answers": _pairs(wv.analogy(a, b, c, k=k))}
+
+
+def project(wv, words: list[str]) -> dict:
+    """Words' vectors, PCA to 2-D: labels and points `[n, 2]`."""
+    vecs = torch.stack([torch.as_tensor(wv.vector(w)).float() for w in words])
+    return {"labels": words, "points": torch.round(project_2d(vecs), decimals=4).tolist()}
