@@ -98,10 +98,8 @@ def _first_error(exc: RequestValidationError) -> tuple[int, str]:
     """One line from pydantic's list of errors (malformed JSON is 400, the rest 422)."""
     err = exc.errors()[0]
     if err.get("type") == "json_invalid":
-        return (
-            400,
-            f"malformed JSON body ({err.get('ctx', {}).get('error', 'invalid')}); send a JSON object",
-        )
+        why = err.get("ctx", {}).get("error", "invalid")
+        return 400, f"malformed JSON body ({why}); send a JSON object"
     where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
     return 422, f"{where}: {err.get('msg', 'invalid value')}"
 
