@@ -18,7 +18,7 @@ STRIP_TOKENS = 64  # the tokens view draws the vectors of at most this many toke
 
 
 def _round(x: torch.Tensor, digits: int = 4) -> list:
-    return torch.round(x.float(), decimals=digits).tolist()
+    return torch.round(x.double(), decimals=digits).tolist()
 
 
 def token_info(trace: Trace) -> dict:

@@ -38,4 +38,4 @@ def analogy(wv, a: str, b: str, c: str, k: int) -> dict:
 def project(wv, words: list[str]) -> dict:
     """Words' vectors, PCA to 2-D: labels and points `[n, 2]`."""
     vecs = torch.stack([torch.as_tensor(wv.vector(w)).float() for w in words])
-    return {"labels": words, "points": torch.round(project_2d(vecs), decimals=4).tolist()}
+    return {"labels": words, "points": torch.round(project_2d(vecs).double(), decimals=4).tolist()}
