@@ -37,9 +37,7 @@ def peer(name: str):
     path = cl.io.catalog.CATALOG[name].path()
     if path.suffix == ".gguf":
         kw = {"gguf_file": path.name}
-        model = AutoModelForCausalLM.from_pretrained(
-            path.parent, attn_implementation="eager", **kw
-        )
+        model = AutoModelForCausalLM.from_pretrained(path.parent, attn_implementation="eager", **kw)
         tok = AutoTokenizer.from_pretrained(path.parent, **kw)
     else:
         model = AutoModel.from_pretrained(path, attn_implementation="eager")

@@ -94,9 +94,8 @@ def heatmap(
 
 
 def block_average(m: torch.Tensor, size: int) -> torch.Tensor:
-    """`[..., w, w]` averaged over blocks of consecutive words to at most `[..., size, size]`
-    (each row still sums to 1 when the blocks' columns are summed — here they are averaged
-    for display)."""
+    """`[..., w, w]` → at most `[..., size, size]`, each cell the mean over a block of
+    consecutive words (for display: a long text's matrix as a readable picture)."""
     w = m.shape[-1]
     if w <= size:
         return m

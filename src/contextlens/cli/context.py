@@ -164,6 +164,8 @@ def heads(
 
     Without --from/--to: every head's entropy, distance attended and attention-sink share.
     """
+    if top < 1:
+        raise ContextlensError(f"--top must be ≥ 1 (got {top})")
     m = get_model(model)
     trace = m.trace(text, hidden_states=False)
     if source is None and target is None:
@@ -171,8 +173,6 @@ def heads(
     if source is None or target is None:
         raise ContextlensError("give both --from and --to (or neither, for per-head statistics)")
     src, dst, links = att.head_links(trace, source, target, (from_occurrence, to_occurrence))
-    if top < 1:
-        raise ContextlensError(f"--top must be ≥ 1 (got {top})")
     ranked = att.rank_heads(links, top)
     by_layer = links.mean(1).tolist()
     if plot:
