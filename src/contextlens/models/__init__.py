@@ -55,7 +55,8 @@ def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Tra
     for prefix in arch.PREFIXES:
         tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
     transform = getattr(arch, "transform", lambda name, t: t)
-    model = Transformer(cfg)
+    with torch.device("meta"):  # no memory, no random init: the checkpoint supplies everything
+        model = Transformer(cfg)
     wanted = model.state_dict()
     tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
     state = {}
@@ -68,7 +69,8 @@ def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Tra
                 f"{source}: weight {missing[0]!r} is missing; the file is incomplete or not "
                 f"a {kind} checkpoint"
             )
-        state[ours] = torch.cat([transform(t, tensors[t]) for t in theirs])
+        parts = [transform(t, tensors[t]) for t in theirs]
+        state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
         if state[ours].shape != wanted[ours].shape:
             raise ContextlensError(
                 f"{source}: weight {theirs[0]!r} has shape {tuple(state[ours].shape)}, "
@@ -77,7 +79,9 @@ def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Tra
     left = [k for k in wanted if k not in state and k not in tied]
     if left:
         raise ContextlensError(f"{source}: no weights for {left[0]!r}")
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state, strict=False, assign=True)
+    if tied:
+        model.lm_head.weight = model.tok.weight  # assign=True replaced the shared parameter
     return model.eval().requires_grad_(False)
 
 

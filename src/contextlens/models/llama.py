@@ -16,6 +16,8 @@ def rope_theta(hf: dict) -> float:
 
 def config(hf: dict) -> TransformerConfig:
     n_heads = hf["num_attention_heads"]
+    if hf.get("head_dim", hf["hidden_size"] // n_heads) != hf["hidden_size"] // n_heads:
+        raise ContextlensError(f"head_dim {hf['head_dim']} ≠ hidden_size / heads is not supported")
     return TransformerConfig(
         architecture="llama",
         vocab_size=hf["vocab_size"],

@@ -75,18 +75,23 @@ class TransformerConfig:
         return self.d_model // self.n_heads
 
 
+def table(rows: int, d: int) -> nn.Embedding:
+    """A lookup table `[rows, d]` whose values come from the checkpoint (no random init)."""
+    return nn.Embedding.from_pretrained(torch.empty(rows, d), freeze=True)
+
+
 class Transformer(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.tok = nn.Embedding(cfg.vocab_size, d)
-        self.pos = nn.Embedding(cfg.max_positions, d) if cfg.position == "learned" else None
+        self.tok = table(cfg.vocab_size, d)
+        self.pos = table(cfg.max_positions, d) if cfg.position == "learned" else None
         if cfg.position == "sinusoidal":
             self.register_buffer(
                 "sinusoids", sinusoidal_positions(cfg.max_positions, d), persistent=False
             )
-        self.types = nn.Embedding(cfg.type_vocab_size, d) if cfg.type_vocab_size else None
+        self.types = table(cfg.type_vocab_size, d) if cfg.type_vocab_size else None
         self.emb_norm = make_norm(cfg.norm, d, cfg.norm_eps) if cfg.embedding_norm else None
         rope = (
             RoPE(cfg.head_dim, cfg.rope_theta, cfg.max_positions)

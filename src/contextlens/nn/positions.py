@@ -14,9 +14,10 @@ def sinusoidal_positions(n_positions: int, d_model: int, base: float = 10000.0) 
 
     PE[pos, 2i] = sin(pos / base^(2i/d)),  PE[pos, 2i+1] = cos(pos / base^(2i/d)).
     """
-    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]  # [p, 1]
-    freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # [d/2]
-    table = torch.zeros(n_positions, d_model, dtype=torch.float64)
+    f64 = dict(dtype=torch.float64, device="cpu")  # CPU even while a model is built on "meta"
+    pos = torch.arange(n_positions, **f64)[:, None]  # [p, 1]
+    freq = base ** (-torch.arange(0, d_model, 2, **f64) / d_model)  # [d/2]
+    table = torch.zeros(n_positions, d_model, **f64)
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
     return table.float()
@@ -37,8 +38,10 @@ class RoPE(nn.Module):
 
     def __init__(self, head_dim: int, theta: float, max_positions: int):
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2).float() / head_dim))  # [hd/2]
-        angles = torch.arange(max_positions).float()[:, None] * inv_freq[None, :]  # [p, hd/2]
+        cpu = "cpu"  # even while a model is built on the "meta" device (see models.build)
+        channels = torch.arange(0, head_dim, 2, device=cpu).float()
+        inv_freq = 1.0 / (theta ** (channels / head_dim))  # [hd/2]
+        angles = torch.arange(max_positions, device=cpu).float()[:, None] * inv_freq  # [p, hd/2]
         angles = torch.cat((angles, angles), dim=-1)  # [p, hd]
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
