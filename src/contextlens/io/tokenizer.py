@@ -33,6 +33,8 @@ class Tokenizer:
         self.bos_id = bos_id
         self.eos_ids = eos_ids  # generation stops at any of these
         self.chat_template = chat_template  # a Jinja template, as in tokenizer_config.json
+        # special tokens written in the text (e.g. <|im_start|>) count as special too
+        self.special_ids = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
 
     @classmethod
     def from_file(cls, path: Path, **kwargs) -> "Tokenizer":
@@ -55,7 +57,10 @@ class Tokenizer:
                 ids=list(e.ids),
                 tokens=list(e.tokens),
                 offsets=[tuple(o) for o in e.offsets],
-                special=[bool(m) for m in e.special_tokens_mask],
+                special=[
+                    bool(m) or i in self.special_ids
+                    for m, i in zip(e.special_tokens_mask, e.ids, strict=True)
+                ],
             )
             for e in encs
         ]
