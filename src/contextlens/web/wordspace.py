@@ -37,5 +37,5 @@ def analogy(wv, a: str, b: str, c: str, k: int) -> dict:
 
 def project(wv, words: list[str]) -> dict:
     """Words' vectors, PCA to 2-D: labels and points `[n, 2]`."""
-    vecs = torch.stack([torch.as_tensor(wv.vector(w)).float() for w in words])
+    vecs = torch.as_tensor(wv[list(words)]).float()  # [n, d]
     return {"labels": words, "points": torch.round(project_2d(vecs).double(), decimals=4).tolist()}
