@@ -175,6 +175,7 @@ def next_token(
             for p, j in zip(v.tolist(), i.tolist(), strict=True)
         ],
         "kept": int((probs > 0).sum()),
+        "vocab": probs.shape[-1],
         "attention": _round(look, 4),
     }
 

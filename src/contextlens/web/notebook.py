@@ -58,7 +58,7 @@ def show(trace: Trace, layer: int | None = None, head: int | None = None) -> Hea
     box = f"contextlens-{uuid.uuid4().hex[:12]}"
     what = "heads averaged" if head is None else f"head {head + 1}"
     return HeadView(
-        f'<div class="contextlens-headview"><style>{STYLE}</style>'
+        f'<div class="contextlens-headview" style="display:inline-block"><style>{STYLE}</style>'
         f'<div style="font:12px sans-serif;color:#667085">{trace.model}: layer {layer + 1}, '
         f"{what}</div>"
         f'<div id="{box}"></div><script type="module">'

@@ -94,7 +94,7 @@ async function drawSteps(root, state, labels) {
       strip(mixed, scale, "weighted sum of values"));
   }
   slider.addEventListener("input", update);
-  root.replaceChildren(
+  root.replaceChildren(...[
     el("h2", { text: `Step by step: “${labels[d.query]}” in layer ${d.layer + 1}, head ${d.head + 1}` }),
     el("p", { class: "note", text: `1. score = q·k / √${d.head_dim} for every key${keys.length < d.scores.length ? " it may see (a decoder's causal mask hides the words after it)" : ""}; 2. softmax(score / T) turns scores into weights that sum to 1 — T = 1 is what the model does, lower T sharpens, higher T flattens; 3. the output is the weighted sum of the value vectors.` }),
     el("div", { class: "controls" }, el("label", {}, "temperature T ", slider, " ", shown)),
@@ -102,6 +102,6 @@ async function drawSteps(root, state, labels) {
       el("thead", {}, el("tr", {}, ...["key", "q·k/√d", "softmax(·/T)", "", "model (T=1)"].map((h) => el("th", { text: h })))),
       body),
     keys.length > order.length ? el("p", { class: "note", text: `The ${order.length} keys with the largest weights of ${keys.length}.` }) : null,
-    out);
+    out].filter(Boolean));
   update();
 }

@@ -63,7 +63,7 @@ export async function render(root, state) {
   root.replaceChildren(
     el("div", { class: "card" },
       el("h2", { text: "What comes next?" }),
-      el("p", { class: "note", text: `The model's probabilities for the token after the text${d.kept < 49152 ? ` (${d.kept} tokens kept by top-k / top-p)` : ""}. Temperature divides the scores before the softmax: low T sharpens, high T flattens. Click a token to append it.` }),
+      el("p", { class: "note", text: `The model's probabilities for the token after the text${d.kept < d.vocab ? ` (${d.kept} tokens kept by top-k / top-p)` : ""}. Temperature divides the scores before the softmax: low T sharpens, high T flattens. Click a token to append it.` }),
       el("div", { class: "controls" },
         el("label", {}, "temperature ", temp, " ", tShown),
         el("label", {}, "top-k ", topk),

@@ -6,10 +6,10 @@ import { el, svg, svgText } from "../draw.js";
 const form = { word: "paris", a: "man", b: "king", c: "woman", words: "king queen man woman prince princess paris france berlin germany rome italy" };
 
 function scatter(labels, points, id) {
-  const W = 560, H = 360, pad = 36;
+  const W = 620, H = 360, pad = 36, right = 110;
   const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const x = (v) => pad + ((v - x0) / (x1 - x0 || 1)) * (W - 2 * pad);
+  const x = (v) => pad + ((v - x0) / (x1 - x0 || 1)) * (W - pad - right);
   const y = (v) => H - pad - ((v - y0) / (y1 - y0 || 1)) * (H - 2 * pad);
   const axis = svg("g", { class: "axis" },
     svg("line", { x1: pad / 2, x2: W - pad / 2, y1: H - pad / 2, y2: H - pad / 2 }),
