@@ -64,6 +64,9 @@ def test_reader_bad_inputs(tmp_path):
         coref.read_cases(tmp_path / "missing.jsonl")
     with pytest.raises(cl.ContextlensError, match="WinoBias format"):
         coref.read_winobias(bad)
+    bad.write_text("\n")
+    with pytest.raises(cl.ContextlensError, match="holds no cases"):
+        coref.read_cases(bad)
 
 
 # ── scoring and evaluation ──────────────────────────────────────────────────────────────────

@@ -469,7 +469,10 @@ def read_cases(path: Path, fmt: str | None = None) -> list[CorefCase]:
     fmt = fmt or guess_format(path)
     if fmt not in READERS:
         raise ContextlensError(f"unknown format {fmt!r}; choose one of {', '.join(READERS)}")
-    return READERS[fmt](Path(path))
+    cases = READERS[fmt](Path(path))
+    if not cases:
+        raise ContextlensError(f"{path} holds no cases; is it the right file (--format)?")
+    return cases
 
 
 def limit_cases(cases: list[CorefCase], limit: int | None) -> list[CorefCase]:
