@@ -1,0 +1,29 @@
+"""Semantic search over your own documents: chunking, a crash-safe index, dense/BM25/hybrid
+search, explanations, retrieval evaluation and RAG prompts."""
+
+from .chunking import Chunk, chunk_text
+from .evaluate import evaluate
+from .explain import Explanation, explain
+from .index import BuildReport, Hit, Index, index_path, index_root, list_indexes
+from .rag import Answer, answer
+from .readers import Document, read_documents, read_qrels, read_queries
+
+__all__ = [
+    "Answer",
+    "BuildReport",
+    "Chunk",
+    "Document",
+    "Explanation",
+    "Hit",
+    "Index",
+    "answer",
+    "chunk_text",
+    "evaluate",
+    "explain",
+    "index_path",
+    "index_root",
+    "list_indexes",
+    "read_documents",
+    "read_qrels",
+    "read_queries",
+]

@@ -1,0 +1,73 @@
+"""Retrieval evaluation: recall@k, MRR@10 and nDCG@10 of dense, BM25 and hybrid search, the
+ANN's agreement with the exact scan, and queries per second.
+
+Documents are ranked by their best chunk. A document is matched to the qrels by its `id`
+metadata (jsonl and SMART records) or else its name.
+"""
+
+import math
+import time
+
+from .index import Index
+
+
+def recall(ranked: list[str], relevant: dict[str, float], k: int) -> float:
+    return len(set(ranked[:k]) & relevant.keys()) / len(relevant)
+
+
+def mrr(ranked: list[str], relevant: dict[str, float], k: int = 10) -> float:
+    return next((1.0 / r for r, d in enumerate(ranked[:k], start=1) if d in relevant), 0.0)
+
+
+def ndcg(ranked: list[str], relevant: dict[str, float], k: int = 10) -> float:
+    """Normalised discounted cumulative gain: Σ gain / log2(rank + 1), over the ideal order's."""
+    dcg = sum(relevant.get(d, 0.0) / math.log2(r + 1) for r, d in enumerate(ranked[:k], start=1))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    return dcg / sum(g / math.log2(r + 1) for r, g in enumerate(ideal, start=1))
+
+
+def documents_of(hits) -> list[str]:
+    """Document ids in the order of their best chunk."""
+    return list(dict.fromkeys(h.metadata.get("id", h.document) for h in hits))
+
+
+def evaluate(
+    index: Index,
+    model,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, float]],
+    depth: int = 100,
+    modes: tuple[str, ...] = ("dense", "bm25", "hybrid"),
+) -> dict:
+    """Mean metrics per mode over the queries that have judgements, plus exact-vs-ANN recall@10
+    and each mode's queries per second (one query at a time, embedding included)."""
+    judged = {q: t for q, t in queries.items() if q in qrels}
+    chunks = 3 * depth  # documents may have several chunks
+    out: dict = {"queries": len(judged), "modes": {}}
+    exact_top10: dict[str, list[int]] = {}
+    for mode in modes:
+        sums = {"recall@10": 0.0, f"recall@{depth}": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
+        t0 = time.perf_counter()
+        for qid, text in judged.items():
+            hits = index.search(text, k=chunks, mode=mode, model=model, ann=False)
+            if mode == "dense":
+                exact_top10[qid] = [h.chunk_id for h in hits[:10]]
+            ranked, rel = documents_of(hits), qrels[qid]
+            sums["recall@10"] += recall(ranked, rel, 10)
+            sums[f"recall@{depth}"] += recall(ranked, rel, depth)
+            sums["mrr@10"] += mrr(ranked, rel)
+            sums["ndcg@10"] += ndcg(ranked, rel)
+        seconds = time.perf_counter() - t0
+        out["modes"][mode] = {m: s / len(judged) for m, s in sums.items()}
+        out["modes"][mode]["qps"] = len(judged) / seconds
+    if exact_top10:
+        t0 = time.perf_counter()
+        agree = 0.0
+        for qid, text in judged.items():
+            ann = {h.chunk_id for h in index.search(text, k=10, model=model, ann=True)}
+            agree += len(ann & set(exact_top10[qid])) / max(len(exact_top10[qid]), 1)
+        out["ann"] = {
+            "recall@10_vs_exact": agree / len(judged),
+            "qps": len(judged) / (time.perf_counter() - t0),
+        }
+    return out

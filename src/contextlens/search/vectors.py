@@ -1,0 +1,113 @@
+"""Vector search: the exact path (one matrix product) and the ANN path (hnswlib's HNSW graph).
+
+A generation's live vectors are kept as snapshot files next to the database, each written to a
+temporary file and renamed into place: `vectors-G.npy` `[n, d]` float32 unit rows, `ids-G.npy`
+`[n]` chunk ids, and (built on demand) `hnsw-G.bin`. They are derived data: when one is missing
+(a process was killed before writing it) it is rebuilt from the database.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_SEARCH = 128
+
+
+def _atomic(path: Path, write) -> None:
+    """Call `write(tmp_path)`, then rename the finished file to `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_snapshot(directory: Path, generation: int, ids: np.ndarray, vectors: np.ndarray) -> None:
+    """Write generation G's ids and vectors (ids last: a reader trusts a pair only when both
+    exist and agree in length) and delete snapshots older than G - 1."""
+
+    def npy(array):
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+
+        return write
+
+    _atomic(directory / f"vectors-{generation}.npy", npy(vectors))
+    _atomic(directory / f"ids-{generation}.npy", npy(ids))
+    for f in directory.glob("*-*.*"):
+        stem = f.stem.rsplit("-", 1)
+        if f.suffix in (".npy", ".bin") and stem[-1].isdigit() and int(stem[-1]) < generation - 1:
+            f.unlink(missing_ok=True)
+
+
+def load_snapshot(directory: Path, generation: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids `[n]`, vectors `[n, d]`) of generation G, or None if its files are not all there."""
+    try:
+        ids = np.load(directory / f"ids-{generation}.npy")
+        vectors = np.load(directory / f"vectors-{generation}.npy")
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return (ids, vectors) if len(ids) == len(vectors) else None
+
+
+def exact_top(
+    vectors: torch.Tensor, queries: torch.Tensor, k: int, allowed: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine top-k of unit `queries` `[m, d]` among unit `vectors` `[n, d]`: (scores `[m, k]`,
+    rows `[m, k]`). `allowed` `[n]` bool masks rows out (filters)."""
+    scores = queries @ vectors.T  # [m, n]
+    if allowed is not None:
+        scores.masked_fill_(~allowed, float("-inf"))
+        k = min(k, int(allowed.sum()))
+    top = scores.topk(min(k, scores.shape[1]), dim=1)
+    return top.values, top.indices
+
+
+class Hnsw:
+    """hnswlib's inner-product HNSW graph over a snapshot's rows (labels are row numbers)."""
+
+    def __init__(self, index):
+        self.index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, path: Path | None = None, threads: int = -1) -> "Hnsw":
+        import hnswlib
+
+        index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+        index.init_index(
+            max_elements=max(len(vectors), 1),
+            M=HNSW_M,
+            ef_construction=HNSW_EF_CONSTRUCTION,
+            random_seed=0,
+        )
+        index.add_items(vectors, np.arange(len(vectors)), num_threads=threads)
+        if path is not None:
+            _atomic(path, lambda tmp: index.save_index(tmp))
+        return cls(index)
+
+    @classmethod
+    def load(cls, path: Path, dim: int, n: int) -> "Hnsw | None":
+        import hnswlib
+
+        if not path.exists():
+            return None
+        index = hnswlib.Index(space="ip", dim=dim)
+        index.load_index(str(path), max_elements=n)
+        return cls(index) if index.get_current_count() == n else None
+
+    def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores `[m, k]`, rows `[m, k]`) for unit queries `[m, d]`."""
+        k = min(k, self.index.get_current_count())
+        self.index.set_ef(max(HNSW_EF_SEARCH, k))
+        rows, distances = self.index.knn_query(queries, k=k)
+        return 1.0 - distances, rows.astype(np.int64)
