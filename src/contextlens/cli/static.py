@@ -1,1 +1,168 @@
-"""Commands: static (see the module's issue)."""
+"""Commands for static word vectors: neighbors, analogy, vectors, evaluate analogies|wordsim|…"""
+
+from pathlib import Path
+
+import typer
+
+from ..analysis.wordvectors import DATASETS, METHODS, evaluate_analogies, evaluate_word_pairs
+from ..errors import ContextlensError
+from ..static import WordVectors
+from .app import JSON_OPTION, app, console, emit_json, evaluate_app, get_model, table
+from .tour import explain, section
+
+STATIC_MODEL = typer.Option(
+    "glove-50", "--model", "-m", help="word vectors: catalog name or a .txt/.vec/.bin file"
+)
+TOP = typer.Option(10, "--top", "-k", help="how many words to list")
+RESTRICT = typer.Option(
+    300_000, "--restrict-vocab", help="use only the first N (most frequent) words"
+)
+
+
+def word_vectors(name: str) -> WordVectors:
+    """The static model `name`, or a clear error for a contextual one."""
+    m = get_model(name)
+    if not isinstance(m, WordVectors):
+        raise ContextlensError(
+            f"{name} is a contextual model; this command needs static word vectors "
+            "(-m glove-50 or a .txt/.vec/.bin file)"
+        )
+    return m
+
+
+def _ranked(pairs: list[tuple[str, float]]) -> list[dict]:
+    return [{"word": w, "score": s} for w, s in pairs]
+
+
+def _show_ranked(title: str, pairs: list[tuple[str, float]], score: str) -> None:
+    table(title, ["#", "word", score], [(i, w, f"{s:.4f}") for i, (w, s) in enumerate(pairs, 1)])
+
+
+@app.command()
+def neighbors(
+    word: str = typer.Argument(..., help="a word of the vocabulary"),
+    model: str = STATIC_MODEL,
+    k: int = TOP,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The K words whose vectors are closest to WORD's (cosine similarity)."""
+    wv = word_vectors(model)
+    pairs = wv.most_similar(word, k=k)
+    if as_json:
+        return emit_json({"model": wv.name, "word": word, "neighbors": _ranked(pairs)})
+    _show_ranked(f"nearest to {word!r} ({wv.name})", pairs, "cosine")
+
+
+@app.command()
+def analogy(
+    a: str = typer.Argument(..., help="A in 'A is to B as C is to ?'"),
+    b: str = typer.Argument(..., help="B"),
+    c: str = typer.Argument(..., help="C"),
+    model: str = STATIC_MODEL,
+    k: int = typer.Option(5, "--top", "-k", help="the answer and this many − 1 runners-up"),
+    method: str = typer.Option("3cosadd", "--method", help="3cosadd (B − A + C) or 3cosmul"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A is to B as C is to ?: the words nearest B − A + C, leaving out A, B and C."""
+    wv = word_vectors(model)
+    pairs = wv.analogy(a, b, c, k=k, method=method)
+    if as_json:
+        return emit_json(
+            {"model": wv.name, "a": a, "b": b, "c": c, "method": method, "answers": _ranked(pairs)}
+        )
+    word, score = pairs[0]
+    console.print(f"{a} : {b} :: {c} : [bold]{word}[/bold]   ({method} {score:.4f}, {wv.name})")
+    if len(pairs) > 1:
+        _show_ranked("runners-up", pairs[1:], method)
+
+
+@app.command()
+def vectors(
+    words: list[str] = typer.Argument(..., help="one or more words"),
+    model: str = STATIC_MODEL,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The raw numbers of each word's vector."""
+    wv = word_vectors(model)
+    rows = wv[words].tolist()
+    if as_json:
+        return emit_json(
+            {"model": wv.name, "dim": wv.dim, "vectors": dict(zip(words, rows, strict=True))}
+        )
+    for word, row in zip(words, rows, strict=True):
+        console.print(f"[bold]{word}[/bold] [{wv.dim}]", " ".join(f"{x:.5g}" for x in row))
+
+
+@evaluate_app.command("analogies")
+def evaluate_analogies_command(
+    file: Path = typer.Argument(DATASETS["analogies"], help="analogy file (questions-words.txt)"),
+    model: str = STATIC_MODEL,
+    restrict_vocab: int = RESTRICT,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Google analogies: accuracy per section with 3CosAdd and 3CosMul side by side."""
+    wv = word_vectors(model)
+    results = {m: evaluate_analogies(wv, file, m, restrict_vocab) for m in METHODS}
+    if as_json:
+        return emit_json({"model": wv.name} | {m: r.to_dict() for m, r in results.items()})
+    add, mul = results["3cosadd"], results["3cosmul"]
+    rows = [
+        (s.name, len(s.correct), f"{s.accuracy:.1%}", f"{t.accuracy:.1%}")
+        for s, t in zip(add.sections, mul.sections, strict=True)
+    ]
+    rows.append(("all", add.evaluated, f"{add.accuracy:.1%}", f"{mul.accuracy:.1%}"))
+    table(
+        f"analogies: {Path(file).name}, {wv.name}, first {restrict_vocab:,} words",
+        ["section", "questions", "3CosAdd", "3CosMul"],
+        rows,
+        {"questions": "right", "3CosAdd": "right", "3CosMul": "right"},
+    )
+    console.print(f"[dim]{add.oov} questions skipped (a word outside the vocabulary)[/dim]")
+
+
+def _word_pairs(kind: str, file: Path, model: str, restrict_vocab: int, as_json: bool) -> None:
+    wv = word_vectors(model)
+    r = {"model": wv.name, "file": str(file)} | evaluate_word_pairs(wv, file, restrict_vocab)
+    if as_json:
+        return emit_json(r)
+    console.print(
+        f"{kind} ({Path(file).name}, {wv.name}): Spearman [bold]{r['spearman']:.4f}[/bold]   "
+        f"Pearson {r['pearson']:.4f}   {r['pairs']} pairs, {r['oov']} skipped "
+        f"({r['oov_ratio']:.1%} out of vocabulary)"
+    )
+
+
+def _pairs_command(kind: str, title: str) -> None:
+    """Register `evaluate KIND [FILE]` for a word-pair similarity set."""
+
+    def command(
+        file: Path = typer.Argument(DATASETS[kind], help=f"{title} file (word1 word2 score)"),
+        model: str = STATIC_MODEL,
+        restrict_vocab: int = RESTRICT,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        _word_pairs(title, file, model, restrict_vocab, as_json)
+
+    command.__doc__ = f"{title}: Spearman/Pearson of cosine vs human scores, and OOV ratio."
+    evaluate_app.command(kind)(command)
+
+
+for _kind, _title in (("wordsim", "WordSim-353"), ("simlex", "SimLex-999"), ("men", "MEN")):
+    _pairs_command(_kind, _title)
+
+
+@section(40, "Static word vectors: king − man + woman ≈ queen")
+def tour_static() -> None:
+    explain(
+        "GloVe gives every word one fixed vector (400,000 words × 50 numbers). Directions carry "
+        "meaning: the offset man → king is close to woman → queen."
+    )
+    wv = word_vectors("glove-50")
+    (word, score), *rest = wv.analogy("man", "king", "woman", k=4)
+    console.print(
+        f"  king − man + woman ≈ [bold]{word}[/bold] ({score:.3f}); then "
+        + ", ".join(f"{w} ({s:.3f})" for w, s in rest)
+    )
+    for a, b in (("king", "queen"), ("king", "apple")):
+        console.print(f"  cosine({a}, {b}) = {wv.similarity(a, b):+.3f}")
+    explain("king and queen point the same way; apple points elsewhere.")

@@ -1,0 +1,251 @@
+"""Standard evaluations of static word vectors: analogies and word-pair similarity.
+
+- Analogies (`questions-words.txt`, Mikolov et al. 2013): "a is to b as c is to ?" in sections
+  (capitals, plurals, tenses, …); accuracy of the top answer by 3CosAdd or 3CosMul.
+- Word pairs (WordSim-353, SimLex-999, MEN): Pearson and Spearman correlation of cosine
+  similarity with human scores.
+
+Both follow gensim's `evaluate_word_analogies` / `evaluate_word_pairs` protocol so the numbers
+are comparable with published ones: words are matched upper-cased (the first, most frequent,
+case variant wins), only the first `restrict_vocab` words are used, and questions or pairs with
+an unknown word are skipped and counted as out-of-vocabulary. The analogy questions are scored
+in batches: one `[questions, vocabulary]` matrix product per chunk, then a top-5 per row.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from scipy.stats import pearsonr, spearmanr
+
+from ..errors import ContextlensError
+from ..metrics import normalize
+from ..static import COSMUL_EPS, WordVectors
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+DATASETS = {
+    "analogies": DATA / "questions-words.txt",
+    "wordsim": DATA / "wordsim353.tsv",
+    "simlex": DATA / "simlex999.txt",
+    "men": DATA / "men-3k.txt",
+}
+METHODS = ("3cosadd", "3cosmul")
+SCORE_BUDGET = 1 << 25  # floats in one chunk's score matrix (128 MB)
+CANDIDATES = 5  # answers looked at per question, as gensim does
+BLOCK = 64  # columns per block in top_columns
+
+
+@dataclass
+class AnalogySection:
+    """One section of an analogy file: its questions, the answers given, which were right."""
+
+    name: str
+    questions: list[tuple[str, str, str, str]] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction answered right (0.0 for a section with no in-vocabulary question)."""
+        return sum(self.correct) / len(self.correct) if self.correct else 0.0
+
+
+@dataclass
+class AnalogyResult:
+    path: str
+    method: str
+    restrict_vocab: int
+    sections: list[AnalogySection]
+    oov: int  # questions skipped because a word is not in the first restrict_vocab words
+
+    @property
+    def evaluated(self) -> int:
+        return sum(len(s.correct) for s in self.sections)
+
+    @property
+    def n_correct(self) -> int:
+        return sum(sum(s.correct) for s in self.sections)
+
+    @property
+    def accuracy(self) -> float:
+        return self.n_correct / self.evaluated if self.evaluated else 0.0
+
+    @property
+    def oov_ratio(self) -> float:
+        total = self.evaluated + self.oov
+        return self.oov / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "method": self.method,
+            "restrict_vocab": self.restrict_vocab,
+            "accuracy": self.accuracy,
+            "correct": self.n_correct,
+            "evaluated": self.evaluated,
+            "oov": self.oov,
+            "oov_ratio": self.oov_ratio,
+            "sections": [
+                {
+                    "section": s.name,
+                    "accuracy": s.accuracy,
+                    "correct": sum(s.correct),
+                    "evaluated": len(s.correct),
+                }
+                for s in self.sections
+            ],
+        }
+
+
+def _lines(path: Path, what: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ContextlensError(f"{path} does not exist; give {what}") from None
+    except UnicodeDecodeError as e:
+        raise ContextlensError(f"{path} is not UTF-8 text ({e.reason})") from None
+
+
+def _vocabulary(wv: WordVectors, restrict_vocab: int, case_insensitive: bool) -> dict[str, int]:
+    """Lookup key → row over the first `restrict_vocab` words; the first case variant wins."""
+    if restrict_vocab < 1:
+        raise ContextlensError(f"restrict_vocab must be ≥ 1 (got {restrict_vocab})")
+    r = min(restrict_vocab, len(wv))
+    words = wv.words[:r]
+    keys = map(str.upper, reversed(words)) if case_insensitive else reversed(words)
+    return dict(zip(keys, range(r - 1, -1, -1), strict=True))
+
+
+def read_analogies(path: Path, case_insensitive: bool = True) -> list[AnalogySection]:
+    """Sections of `: name` lines followed by `a b c d` lines; other lines are skipped."""
+    sections: list[AnalogySection] = []
+    for number, line in enumerate(_lines(path, "an analogy file like questions-words.txt"), 1):
+        if line.startswith(": "):
+            sections.append(AnalogySection(line.lstrip(": ").strip()))
+            continue
+        words = line.upper().split() if case_insensitive else line.split()
+        if not sections:
+            raise ContextlensError(
+                f"{path}:{number}: a question comes before any `: section` line; "
+                "analogy files start with a section header"
+            )
+        if len(words) == 4:
+            sections[-1].questions.append(tuple(words))
+    if not any(s.questions for s in sections):
+        raise ContextlensError(f"{path} has no `a b c d` analogy questions")
+    return sections
+
+
+def _scores(
+    unit: torch.Tensor, vocab: torch.Tensor, abc: torch.Tensor, method: str
+) -> torch.Tensor:
+    """Scores of the `vocab` rows `[r, d]` for questions `abc` `[q, 3]` (rows of a, b, c)."""
+    ua, ub, uc = unit[abc].unbind(1)  # each [q, d]
+    if method == "3cosadd":
+        return normalize((ub + uc - ua) / 3) @ vocab.T
+    sims = (1 + torch.stack([ua, ub, uc]) @ vocab.T) / 2  # [3, q, r]
+    return sims[1] * sims[2] / (sims[0] + COSMUL_EPS)
+
+
+def top_columns(scores: torch.Tensor, k: int, block: int = BLOCK) -> torch.Tensor:
+    """Column indices of the k largest scores of each row, best first: `[q, r] -> [q, k]`.
+
+    Two passes instead of a full top-k per row: the maximum of each block of `block` columns
+    (one fast reduction), then an exact top-k within the k best blocks, which hold the row's
+    k best scores. Needs r to be a multiple of `block`.
+    """
+    q, r = scores.shape
+    blocks = torch.topk(scores.view(q, r // block, block).amax(2), k, dim=1).indices  # [q, k]
+    columns = (blocks.unsqueeze(2) * block + torch.arange(block)).view(q, k * block)
+    best = torch.topk(scores.gather(1, columns), k, dim=1).indices
+    return columns.gather(1, best)
+
+
+def evaluate_analogies(
+    wv: WordVectors,
+    path: str | Path,
+    method: str = "3cosadd",
+    restrict_vocab: int = 300_000,
+    case_insensitive: bool = True,
+) -> AnalogyResult:
+    """Answer every in-vocabulary question of an analogy file; accuracy per section and overall.
+
+    The answer is the best-scoring word among the first `restrict_vocab` that is none of a, b, c
+    (compared as lookup keys, so a case variant of a question word is not an answer either).
+    """
+    if method not in METHODS:
+        raise ContextlensError(f"unknown analogy method {method!r}; use 3cosadd or 3cosmul")
+    sections = read_analogies(Path(path), case_insensitive)
+    vocab = _vocabulary(wv, restrict_vocab, case_insensitive)
+    r = min(restrict_vocab, len(wv))
+    key = str.upper if case_insensitive else str
+    asked = [
+        (s, q) for s in sections for q in s.questions if all(w in vocab for w in q)
+    ]  # in file order
+    oov = sum(len(s.questions) for s in sections) - len(asked)
+    for s in sections:
+        s.questions = []
+    if asked:
+        rows = torch.tensor([[vocab[w] for w in q] for _, q in asked])  # [q, 4]
+        padded = -(-r // BLOCK) * BLOCK  # zero rows up to a whole block, scored -inf below
+        table = torch.zeros(padded, wv.dim)
+        table[:r] = wv.unit[:r]
+        chunk = max(1, SCORE_BUDGET // (padded * (3 if method == "3cosmul" else 1)))
+        top = []
+        for start in range(0, len(rows), chunk):
+            abc = rows[start : start + chunk, :3]
+            scores = _scores(wv.unit, table, abc, method).scatter_(1, abc, -torch.inf)
+            scores[:, r:] = -torch.inf
+            top.append(top_columns(scores, min(CANDIDATES, r - 1)))
+        candidates = torch.cat(top).tolist()
+        for (section, q), cands in zip(asked, candidates, strict=True):
+            words = [wv.words[i] for i in cands]
+            answer = next((w for w in words if key(w) not in q[:3]), words[-1])
+            section.questions.append(q)
+            section.answers.append(answer)
+            section.correct.append(key(answer) == q[3])
+    return AnalogyResult(str(path), method, restrict_vocab, sections, oov)
+
+
+def read_word_pairs(path: Path, case_insensitive: bool = True) -> list[tuple[str, str, float]]:
+    """`word1 word2 score` lines (tab or space separated); `#` lines and other lines skipped."""
+    pairs = []
+    for line in _lines(path, "a word-pair file like wordsim353.tsv"):
+        if line.startswith("#"):
+            continue
+        fields = line.upper().split() if case_insensitive else line.split()
+        if len(fields) != 3:
+            continue
+        try:
+            pairs.append((fields[0], fields[1], float(fields[2])))
+        except ValueError:
+            continue
+    if not pairs:
+        raise ContextlensError(f"{path} has no `word1 word2 score` lines")
+    return pairs
+
+
+def evaluate_word_pairs(
+    wv: WordVectors,
+    path: str | Path,
+    restrict_vocab: int = 300_000,
+    case_insensitive: bool = True,
+) -> dict[str, float]:
+    """Pearson and Spearman of cosine(word1, word2) vs the human score, and the OOV ratio."""
+    pairs = read_word_pairs(Path(path), case_insensitive)
+    vocab = _vocabulary(wv, restrict_vocab, case_insensitive)
+    known = [(vocab[a], vocab[b], s) for a, b, s in pairs if a in vocab and b in vocab]
+    if len(known) < 3:
+        raise ContextlensError(
+            f"{path}: only {len(known)} of {len(pairs)} pairs have both words in {wv.name}; "
+            "a correlation needs at least 3"
+        )
+    a, b, gold = zip(*known, strict=True)
+    cosines = (wv.unit[list(a)] * wv.unit[list(b)]).sum(1).double().numpy()
+    return {
+        "pearson": float(pearsonr(gold, cosines).statistic),
+        "spearman": float(spearmanr(gold, cosines).statistic),
+        "oov_ratio": (len(pairs) - len(known)) / len(pairs),
+        "pairs": len(known),
+        "oov": len(pairs) - len(known),
+    }

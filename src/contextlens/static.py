@@ -1,0 +1,305 @@
+"""Static word embeddings: one fixed vector per word (GloVe, word2vec, fastText).
+
+A `WordVectors` is a vocabulary (words ↔ rows, in file order: frequency order for GloVe) and a
+float32 matrix `[n, d]`. Every operation is a matrix product over the whole table, never a Python
+loop over the vocabulary:
+
+    wv = contextlens.load("glove-50")
+    wv.analogy("man", "king", "woman")[0]        # ('queen', 0.852...)   3CosAdd
+    wv.most_similar(positive=["king", "woman"], negative=["man"])
+    wv.similarity("king", "queen"), wv.doesnt_match(["breakfast", "lunch", "dinner", "car"])
+
+Scores follow gensim's `KeyedVectors` exactly (same formulas, same exclusion of the query words,
+same `restrict_vocab`), which the tests check on the same vectors.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .errors import ContextlensError
+from .io.wordvectors import read_vectors, write_vectors
+
+Query = str | torch.Tensor | np.ndarray | Sequence[float]
+COSMUL_EPS = 1e-6  # Levy & Goldberg's ε, as gensim adds it
+
+
+def _as_list(items) -> list:
+    """A word or vector on its own, or a list of them, as a list."""
+    if items is None:
+        return []
+    if isinstance(items, str | torch.Tensor | np.ndarray):
+        return [items]
+    if items and all(isinstance(x, int | float) for x in items):
+        return [items]  # a plain list of numbers is one vector
+    return list(items)
+
+
+class WordVectors:
+    """Words and their vectors `[n, d]`, with a lazily computed unit-length copy."""
+
+    def __init__(self, words: list[str], vectors: torch.Tensor | np.ndarray, name: str = "vectors"):
+        vectors = torch.as_tensor(vectors, dtype=torch.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(words):
+            raise ContextlensError(
+                f"{len(words)} words need a [{len(words)}, d] matrix, got {list(vectors.shape)}"
+            )
+        index = dict(zip(words, range(len(words)), strict=True))
+        if len(index) != len(words):  # duplicates: keep each word's first row, as gensim does
+            keep = sorted({w: i for i, w in reversed(list(enumerate(words)))}.values())
+            words, vectors = [words[i] for i in keep], vectors[keep]
+            index = dict(zip(words, range(len(words)), strict=True))
+        self.name = name
+        self.words = words
+        self.index = index
+        self.vectors = vectors
+        self._norms: torch.Tensor | None = None
+        self._unit: torch.Tensor | None = None
+
+    # -- the table -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.index
+
+    def __repr__(self) -> str:
+        return f"WordVectors({self.name!r}, {len(self):,} words × {self.dim})"
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    @property
+    def norms(self) -> torch.Tensor:
+        """Euclidean length of every row: `[n]`."""
+        if self._norms is None:
+            self._norms = metrics.l2_norm(self.vectors)
+        return self._norms
+
+    @property
+    def unit(self) -> torch.Tensor:
+        """The rows scaled to length 1 (zero rows stay zero): `[n, d]`, computed once."""
+        if self._unit is None:
+            self._unit = self.vectors / self.norms.clamp_min(1e-12).unsqueeze(1)
+        return self._unit
+
+    def row(self, word: str) -> int:
+        """The row of `word`, or a ContextlensError that names it."""
+        i = self.index.get(word)
+        if i is None:
+            if not isinstance(word, str):
+                raise ContextlensError(f"expected a word (a string), got {type(word).__name__}")
+            hint = f"; try {word.lower()!r}" if word.lower() in self.index else ""
+            raise ContextlensError(
+                f"{word!r} is not in the vocabulary of {self.name} ({len(self):,} words){hint}"
+            )
+        return i
+
+    def rows(self, words: Sequence[str]) -> torch.Tensor:
+        """Rows of several words: `[k]` int64."""
+        return torch.tensor([self.row(w) for w in words], dtype=torch.long)
+
+    def __getitem__(self, words: str | Sequence[str]) -> torch.Tensor:
+        """The vector of one word `[d]`, or of several `[k, d]`."""
+        if isinstance(words, str):
+            return self.vectors[self.row(words)]
+        return self.vectors[self.rows(list(words))]
+
+    def get_unit(self, words: str | Sequence[str]) -> torch.Tensor:
+        """Like `wv[words]` but unit length: `[d]` or `[k, d]`."""
+        if isinstance(words, str):
+            return self.unit[self.row(words)]
+        return self.unit[self.rows(list(words))]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def _unit_queries(self, items: list) -> torch.Tensor:
+        """Unit vectors of words or raw vectors: `[m, d]`."""
+        out = []
+        for x in items:
+            if isinstance(x, str):
+                out.append(self.get_unit(x))
+            else:
+                v = torch.as_tensor(np.asarray(x, dtype=np.float32))
+                if v.shape != (self.dim,):
+                    raise ContextlensError(
+                        f"a query vector must have {self.dim} numbers, got shape {list(v.shape)}"
+                    )
+                out.append(metrics.normalize(v))
+        return torch.stack(out)
+
+    def _limit(self, restrict_vocab: int | None) -> int:
+        if restrict_vocab is not None and restrict_vocab < 1:
+            raise ContextlensError(f"restrict_vocab must be ≥ 1 (got {restrict_vocab})")
+        return min(restrict_vocab or len(self), len(self))
+
+    def _top(self, scores: torch.Tensor, k: int, exclude: list) -> list[tuple[str, float]]:
+        """The k best rows of `scores` `[r]`, leaving out the rows of the words in `exclude`."""
+        if k < 1:
+            raise ContextlensError(f"k must be ≥ 1 (got {k})")
+        rows = [self.index[w] for w in exclude if isinstance(w, str)]
+        rows = [r for r in rows if r < len(scores)]
+        if rows:
+            scores = scores.index_fill(0, torch.tensor(rows), -torch.inf)
+        top = torch.topk(scores, min(k, len(scores) - len(set(rows))))
+        return [
+            (self.words[i], float(s)) for s, i in zip(top.values, top.indices.tolist(), strict=True)
+        ]
+
+    def _split(self, positive, negative) -> tuple[list, list]:
+        pos, neg = _as_list(positive), _as_list(negative)
+        if not pos and not neg:
+            raise ContextlensError("the query is empty; give at least one positive word")
+        return pos, neg
+
+    def most_similar(
+        self,
+        positive: Query | Sequence[Query] = (),
+        negative: Query | Sequence[Query] = (),
+        k: int = 10,
+        *,
+        exclude_query: bool = True,
+        restrict_vocab: int | None = None,
+    ) -> list[tuple[str, float]]:
+        """3CosAdd: the k words closest (cosine) to the mean of +positive and −negative.
+
+        Words and vectors are unit-normalised first; the mean is normalised too. The query
+        words themselves are left out unless `exclude_query=False` (keeping them changes
+        published analogy accuracies). `restrict_vocab=N` searches the first N words only.
+        """
+        pos, neg = self._split(positive, negative)
+        q = self._unit_queries(pos + neg)  # [m, d]
+        sign = torch.tensor([1.0] * len(pos) + [-1.0] * len(neg)).unsqueeze(1)
+        mean = metrics.normalize((sign * q).sum(0) / len(q))  # [d]
+        r = self._limit(restrict_vocab)
+        scores = self.unit[:r] @ mean  # [r]
+        return self._top(scores, k, pos + neg if exclude_query else [])
+
+    def most_similar_cosmul(
+        self,
+        positive: Query | Sequence[Query] = (),
+        negative: Query | Sequence[Query] = (),
+        k: int = 10,
+        *,
+        exclude_query: bool = True,
+        restrict_vocab: int | None = None,
+    ) -> list[tuple[str, float]]:
+        """3CosMul (Levy & Goldberg 2014): Π (1 + cos(w, p)) / 2 / (Π (1 + cos(w, n)) / 2 + ε).
+
+        Each cosine is shifted to [0, 1] so that one large similarity cannot dominate.
+        """
+        pos, neg = self._split(positive, negative)
+        if not pos:
+            raise ContextlensError("3CosMul needs at least one positive word")
+        r = self._limit(restrict_vocab)
+        sims = (1 + self.unit[:r] @ self._unit_queries(pos + neg).T) / 2  # [r, m]
+        scores = sims[:, : len(pos)].prod(1) / (sims[:, len(pos) :].prod(1) + COSMUL_EPS)
+        return self._top(scores, k, pos + neg if exclude_query else [])
+
+    def analogy(
+        self, a: str, b: str, c: str, k: int = 10, method: str = "3cosadd", **options
+    ) -> list[tuple[str, float]]:
+        """a is to b as c is to ?: `analogy("man", "king", "woman")[0][0] == "queen"`."""
+        if method == "3cosadd":
+            return self.most_similar([b, c], [a], k, **options)
+        if method == "3cosmul":
+            return self.most_similar_cosmul([b, c], [a], k, **options)
+        raise ContextlensError(f"unknown analogy method {method!r}; use 3cosadd or 3cosmul")
+
+    def similar_by_vector(
+        self, vector: Query, k: int = 10, restrict_vocab: int | None = None
+    ) -> list[tuple[str, float]]:
+        """The k words whose vectors point most nearly the way `vector` `[d]` does (cosine)."""
+        if isinstance(vector, str):
+            raise ContextlensError("similar_by_vector takes a vector; use most_similar for words")
+        return self.most_similar([vector], k=k, restrict_vocab=restrict_vocab)
+
+    def similarity(self, w1: str, w2: str) -> float:
+        """Cosine similarity of two words (1 = same direction, 0 = unrelated)."""
+        return float(self.get_unit(w1) @ self.get_unit(w2))
+
+    def distance(self, w1: str, w2: str, metric: str = "cosine") -> float:
+        """Distance between two words: `cosine` (1 − similarity), `euclidean` or `manhattan`."""
+        if metric == "cosine":
+            return 1.0 - self.similarity(w1, w2)
+        if metric in ("euclidean", "manhattan"):
+            return float(getattr(metrics, metric)(self[w1], self[w2]))
+        raise ContextlensError(f"unknown metric {metric!r}; use cosine, euclidean or manhattan")
+
+    def doesnt_match(self, words: Sequence[str]) -> str:
+        """The word farthest (cosine) from the normalised mean of the unit vectors of `words`."""
+        words = list(words)
+        if not words:
+            raise ContextlensError("doesnt_match needs a list of words; the list is empty")
+        u = self.get_unit(words)  # [k, d]
+        sims = (u @ metrics.normalize(u.mean(0))).tolist()
+        return min(zip(sims, words, strict=True))[1]  # ties: the first word in sorted order
+
+    def arithmetic(self, expression: str) -> torch.Tensor:
+        """The raw vector of `"king - man + woman"`: words joined by + and −, `[d]`."""
+        tokens = expression.replace("+", " + ").replace("-", " - ").replace("−", " - ").split()
+        if not tokens:
+            raise ContextlensError("the expression is empty; write e.g. 'king - man + woman'")
+        total, sign, expect_word = torch.zeros(self.dim), 1.0, True
+        for tok in tokens:
+            if tok in "+-" and not expect_word:
+                sign, expect_word = (1.0 if tok == "+" else -1.0), True
+            elif expect_word and tok not in "+-":
+                total, expect_word = total + sign * self[tok], False
+            else:
+                raise ContextlensError(
+                    f"cannot read {expression!r}: put + or − between words, "
+                    "e.g. 'king - man + woman'"
+                )
+        if expect_word:
+            raise ContextlensError(f"{expression!r} ends with an operator; end it with a word")
+        return total
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def evaluate_analogies(
+        self,
+        path: str | Path,
+        method: str = "3cosadd",
+        restrict_vocab: int = 300_000,
+        case_insensitive: bool = True,
+    ):
+        """Accuracy on an analogy file (`questions-words.txt` format), per section and overall.
+
+        Returns an `AnalogyResult`; see `contextlens.analysis.wordvectors`.
+        """
+        from .analysis.wordvectors import evaluate_analogies
+
+        return evaluate_analogies(self, path, method, restrict_vocab, case_insensitive)
+
+    def evaluate_word_pairs(
+        self,
+        path: str | Path,
+        restrict_vocab: int = 300_000,
+        case_insensitive: bool = True,
+    ) -> dict[str, float]:
+        """Pearson and Spearman of cosine vs human scores (WordSim-353, SimLex-999, MEN, …).
+
+        Returns `{"pearson", "spearman", "oov_ratio", "pairs", "oov"}`; pairs with an unknown
+        word are skipped and counted in `oov_ratio` (a fraction of all pairs).
+        """
+        from .analysis.wordvectors import evaluate_word_pairs
+
+        return evaluate_word_pairs(self, path, restrict_vocab, case_insensitive)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def save(self, path: str | Path, format: str | None = None) -> str:
+        """Write the table as `glove` (.txt), `word2vec` (.vec) or `word2vec-binary` (.bin)."""
+        return write_vectors(Path(path), self.words, self.vectors.numpy(), format)
+
+
+def load_vectors(path: Path, name: str | None = None) -> WordVectors:
+    """A `WordVectors` from a package directory or a GloVe / word2vec / fastText file."""
+    words, matrix = read_vectors(Path(path))
+    return WordVectors(words, torch.from_numpy(matrix), name or Path(path).name)
