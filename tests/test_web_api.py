@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from web_corpus import DOCS, build_index
 
 import contextlens as cl
 from contextlens.analysis.context import occurrences
@@ -263,3 +264,20 @@ def test_serve_binds_loopback_by_default():
 def test_serve_bad_port(run_cli):
     code, _, err = run_cli("serve", "--port", "70000", "--models", "minilm")
     assert code == 2 and "port 70000 is out of range" in err
+
+
+def test_search_with_explanations(models, tmp_path):
+    index = build_index(tmp_path, models["minilm"])
+    app = create_app(["minilm"], index=str(index))
+    c = TestClient(app)
+    assert c.get("/api/models").json()["index"]["documents"] == len(DOCS)
+    d = post(c, "/api/search", query="an eruption of ash", k=2, mode="dense")
+    top = d["hits"][0]
+    assert top["document"].endswith("volcano.txt")
+    parts = top["explain"]["chunk"]
+    assert sum(share for _, share in parts) == pytest.approx(top["explain"]["score"], abs=1e-4)
+    assert top["explain"]["score"] == pytest.approx(top["score"], abs=1e-4)
+    r = c.post("/api/search", json={"query": "ash", "mode": "sideways"})
+    assert r.status_code == 422 and "unknown search mode" in r.json()["error"]
+    r = TestClient(create_app(["minilm"])).post("/api/search", json={"query": "ash"})
+    assert r.status_code == 404 and "--index" in r.json()["error"]

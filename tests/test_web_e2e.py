@@ -15,6 +15,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from web_corpus import build_index
 
 from contextlens.web import create_app, show
 from contextlens.web.server import running
@@ -29,8 +30,11 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def app():
-    return create_app(["minilm", "smollm2", "glove-50"])
+def app(tmp_path_factory):
+    import contextlens as cl
+
+    index = build_index(tmp_path_factory.mktemp("search"), cl.load("minilm"))
+    return create_app(["minilm", "smollm2", "glove-50"], index=str(index))
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +219,19 @@ def test_word_space_analogy(browser, url):
     ]
     assert "animal" in labels and "street" in labels
     shoot(browser, "word-space")
+
+
+def test_search_explains_hits(browser, url):
+    open_view(browser, url, "search")
+    box = browser.find_element(By.ID, "search-query")
+    box.send_keys("bread baking in the oven", Keys.ENTER)
+    WebDriverWait(browser, 60).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#search-hits .hit")
+    )
+    first = browser.find_element(By.CSS_SELECTOR, "#search-hits .hit h2").text
+    assert first.startswith("1. ") and "bread.txt" in first
+    assert browser.find_elements(By.CSS_SELECTOR, "#search-hits .hit .heat span")
+    shoot(browser, "search")
 
 
 def test_notebook_display_draws_offline(browser, app, tmp_path):

@@ -15,6 +15,9 @@ def serve(
     models: str = typer.Option(
         DEFAULT_MODELS, "--models", help="comma-separated catalog names or paths to serve"
     ),
+    index: str = typer.Option(
+        None, "--index", "-i", help="a search index to serve (name or path; see `index build`)"
+    ),
 ) -> None:
     """Start the web explorer: tokens, attention, context, next token and word space views."""
     import uvicorn
@@ -24,6 +27,7 @@ def serve(
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not 0 < port < 65536:
         raise ContextlensError(f"port {port} is out of range; choose 1..65535")
-    web = create_app(names)
-    console.print(f"contextlens: serving {', '.join(names)} on http://{host}:{port}/")
+    web = create_app(names, index=index)
+    what = ", ".join(web.state.registry.names) + (f" and index {index}" if index else "")
+    console.print(f"contextlens: serving {what} on http://{host}:{port}/")
     uvicorn.run(web, host=host, port=port, log_level="warning")

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from ..errors import ContextlensError
-from . import compute, wordspace
+from . import compute, search, wordspace
 from .models import NotFound, Registry
 
 STATIC = Path(__file__).with_name("static")
@@ -89,6 +89,12 @@ class AnalogyIn(BaseModel):
     k: int = Field(5, ge=1, le=100)
 
 
+class SearchIn(BaseModel):
+    query: str
+    k: int = Field(5, ge=1, le=50)
+    mode: str = Field("hybrid", description="dense | bm25 | hybrid")
+
+
 class WordsIn(BaseModel):
     model: str = "glove-50"
     words: list[str]
@@ -104,9 +110,18 @@ def _first_error(exc: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where}: {err.get('msg', 'invalid value')}"
 
 
-def create_app(models: list[str], limits: Limits | None = None, registry: Registry | None = None):
-    """The app serving `models` (catalog names or paths; each loaded on first use, once)."""
+def create_app(
+    models: list[str],
+    limits: Limits | None = None,
+    registry: Registry | None = None,
+    index: str | None = None,
+):
+    """The app serving `models` (catalog names or paths; each loaded on first use, once) and,
+    if named, one search `index` (its model is served too)."""
     limits = limits or Limits()
+    served = search.ServedIndex(index) if index else None
+    if served and served.model not in models:
+        models = [*models, served.model]
     reg = registry or Registry(models)
     app = FastAPI(
         title="contextlens",
@@ -156,6 +171,7 @@ def create_app(models: list[str], limits: Limits | None = None, registry: Regist
     def list_models() -> dict:
         return {
             "models": [{"name": n, "kind": reg.kind(n)} for n in reg.names],
+            "index": served.summary() if served else None,
             "limits": limits.__dict__,
         }
 
@@ -222,6 +238,10 @@ def create_app(models: list[str], limits: Limits | None = None, registry: Regist
         if not 2 <= len(req.words) <= 200:
             raise ContextlensError(f"give 2 to 200 words (got {len(req.words)})")
         return wordspace.project(wordspace.table(reg, req.model), req.words)
+
+    @app.post("/api/search", summary="Search the served index; hits with token contributions")
+    def search_index(req: SearchIn) -> dict:
+        return search.search(served, reg, check_text(req.query), req.k, req.mode)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

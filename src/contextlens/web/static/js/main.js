@@ -5,14 +5,16 @@ import { get } from "./api.js";
 import * as attention from "./views/attention.js";
 import * as context from "./views/context.js";
 import * as next from "./views/next.js";
+import * as search from "./views/search.js";
 import * as tokens from "./views/tokens.js";
 import * as wordspace from "./views/wordspace.js";
 
-const VIEWS = { tokens, attention, context, next, wordspace };
+const VIEWS = { tokens, attention, context, next, wordspace, search };
 const $ = (id) => document.getElementById(id);
 
 const state = {
   models: [],        // [{name, kind}] served by this server
+  index: null,       // the search index served, if any: {name, model, documents, chunks}
   model: null,       // the chosen transformer model
   info: null,        // its shape: n_layers, n_heads, kind, …
   text: $("text").value,
@@ -63,7 +65,10 @@ async function start() {
   if (params.get("text")) $("text").value = params.get("text");
   state.text = $("text").value;
   state.view = VIEWS[params.get("view")] ? params.get("view") : "tokens";
-  state.models = (await get("/api/models")).models;
+  const served = await get("/api/models");
+  state.models = served.models;
+  state.index = served.index;
+  document.querySelector('#tabs button[data-view="search"]').hidden = !state.index;
   const transformers = state.models.filter((m) => m.kind !== "static");
   $("model").replaceChildren(...transformers.map((m) => new Option(`${m.name} (${m.kind})`, m.name)));
   const wanted = transformers.find((m) => m.name === params.get("model")) || transformers[0];
