@@ -157,7 +157,7 @@ def test_temperature_slider_changes_the_softmax(browser, url):
     assert sum(flat) == pytest.approx(1, abs=0.01) and sum(sharp) == pytest.approx(1, abs=0.01)
     entropy = [-sum(p * math.log(p) for p in ps if p > 0) for ps in (sharp, at_one, flat)]
     assert entropy == sorted(entropy)
-    browser.find_element(By.ID, "steps").screenshot(str(SHOTS / "attention-steps.png"))
+    shoot(browser, "attention-steps")
 
 
 def test_next_token_paris_then_append(browser, url):

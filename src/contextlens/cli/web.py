@@ -19,7 +19,8 @@ def serve(
         None, "--index", "-i", help="a search index to serve (name or path; see `index build`)"
     ),
 ) -> None:
-    """Start the web explorer: tokens, attention, context, next token and word space views."""
+    """Start the web explorer: tokens, attention, context, next token, word space (and search
+    with --index) views, on loopback unless --host says otherwise."""
     import uvicorn
 
     from ..web import create_app

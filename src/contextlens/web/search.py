@@ -22,7 +22,7 @@ class ServedIndex:
     def summary(self) -> dict:
         with self.lock:
             info = self.index.info()
-        return {"name": self.name, "model": self.model} | {
+        return {"name": self.index.path.name, "model": self.model} | {
             k: info[k] for k in ("documents", "chunks")
         }
 
@@ -43,5 +43,6 @@ def search(served: ServedIndex | None, registry: Registry, query: str, k: int, m
     return {
         "index": served.name,
         "query": query,
+        "mode": mode,
         "hits": [asdict(h) | {"explain": asdict(explain(model, query, h.text))} for h in hits],
     }

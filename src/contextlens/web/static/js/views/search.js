@@ -23,7 +23,7 @@ export async function render(root, state) {
     if (!form.query.trim()) return;
     const d = await post("/api/search", { query: form.query, mode: form.mode, k: 5 });
     out.replaceChildren(...(d.hits.length ? d.hits.map((h) => el("div", { class: "card hit" },
-      el("h2", { text: `${h.rank}. ${h.document} (chunk ${h.position}) · score ${h.score.toFixed(4)}` }),
+      el("h2", { title: h.document, text: `${h.rank}. ${h.document.split("/").pop()} (chunk ${h.position}) · ${d.mode} score ${h.score.toFixed(4)}` }),
       el("p", { class: "note", text: `cosine ${h.explain.score.toFixed(4)} = the sum of the token shares below (orange adds, blue takes away)` }),
       el("h3", { text: "query" }), shares(h.explain.query),
       el("h3", { text: "chunk" }), shares(h.explain.chunk))) : [el("p", { class: "note", text: "no matches" })]));

@@ -15,10 +15,18 @@ function scatter(labels, points, id) {
     svg("line", { x1: pad / 2, x2: W - pad / 2, y1: H - pad / 2, y2: H - pad / 2 }),
     svgText(W - pad / 2, H - pad / 2 - 4, "PC 1", { "text-anchor": "end" }),
     svgText(pad / 2 + 4, pad / 2, "PC 2"));
-  const dots = labels.map((l, i) => svg("g", { "data-label": l },
-    svg("circle", { cx: x(points[i][0]), cy: y(points[i][1]), r: 4.5 }),
-    svgText(x(points[i][0]) + 7, y(points[i][1]) + 4, l),
-    svg("title", {}, document.createTextNode(l))));
+  const placed = [];  // label boxes drawn so far: a label moves up or down until it fits
+  const fits = (bx, by, w) => placed.every(([px, py, pw]) => bx + w < px || px + pw < bx || Math.abs(by - py) >= 13);
+  const dots = labels.map((l, i) => {
+    const cx = x(points[i][0]), cy = y(points[i][1]);
+    const w = 7.5 * l.length;
+    const dy = [0, 13, -13, 26, -26, 39, -39].find((d) => fits(cx + 7, cy + d, w)) ?? 0;
+    placed.push([cx + 7, cy + dy, w]);
+    return svg("g", { "data-label": l },
+      svg("circle", { cx, cy, r: 4.5 }),
+      svgText(cx + 7, cy + dy + 4, l),
+      svg("title", {}, document.createTextNode(l)));
+  });
   return svg("svg", { class: "scatter", width: W, height: H, id }, axis, ...dots);
 }
 
@@ -49,7 +57,7 @@ function staticCard(name) {
     const d = await post("/api/analogy", { model: name, a: form.a, b: form.b, c: form.c, k: 5 });
     anOut.replaceChildren(el("p", {}, `${d.a} : ${d.b} :: ${d.c} : `, el("b", { text: d.answers[0].word })), pairs(d.answers, "analogy"));
   });
-  const words = el("input", { type: "text", id: "map-words", value: form.words, style: "width:100%" });
+  const words = el("input", { type: "text", class: "small", id: "map-words", value: form.words, style: "width:48em" });
   const mapOut = el("div", { id: "map-out" });
   const map = guarded(mapOut, async () => {
     form.words = words.value;
@@ -60,9 +68,11 @@ function staticCard(name) {
     el("h2", { text: `Static word vectors: ${name}` }),
     el("p", { class: "note", text: "One vector per word, whatever the sentence. Similar words lie close (cosine), and differences between vectors carry relations: b − a + c lands near the word that is to c what b is to a." }),
     el("div", { class: "row" },
-      el("div", {}, el("h3", { text: "Nearest words" }), el("form", { class: "controls", onsubmit: nb }, word, el("button", { type: "submit", text: "Neighbours" })), nbOut),
-      el("div", {}, el("h3", { text: "Analogy" }), el("form", { class: "controls", id: "analogy-form", onsubmit: an }, a, " : ", b, " :: ", c, " : ?", el("button", { type: "submit", text: "Solve" })), anOut),
-      el("div", { style: "flex:1; min-width: 520px" }, el("h3", { text: "A map of chosen words (PCA)" }), el("form", { class: "controls", onsubmit: map }, words, el("button", { type: "submit", text: "Map" })), mapOut)));
+      el("div", { style: "min-width: 300px" }, el("h3", { text: "Nearest words" }), el("form", { class: "controls", onsubmit: nb }, word, el("button", { type: "submit", text: "Neighbours" })), nbOut),
+      el("div", {}, el("h3", { text: "Analogy" }), el("form", { class: "controls", id: "analogy-form", onsubmit: an }, a, " : ", b, " :: ", c, " : ?", el("button", { type: "submit", text: "Solve" })), anOut)),
+    el("h3", { text: "A map of chosen words (PCA)" }),
+    el("form", { class: "controls", onsubmit: map }, words, el("button", { type: "submit", text: "Map" })),
+    mapOut);
   nb(); an(); map();
   return card;
 }
