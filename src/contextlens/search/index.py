@@ -133,7 +133,8 @@ class Index:
         return ix
 
     def check_model(self, model) -> None:
-        if model.name != self.meta["model"] or model.config.d_model != self.meta["dim"]:
+        dim = getattr(getattr(model, "config", None), "d_model", None)
+        if model.name != self.meta["model"] or dim != self.meta["dim"]:
             raise ContextlensError(
                 f"index {self.path} was made with {self.meta['model']} "
                 f"(d={self.meta['dim']}), not {model.name}; use -m {self.meta['model']}"

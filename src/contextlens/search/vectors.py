@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HNSW_M = 16
+HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 256
 
 
 def _atomic(path: Path, write) -> None:
