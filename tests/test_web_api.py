@@ -124,6 +124,18 @@ def test_shift_and_projection(client, models):
     assert p["labels"] == ["The", "cat", "sat", "on", "the", "mat"] and len(p["points"]) == 6
 
 
+def test_coref(client, models):
+    from contextlens.analysis.coref import CorefCase, probe
+
+    d = post(
+        client, "/api/coref", model="minilm", text=IT, pronoun="it", candidates=["animal", "street"]
+    )
+    want = probe(models["minilm"], CorefCase(IT, "it", ("animal", "street")))
+    assert d["candidates"] == ["animal", "street"]
+    assert torch.allclose(torch.tensor(d["attention"]), want.attention.mean(1), atol=1e-4)
+    assert torch.allclose(torch.tensor(d["similarity"]), want.similarity, atol=1e-4)
+
+
 BAD = [
     ("/api/tokens", {"model": "minilm", "text": "   "}, 422, "empty"),
     ("/api/tokens", {"model": "minilm", "text": "a" * 2001}, 413, "2001 characters"),
@@ -147,6 +159,18 @@ BAD = [
         "sentence 2",
     ),
     ("/api/tokens", {"model": "minilm"}, 422, "text: Field required"),
+    (
+        "/api/coref",
+        {"model": "minilm", "text": IT, "pronoun": "she", "candidates": ["a", "b"]},
+        422,
+        "'she' is not a word",
+    ),
+    (
+        "/api/coref",
+        {"model": "minilm", "text": IT, "pronoun": "it", "candidates": ["animal"]},
+        422,
+        "two candidates",
+    ),
     ("/api/tokens", {"model": "minilm", "text": 3}, 422, "text:"),
 ]
 

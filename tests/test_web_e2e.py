@@ -193,6 +193,8 @@ def test_context_bank_curve(browser, url):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#shift-chart polyline")) == 2
     rows = browser.find_elements(By.CSS_SELECTOR, "#shift-nearest tbody tr")
     assert len(rows) == 7  # the embeddings + 6 layers
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#coref-attention"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#coref-attention polyline")) == 2
     shoot(browser, "context")
 
 

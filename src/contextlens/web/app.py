@@ -66,6 +66,11 @@ class ShiftIn(BaseModel):
     k: int = Field(3, ge=1, le=20)
 
 
+class CorefIn(TextIn):
+    pronoun: str = Field(description="the pronoun (a word of the text)")
+    candidates: list[str] = Field(description="the words it may refer to (two or more)")
+
+
 class ProjectIn(TextIn):
     layer: int = 0
 
@@ -215,6 +220,11 @@ def create_app(
         model = reg.language_model(req.model)
         sentences = check_texts(req.sentences)
         return compute.shift(model, req.word, sentences, req.k)
+
+    @app.post("/api/coref", summary="Which candidate a pronoun attends to, layer by layer")
+    def coref(req: CorefIn) -> dict:
+        _, trace = traced(req.model, req.text)
+        return compute.coref(trace, req.pronoun, req.candidates)
 
     @app.post("/api/project", summary="A sentence's word vectors at one layer, PCA to 2-D")
     def project(req: ProjectIn) -> dict:

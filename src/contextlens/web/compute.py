@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ..analysis.attention import check_layer_head, head_stats, require_attentions
 from ..analysis.context import nearest_words, occurrences, project_2d
+from ..analysis.coref import CorefCase, score
 from ..analysis.words import words
 from ..errors import ContextlensError
 from ..sampling import check_sampling, next_token_distribution
@@ -194,6 +195,21 @@ def shift(model, word: str, sentences: list[str], k: int) -> dict:
         "found": [{"text": w.text, "start": w.start, "end": w.end} for w in occ.found],
         "cosine": _round(cos, 4),
         "nearest": near,
+    }
+
+
+def coref(trace: Trace, pronoun: str, candidates: list[str]) -> dict:
+    """Which candidate the pronoun points to, by layer: its attention to each candidate averaged
+    over heads `[L, c]`, rolled-out attention `[L, c]` and vector cosine `[L+1, c]`."""
+    if len(candidates) < 2:
+        raise ContextlensError("give at least two candidates to choose between")
+    s = score(trace, CorefCase(trace.text, pronoun, tuple(candidates)))
+    return {
+        "pronoun": s.pronoun.text,
+        "candidates": [w.text for w in s.candidates],
+        "attention": _round(s.attention.mean(1), 4),
+        "rollout": _round(s.rollout, 4),
+        "similarity": _round(s.similarity, 4),
     }
 
 
