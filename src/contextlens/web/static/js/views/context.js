@@ -18,7 +18,8 @@ function lineChart(series, names, xLabels, yLabel, id) {
   const n = xLabels.length;
   const values = series.flat();
   const hi = Math.min(1, Math.ceil((Math.max(...values) + 0.02) * 10) / 10);
-  const lo = Math.max(-1, Math.floor((Math.min(...values) - 0.05) * 10) / 10);
+  const least = Math.min(...values);
+  const lo = Math.max(least >= 0 ? 0 : -1, Math.floor((least - 0.05) * 10) / 10);
   const step = hi - lo > 0.5 ? 0.2 : 0.1;
   const x = (i) => L + (i * (W - L - R)) / Math.max(n - 1, 1);
   const y = (v) => T + ((hi - v) * (H - T - B)) / (hi - lo || 1);
