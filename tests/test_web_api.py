@@ -124,6 +124,15 @@ def test_shift_and_projection(client, models):
     assert p["labels"] == ["The", "cat", "sat", "on", "the", "mat"] and len(p["points"]) == 6
 
 
+def test_similarity(client, models):
+    texts = ["A cat sits on the mat.", "A kitten rests on a rug.", "Stock prices fell."]
+    d = post(client, "/api/similarity", model="minilm", texts=texts)
+    e = models["minilm"].embed(texts)
+    want = cl.cosine_matrix(e, e)
+    assert torch.allclose(torch.tensor(d["cosine"]).float(), want, atol=1e-4)
+    assert d["cosine"][0][1] > d["cosine"][0][2]
+
+
 def test_coref(client, models):
     from contextlens.analysis.coref import CorefCase, probe
 
@@ -159,6 +168,7 @@ BAD = [
         "sentence 2",
     ),
     ("/api/tokens", {"model": "minilm"}, 422, "text: Field required"),
+    ("/api/similarity", {"model": "minilm", "texts": []}, 422, "give 1 to 16 texts"),
     (
         "/api/coref",
         {"model": "minilm", "text": IT, "pronoun": "she", "candidates": ["a", "b"]},
