@@ -88,7 +88,9 @@ def open_view(browser, url: str, view: str, model: str = "minilm", text: str = I
 
 def shoot(browser, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    height = browser.execute_script("return document.body.scrollHeight")
+    height = browser.execute_script(
+        "return document.body.scrollHeight + window.outerHeight - window.innerHeight"
+    )
     browser.set_window_size(1400, min(max(height + 20, 700), 2400))
     browser.save_screenshot(str(SHOTS / f"{name}.png"))
     browser.set_window_size(1400, 1000)
