@@ -133,6 +133,24 @@ def test_similarity(client, models):
     assert d["cosine"][0][1] > d["cosine"][0][2]
 
 
+def test_embed(client, models):
+    d = post(client, "/api/embed", model="minilm", texts=["a cat", "a dog"])
+    want = models["minilm"].embed(["a cat", "a dog"])
+    assert torch.allclose(torch.tensor(d["embeddings"]), want, atol=1e-4)
+
+
+def test_projection_methods(client):
+    methods = client.get("/api/models").json()["projections"]
+    assert methods[0] == "pca"
+    r = client.post("/api/project", json={"model": "minilm", "text": IT, "method": "umap"})
+    if "umap" in methods:  # umap-learn installed: the map has one point per word
+        assert r.status_code == 200 and len(r.json()["points"]) == len(r.json()["labels"])
+    else:
+        assert r.status_code == 422 and "pip install umap-learn" in r.json()["error"]
+    r = client.post("/api/project", json={"model": "minilm", "text": IT, "method": "tsne"})
+    assert r.status_code == 422 and "projection 'tsne' is not available" in r.json()["error"]
+
+
 def test_coref(client, models):
     from contextlens.analysis.coref import CorefCase, probe
 

@@ -73,6 +73,7 @@ class CorefIn(TextIn):
 
 class ProjectIn(TextIn):
     layer: int = 0
+    method: str = Field("pca", description="pca, or umap when umap-learn is installed")
 
 
 class TextsIn(BaseModel):
@@ -103,6 +104,7 @@ class SearchIn(BaseModel):
 class WordsIn(BaseModel):
     model: str = "glove-50"
     words: list[str]
+    method: str = Field("pca", description="pca, or umap when umap-learn is installed")
 
 
 def _first_error(exc: RequestValidationError) -> tuple[int, str]:
@@ -177,6 +179,7 @@ def create_app(
         return {
             "models": [{"name": n, "kind": reg.kind(n)} for n in reg.names],
             "index": served.summary() if served else None,
+            "projections": compute.projections(),
             "limits": limits.__dict__,
         }
 
@@ -229,7 +232,11 @@ def create_app(
     @app.post("/api/project", summary="A sentence's word vectors at one layer, PCA to 2-D")
     def project(req: ProjectIn) -> dict:
         model, trace = traced(req.model, req.text)
-        return compute.projection(model, trace, req.layer)
+        return compute.projection(model, trace, req.layer, req.method)
+
+    @app.post("/api/embed", summary="Sentence embeddings with the model's pooling")
+    def embed(req: TextsIn) -> dict:
+        return compute.embeddings(reg.language_model(req.model), check_texts(req.texts))
 
     @app.post("/api/similarity", summary="Cosine similarity of sentence embeddings")
     def similarity(req: TextsIn) -> dict:
@@ -247,7 +254,7 @@ def create_app(
     def words2d(req: WordsIn) -> dict:
         if not 2 <= len(req.words) <= 200:
             raise ContextlensError(f"give 2 to 200 words (got {len(req.words)})")
-        return wordspace.project(wordspace.table(reg, req.model), req.words)
+        return wordspace.project(wordspace.table(reg, req.model), req.words, req.method)
 
     @app.post("/api/search", summary="Search the served index; hits with token contributions")
     def search_index(req: SearchIn) -> dict:

@@ -213,15 +213,45 @@ def coref(trace: Trace, pronoun: str, candidates: list[str]) -> dict:
     }
 
 
-def projection(model, trace: Trace, layer: int) -> dict:
-    """A sentence's contextual word vectors at `layer` (0 = input embeddings), PCA to 2-D."""
+def projections() -> list[str]:
+    """The 2-D projections this machine can do: PCA always, UMAP when umap-learn is installed."""
+    import importlib.util
+
+    return ["pca"] + (["umap"] if importlib.util.find_spec("umap") else [])
+
+
+def to_2d(vectors: torch.Tensor, method: str) -> list:
+    """`[n, d]` → `[n, 2]` points by PCA or UMAP, rounded for JSON."""
+    if method not in projections():
+        raise ContextlensError(
+            f"projection {method!r} is not available; use one of {', '.join(projections())}"
+            + (" (pip install umap-learn for umap)" if method == "umap" else "")
+        )
+    if method == "umap":
+        import umap
+
+        n = vectors.shape[0]
+        reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, n - 1)), random_state=0)
+        points = torch.as_tensor(reducer.fit_transform(vectors.double().numpy()))
+    else:
+        points = project_2d(vectors)
+    return _round(points, 4)
+
+
+def projection(model, trace: Trace, layer: int, method: str = "pca") -> dict:
+    """A sentence's contextual word vectors at `layer` (0 = input embeddings), in 2-D."""
     n = model.config.n_layers
     if not 0 <= layer <= n:
         raise ContextlensError(f"layer {layer} is out of range; {model.name} has 0..{n}")
     units = [w for w in words(trace) if not w.special]
     h = trace.hidden_states[layer].float()  # [s, d]
     vecs = torch.stack([h[list(w.tokens)].mean(0) for w in units])
-    return {"labels": [w.text for w in units], "points": _round(project_2d(vecs), 4)}
+    return {"labels": [w.text for w in units], "points": to_2d(vecs, method)}
+
+
+def embeddings(model, texts: list[str]) -> dict:
+    """Sentence embeddings `[n, d]` with the model's own pooling."""
+    return {"texts": texts, "embeddings": _round(model.embed(texts).reshape(len(texts), -1), 5)}
 
 
 def similarity(model, texts: list[str]) -> dict:

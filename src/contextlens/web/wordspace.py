@@ -3,8 +3,8 @@ word-vector table (`contextlens.load("glove-50")`, a `WordVectors`)."""
 
 import torch
 
-from ..analysis.context import project_2d
 from ..errors import ContextlensError
+from .compute import to_2d
 
 
 def table(registry, name: str):
@@ -35,7 +35,7 @@ def analogy(wv, a: str, b: str, c: str, k: int) -> dict:
     return {"a": a, "b": b, "c": c, "answers": _pairs(wv.analogy(a, b, c, k=k))}
 
 
-def project(wv, words: list[str]) -> dict:
-    """Words' vectors, PCA to 2-D: labels and points `[n, 2]`."""
+def project(wv, words: list[str], method: str = "pca") -> dict:
+    """Words' vectors in 2-D (PCA or UMAP): labels and points `[n, 2]`."""
     vecs = torch.as_tensor(wv[list(words)]).float()  # [n, d]
-    return {"labels": words, "points": torch.round(project_2d(vecs).double(), decimals=4).tolist()}
+    return {"labels": words, "points": to_2d(vecs, method)}

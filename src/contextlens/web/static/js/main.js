@@ -15,6 +15,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   models: [],        // [{name, kind}] served by this server
   index: null,       // the search index served, if any: {name, model, documents, chunks}
+  projections: [],   // 2-D projections the server can do: pca (and umap when installed)
   model: null,       // the chosen transformer model
   info: null,        // its shape: n_layers, n_heads, kind, …
   text: $("text").value,
@@ -68,6 +69,7 @@ async function start() {
   const served = await get("/api/models");
   state.models = served.models;
   state.index = served.index;
+  state.projections = served.projections;
   document.querySelector('#tabs button[data-view="search"]').hidden = !state.index;
   const transformers = state.models.filter((m) => m.kind !== "static");
   $("model").replaceChildren(...transformers.map((m) => new Option(`${m.name} (${m.kind})`, m.name)));

@@ -3,7 +3,7 @@
 import { post } from "../api.js";
 import { el, svg, svgText } from "../draw.js";
 
-const form = { word: "paris", a: "man", b: "king", c: "woman", words: "king queen man woman prince princess paris france berlin germany rome italy" };
+const form = { method: "pca", word: "paris", a: "man", b: "king", c: "woman", words: "king queen man woman prince princess paris france berlin germany rome italy" };
 
 function scatter(labels, points, id) {
   const W = 620, H = 360, pad = 36, right = 110;
@@ -61,7 +61,7 @@ function staticCard(name) {
   const mapOut = el("div", { id: "map-out" });
   const map = guarded(mapOut, async () => {
     form.words = words.value;
-    const d = await post("/api/words2d", { model: name, words: form.words.split(/[\s,]+/).filter(Boolean) });
+    const d = await post("/api/words2d", { model: name, words: form.words.split(/[\s,]+/).filter(Boolean), method: form.method });
     mapOut.replaceChildren(scatter(d.labels, d.points, "words-map"));
   });
   const card = el("div", { class: "card" },
@@ -70,7 +70,7 @@ function staticCard(name) {
     el("div", { class: "row" },
       el("div", { style: "min-width: 300px" }, el("h3", { text: "Nearest words" }), el("form", { class: "controls", onsubmit: nb }, word, el("button", { type: "submit", text: "Neighbours" })), nbOut),
       el("div", {}, el("h3", { text: "Analogy" }), el("form", { class: "controls", id: "analogy-form", onsubmit: an }, a, " : ", b, " :: ", c, " : ?", el("button", { type: "submit", text: "Solve" })), anOut)),
-    el("h3", { text: "A map of chosen words (PCA)" }),
+    el("h3", { text: `A map of chosen words (${form.method.toUpperCase()})` }),
     el("form", { class: "controls", onsubmit: map }, words, el("button", { type: "submit", text: "Map" })),
     mapOut);
   nb(); an(); map();
@@ -84,7 +84,7 @@ async function contextualCard(state) {
   const shown = el("output", { text: n });
   const draw = guarded(out, async () => {
     shown.textContent = layer.value === "0" ? "emb" : layer.value;
-    const d = await post("/api/project", { model: state.model, text: state.text, layer: +layer.value });
+    const d = await post("/api/project", { model: state.model, text: state.text, layer: +layer.value, method: form.method });
     out.replaceChildren(scatter(d.labels, d.points, "sentence-map"));
   });
   layer.addEventListener("change", draw);
@@ -92,14 +92,19 @@ async function contextualCard(state) {
   draw();
   return el("div", { class: "card" },
     el("h2", { text: `The text's words as ${state.model} sees them` }),
-    el("p", { class: "note", text: "Each word's contextual vector (its tokens averaged) at one layer, projected to 2-D with PCA. Slide to layer 0 (input embeddings) to see the words before attention mixed them." }),
+    el("p", { class: "note", text: `Each word's contextual vector (its tokens averaged) at one layer, projected to 2-D with ${form.method.toUpperCase()}. Slide to layer 0 (input embeddings) to see the words before attention mixed them.` }),
     el("div", { class: "controls" }, el("label", {}, "layer ", layer, " ", shown)),
     out);
 }
 
 export async function render(root, state) {
   const table = state.models.find((m) => m.kind === "static");
+  const method = el("select", { id: "projection", onchange: (e) => { form.method = e.target.value; state.drawn.delete("wordspace"); state.refresh(); } },
+    ...state.projections.map((p) => new Option(p.toUpperCase(), p)));
+  method.value = form.method;
   root.replaceChildren(
+    el("div", { class: "controls" }, el("label", {}, "2-D projection ", method),
+      state.projections.includes("umap") ? null : el("span", { text: "(UMAP appears here when umap-learn is installed)" })),
     table ? staticCard(table.name) : el("div", { class: "card" }, el("p", { class: "note", text: "No word-vector table is served; start the server with --models … glove-50 to explore neighbours and analogies." })),
     await contextualCard(state));
 }
