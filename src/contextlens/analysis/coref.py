@@ -169,32 +169,36 @@ def features(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[CorefCase], Features, Counter]:
-    """Trace and score the cases (shortest first, in padded batches); returns the cases kept,
-    their features and a count of the reasons others were skipped."""
+    """Trace and score the cases (shortest first, in padded batches); returns the cases kept
+    (in their original order, which `split` relies on), their features and a count of the
+    reasons others were skipped."""
     skipped: Counter = Counter()
     usable = []
-    for case in cases:
+    for n, case in enumerate(cases):
         if case.answer is None:
             skipped["no answer among the candidates"] += 1
             continue
         try:
-            usable.append((len(model.tokenize(case.text).ids), case))
+            usable.append((len(model.tokenize(case.text).ids), n, case))
         except ContextlensError:
             skipped[f"longer than {model.name}'s {model.max_length} tokens"] += 1
     usable.sort(key=lambda x: x[0])
-    kept, rows = [], []
+    scored: list[tuple[int, CorefCase, Scores]] = []
     for start in range(0, len(usable), batch_size):
-        chunk = [c for _, c in usable[start : start + batch_size]]
-        for case, trace in zip(chunk, model.trace([c.text for c in chunk]), strict=True):
+        chunk = usable[start : start + batch_size]
+        traces = model.trace([c.text for _, _, c in chunk])
+        for (_, n, case), trace in zip(chunk, traces, strict=True):
             try:
-                rows.append(score(trace, case))
-                kept.append(case)
+                scored.append((n, case, score(trace, case)))
             except ContextlensError:
                 skipped["a candidate or the pronoun was not found in the text"] += 1
         if progress:
             progress(min(start + batch_size, len(usable)), len(usable))
-    if not rows:
+    if not scored:
         raise ContextlensError("no case could be scored; check the file's format (--format)")
+    scored.sort(key=lambda x: x[0])
+    kept = [case for _, case, _ in scored]
+    rows = [r for _, _, r in scored]
     c = max(len(r.candidates) for r in rows)
 
     def pad(t: torch.Tensor, value: float) -> torch.Tensor:
