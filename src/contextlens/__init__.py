@@ -25,6 +25,7 @@ from .metrics import (
     normalize,
     softmax,
 )
+from .search import Hit, Index
 from .trace import Trace
 
 __version__ = "0.1.0"
@@ -43,6 +44,8 @@ __all__ = [
     "right_context",
     "rollout",
     "words",
+    "Hit",
+    "Index",
     "LanguageModel",
     "Trace",
     "cosine",

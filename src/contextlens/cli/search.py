@@ -1,6 +1,8 @@
 """Commands: index build|add|remove|info|list, search, ask, evaluate retrieval."""
 
+import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -9,7 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import ContextlensError
-from ..search import Index, answer, evaluate, explain, list_indexes, read_qrels, read_queries
+from ..search import (
+    Index,
+    answer,
+    evaluate,
+    explain,
+    index_path,
+    list_indexes,
+    read_qrels,
+    read_queries,
+)
 from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
 from .tour import explain as say
 from .tour import section
@@ -25,8 +36,10 @@ BATCH = typer.Option(32, "--batch-size", help="chunks embedded per forward pass"
 QUERY_MODEL = typer.Option(None, "--model", "-m", help="the index's model (checked if given)")
 
 
+@contextmanager
 def _progress(as_json: bool):
-    """A rich progress bar on stderr (none with --json); returns (context, callback)."""
+    """A rich progress bar on stderr, shown from the first chunk embedded (never with --json);
+    yields the callback `(done, total)` that moves it."""
     bar = Progress(
         TextColumn("embedding"),
         BarColumn(),
@@ -37,27 +50,44 @@ def _progress(as_json: bool):
         transient=True,
         disable=as_json,
     )
-    task = bar.add_task("embed", total=None)
-    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+    tasks = []
+
+    def update(done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+            tasks.append(bar.add_task("embed", total=total))
+        bar.update(tasks[0], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def _update(paths, index, model, chunk_tokens, overlap, text_field, id_field, batch, as_json, add):
     m = get_model(model)
-    ix = Index.create(index, m, chunk_tokens, overlap) if not add else Index.open(index)
-    bar, callback = _progress(as_json)
-    with bar:
-        run = ix.add if add else ix.build
-        report = run(
-            [str(p) for p in paths], m, text_field=text_field, id_field=id_field,
-            batch_size=batch, progress=callback,
-        )  # fmt: skip
+    new = not (index_path(index) / "index.db").exists()
+    ix = Index.open(index) if add else Index.create(index, m, chunk_tokens, overlap)
+    run = ix.add if add else ix.build
+    try:
+        with _progress(as_json) as callback:
+            report = run(
+                [str(p) for p in paths], m, text_field=text_field, id_field=id_field,
+                batch_size=batch, progress=callback,
+            )  # fmt: skip
+    except ContextlensError:
+        if new:  # leave no empty index behind
+            ix.close()
+            shutil.rmtree(ix.path)
+        raise
     data = asdict(report) | {"index": str(ix.path)}
     if as_json:
         return emit_json(data)
     rows = [(k, v) for k, v in data.items() if k not in ("skipped", "index")]
     table(f"index {ix.path}", ["", "count"], rows, {"count": "right"})
     for s in report.skipped:
-        console.print(f"skipped {s.path}: {s.reason}")
+        console.print(f"skipped {s.path}: {s.reason}", markup=False)
 
 
 @index_app.command("build")

@@ -1,0 +1,137 @@
+"""An indexing process killed part-way (SIGKILL) leaves the last good index, readable and
+consistent, and the next build resumes; readers during a write see the old or the new index."""
+
+import fcntl
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gensim
+import numpy as np
+import pytest
+
+from contextlens.errors import ContextlensError
+from contextlens.search import Index
+
+LEE = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
+OLD, NEW = 10, 24  # documents before, and added by the interrupted build
+
+WRITER = """
+import json, sys
+import contextlens as cl
+from contextlens.search import Index
+m = cl.load("minilm")
+r = Index.create(sys.argv[1], m).build([sys.argv[2]], m, commit_every=8, batch_size=8)
+print(json.dumps({"embedded": r.embedded, "resumed": r.resumed, "unchanged": r.unchanged}))
+"""
+
+
+def write_docs(folder: Path, lines: list[str], first: int) -> None:
+    for i, line in enumerate(lines, start=first):
+        (folder / f"lee{i:03d}.txt").write_text(line)
+
+
+def check_consistent(path: Path) -> int:
+    """Every chunk has its document, a 384-d vector and its BM25 row; every document has chunks;
+    the snapshot files hold exactly the live chunks' vectors. Returns the staged documents."""
+    db = sqlite3.connect(path / "index.db")
+    one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+    assert one("SELECT count(*) FROM chunks WHERE doc NOT IN (SELECT id FROM documents)") == 0
+    assert one("SELECT count(*) FROM documents d WHERE NOT EXISTS "
+               "(SELECT 1 FROM chunks c WHERE c.doc = d.id)") == 0  # fmt: skip
+    assert one("SELECT count(*) FROM chunks WHERE length(vector) != 384 * 4") == 0
+    assert one("SELECT count(*) FROM chunks_fts") == one("SELECT count(*) FROM chunks")
+    generation = json.loads(one("SELECT value FROM meta WHERE key = 'generation'"))
+    live = db.execute(
+        "SELECT c.id, c.vector FROM chunks c JOIN documents d ON c.doc = d.id "
+        "WHERE d.live = 1 ORDER BY c.id"
+    ).fetchall()
+    ids = np.load(path / f"ids-{generation}.npy")
+    vectors = np.load(path / f"vectors-{generation}.npy")
+    assert ids.tolist() == [r[0] for r in live]
+    assert vectors.tobytes() == b"".join(r[1] for r in live)
+    staged = one("SELECT count(*) FROM documents WHERE live = 0")
+    db.close()
+    return staged
+
+
+def visible_documents(path: Path, minilm) -> frozenset[str]:
+    """The documents of every chunk one dense search returns (all of them): one read."""
+    hits = Index.open(path).search("news", k=100_000, mode="dense", model=minilm)
+    return frozenset(Path(h.document).name for h in hits)
+
+
+def staged_count(path: Path) -> int:
+    try:
+        with sqlite3.connect(path / "index.db", timeout=5) as db:
+            return db.execute("SELECT count(*) FROM documents WHERE live = 0").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def writer(index: Path, folder: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(index), str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_killed_build_keeps_the_last_index_and_resumes(minilm, tmp_path):
+    lines = LEE.read_text().splitlines()
+    folder, index = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+    write_docs(folder, lines[:OLD], 0)
+    Index.create(index, minilm).build([folder], minilm)
+    old = visible_documents(index, minilm)
+    assert len(old) == OLD
+    write_docs(folder, lines[OLD : OLD + NEW], OLD)
+    new = frozenset(p.name for p in folder.iterdir())
+
+    proc = writer(index, folder)  # killed once it has committed 8 staged documents
+    deadline = time.time() + 240
+    while staged_count(index) < 8:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "the writer did not get going"
+        assert visible_documents(index, minilm) == old  # staged documents stay invisible
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    staged = check_consistent(index)
+    assert 8 <= staged < NEW
+    assert visible_documents(index, minilm) == old
+    assert Index.open(index).info()["documents"] == OLD
+
+    proc = writer(index, folder)  # resumes; a reader keeps searching meanwhile
+    seen = []
+    while proc.poll() is None:
+        seen.append(visible_documents(index, minilm))
+        time.sleep(0.2)
+    seen.append(visible_documents(index, minilm))
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    report = json.loads(out.splitlines()[-1])
+    assert report["unchanged"] == OLD and report["resumed"] == staged
+    assert report["embedded"] == NEW - staged
+    assert set(seen) <= {old, new} and seen[0] == old and seen[-1] == new
+    assert check_consistent(index) == 0
+    assert Index.open(index).info()["documents"] == OLD + NEW
+
+
+def test_one_writer_at_a_time(minilm, tmp_path):
+    """A second writer is refused with a clear error while the first holds the lock."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_docs(folder, LEE.read_text().splitlines()[:1], 0)
+    ix = Index.create(tmp_path / "index", minilm)
+    with open(ix.path / "write.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(ContextlensError, match="being written by another process"):
+            ix.build([folder], minilm)
+    assert ix.build([folder], minilm).embedded == 1
