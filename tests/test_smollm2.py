@@ -78,3 +78,14 @@ def test_prompt_over_the_context(smollm2):
 
     with pytest.raises(ContextlensError, match="context of 8192 tokens"):
         smollm2.generate("hi", max_new_tokens=9000)
+
+
+def test_recorded_queries_and_keys_give_the_attention_weights(smollm2):
+    t = smollm2.trace("The capital of France is", qkv=True, layers=[0, 29])
+    q, k = t.qkv[:, 0], t.qkv[:, 1]  # [2, 9, s, 64]: keys repeated for the 9 query heads
+    n = len(t.ids)
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    scores = (q @ k.transpose(-1, -2) / 64**0.5).masked_fill(~causal, float("-inf"))
+    torch.testing.assert_close(scores.softmax(-1), t.attentions, atol=1e-5, rtol=0)
+    html = smollm2.trace("The capital of France is").show()._repr_html_()
+    assert "headview" in html and "https://" not in html
