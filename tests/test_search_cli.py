@@ -7,6 +7,7 @@ from pathlib import Path
 import gensim
 import pytest
 
+from contextlens.cli import search as search_cli
 from contextlens.search import Index
 
 LEE = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
@@ -129,3 +130,11 @@ def test_errors(cli, built, tmp_path, args, message):
     args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
     code, out, err = cli(*args)
     assert code == 2 and err.startswith("error: ") and message in err, err
+
+
+def test_tour_section(capsys, minilm):
+    search_cli._tour()
+    out = capsys.readouterr().out
+    assert "Indexed 3 notes as 3 chunks" in out
+    first = out.split("vectors):")[1].split()[1]
+    assert first == "kitchen.txt"

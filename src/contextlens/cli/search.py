@@ -293,6 +293,8 @@ def _tour() -> None:
             console.print(f"  {h.score:.3f}  {Path(h.document).name}", markup=False)
         e = explain(m, query, hits[0].text)
         top = ", ".join(f"{t} {c:+.3f}" for t, c in e.top("chunk", 5))
-        say("No word is shared, yet the kitchen note wins. The cosine splits into one share per")
-        say(f"token of the chunk; the biggest: {top} (the shares sum to {e.score:.3f}).")
+        say(
+            f"No word is shared, yet {Path(hits[0].document).name} wins. The cosine splits into "
+            f"one share per token of the chunk; the biggest: {top} (they sum to {e.score:.3f})."
+        )
         ix.close()
