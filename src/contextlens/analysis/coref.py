@@ -238,7 +238,7 @@ def evaluate(f: Features, dev: torch.Tensor) -> dict:
     if dev.all() or not dev.any():
         raise ContextlensError("need cases in both halves; give at least two groups of cases")
     test = ~dev
-    n_layers, n_heads = f.attention.shape[1:3]
+    n_heads = f.attention.shape[2]
     per_head = credit(f.attention, f.answers)  # [N, L, H]
     per_layer = credit(f.attention.mean(2), f.answers)  # [N, L]
     all_layers = credit(f.attention.mean((1, 2)), f.answers)  # [N]
