@@ -246,7 +246,7 @@ class Index:
             live = [r[0] for r in self.db.execute("SELECT name FROM documents WHERE live = 1")]
             gone = set()
             for n in names:
-                full = str(Path(n).expanduser().resolve()) if Path(n).expanduser().exists() else n
+                full = str(Path(n).expanduser().resolve())  # files may be gone already
                 match = [
                     x for x in live if x in (n, full) or x.startswith((full + "/", full + "#"))
                 ]
