@@ -108,8 +108,10 @@ def test_evaluate_retrieval(cli, built, files):
         result["modes"]["dense"]["mrr@10"] == 1.0 and result["modes"]["dense"]["recall@10"] == 1.0
     )
     assert result["ann"]["recall@10_vs_exact"] == 1.0
-    code, out, _ = cli("evaluate", "retrieval", "--index", "lee", *args)
+    corpus = ["--corpus", files / "corpus.jsonl"]  # one command: build, then evaluate
+    code, out, _ = cli("evaluate", "retrieval", "--index", "lee-eval", *corpus, *args)
     assert code == 0 and "ndcg@10" in out and "ANN (HNSW)" in out
+    assert out.splitlines()[0].startswith("lee-eval: 3 queries")
 
 
 @pytest.mark.parametrize(

@@ -65,13 +65,15 @@ def _progress(as_json: bool):
             bar.stop()
 
 
-def _update(paths, index, model, chunk_tokens, overlap, text_field, id_field, batch, as_json, add):
+def _run_build(paths, index, model, chunk_tokens=None, overlap=32, text_field="text",
+               id_field=None, batch=32, quiet=False, add=False):  # fmt: skip
+    """Build (or add to) an index with a progress bar; returns (index, report)."""
     m = get_model(model)
     new = not (index_path(index) / "index.db").exists()
     ix = Index.open(index) if add else Index.create(index, m, chunk_tokens, overlap)
     run = ix.add if add else ix.build
     try:
-        with _progress(as_json) as callback:
+        with _progress(quiet) as callback:
             report = run(
                 [str(p) for p in paths], m, text_field=text_field, id_field=id_field,
                 batch_size=batch, progress=callback,
@@ -81,6 +83,10 @@ def _update(paths, index, model, chunk_tokens, overlap, text_field, id_field, ba
             ix.close()
             shutil.rmtree(ix.path)
         raise
+    return ix, report
+
+
+def _show_build(ix: Index, report, as_json: bool) -> None:
     data = asdict(report) | {"index": str(ix.path)}
     if as_json:
         return emit_json(data)
@@ -105,7 +111,7 @@ def build(
     """Index the documents under PATHS (only new or changed ones are embedded; gone ones are
     removed; an interrupted build resumes)."""
     args = (chunk_tokens, overlap, text_field, id_field, batch_size, as_json)
-    _update(paths, index, model, *args, add=False)
+    _show_build(*_run_build(paths, index, model, *args), as_json)
 
 
 @index_app.command("add")
@@ -119,7 +125,8 @@ def add(
 ) -> None:
     """Add or update the documents under PATHS, keeping the rest of the index."""
     model = Index.open(index).model_name
-    _update(paths, index, model, None, None, text_field, id_field, batch_size, as_json, add=True)
+    args = (None, None, text_field, id_field, batch_size, as_json)
+    _show_build(*_run_build(paths, index, model, *args, add=True), as_json)
 
 
 @index_app.command("remove")
@@ -250,12 +257,19 @@ def evaluate_retrieval(
     queries: Path = typer.Option(..., "--queries", help="queries (BEIR jsonl, TSV or SMART)"),
     qrels: Path = typer.Option(..., "--qrels", help="judgements (BEIR TSV, TREC or SMART)"),
     depth: int = typer.Option(100, "--depth", help="documents ranked per query (recall@depth)"),
+    corpus: list[Path] = typer.Option(
+        None, "--corpus", help="build or update the index from these files first"
+    ),
+    model: str = MODEL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """recall@10/@depth, MRR@10, nDCG@10 and QPS for dense, BM25 and hybrid; ANN vs exact."""
-    ix, m = _open(index, None)
+    """recall@10/@depth, MRR@10, nDCG@10 and QPS for dense, BM25 and hybrid; ANN vs exact.
+    With --corpus the index is built first (only what changed), so one command does it all."""
     if depth < 10:
         raise ContextlensError(f"--depth must be at least 10 (got {depth})")
+    if corpus:
+        _run_build(corpus, index, model, quiet=as_json)
+    ix, m = _open(index, None)
     result = evaluate(ix, m, read_queries(queries), read_qrels(qrels), depth)
     if as_json:
         return emit_json(result)
