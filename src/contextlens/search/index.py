@@ -91,6 +91,7 @@ class Index:
         self._ids = np.zeros(0, dtype=np.int64)
         self._vectors = torch.zeros(0, 0)
         self._hnsw: Hnsw | None = None
+        self._loaded = None
 
     # ── opening ─────────────────────────────────────────────────────────────────────────────
     @classmethod
@@ -305,6 +306,14 @@ class Index:
         )
         return [{"name": n, "chunks": c, "metadata": json.loads(m)} for n, c, m in rows]
 
+    def _model(self):
+        """The index's own model, loaded once (when `search` is not given one)."""
+        if self._loaded is None:
+            from ..loader import load
+
+            self._loaded = load(self.model_name)
+        return self._loaded
+
     def _load_vectors(self) -> None:
         """Bring the in-memory vectors up to the database's generation (inside a read
         transaction, so they match the metadata read in it)."""
@@ -356,10 +365,7 @@ class Index:
         if mode not in MODES:
             raise ContextlensError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if mode != "bm25":
-            if model is None:
-                from ..loader import load
-
-                model = load(self.model_name)
+            model = model or self._model()
             self.check_model(model)
         with transaction(self.db):
             self._load_vectors()
