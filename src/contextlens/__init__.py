@@ -26,6 +26,7 @@ from .metrics import (
     softmax,
 )
 from .search import Hit, Index
+from .static import WordVectors, load_vectors
 from .trace import Trace
 
 __version__ = "0.1.0"
@@ -48,6 +49,7 @@ __all__ = [
     "Index",
     "LanguageModel",
     "Trace",
+    "WordVectors",
     "cosine",
     "cosine_matrix",
     "dot",
@@ -55,6 +57,7 @@ __all__ = [
     "l1_norm",
     "l2_norm",
     "load",
+    "load_vectors",
     "manhattan",
     "normalize",
     "softmax",

@@ -9,7 +9,7 @@ Both follow gensim's `evaluate_word_analogies` / `evaluate_word_pairs` protocol 
 are comparable with published ones: words are matched upper-cased (the first, most frequent,
 case variant wins), only the first `restrict_vocab` words are used, and questions or pairs with
 an unknown word are skipped and counted as out-of-vocabulary. The analogy questions are scored
-in batches: one `[questions, vocabulary]` matrix product per chunk, then a top-5 per row.
+in batches: one `[vocabulary, questions]` matrix product, then a blocked top-5 (`best_rows`).
 """
 
 from dataclasses import dataclass, field
@@ -30,9 +30,9 @@ DATASETS = {
     "men": DATA / "men-3k.txt",
 }
 METHODS = ("3cosadd", "3cosmul")
-SCORE_BUDGET = 1 << 25  # floats in one chunk's score matrix (128 MB)
 CANDIDATES = 5  # answers looked at per question, as gensim does
-BLOCK = 64  # columns per block in top_columns
+QUESTIONS = 128  # questions scored together (3CosAdd; a third of it for 3CosMul)
+BLOCK = 64  # words per block whose best score is kept
 
 
 @dataclass
@@ -136,28 +136,45 @@ def read_analogies(path: Path, case_insensitive: bool = True) -> list[AnalogySec
     return sections
 
 
-def _scores(
-    unit: torch.Tensor, vocab: torch.Tensor, abc: torch.Tensor, method: str
-) -> torch.Tensor:
-    """Scores of the `vocab` rows `[r, d]` for questions `abc` `[q, 3]` (rows of a, b, c)."""
+def _queries(unit: torch.Tensor, abc: torch.Tensor, method: str) -> torch.Tensor:
+    """What each question compares words with: `[q, 1, d]` (3CosAdd) or `[q, 3, d]` (3CosMul)."""
     ua, ub, uc = unit[abc].unbind(1)  # each [q, d]
     if method == "3cosadd":
-        return normalize((ub + uc - ua) / 3) @ vocab.T
-    sims = (1 + torch.stack([ua, ub, uc]) @ vocab.T) / 2  # [3, q, r]
-    return sims[1] * sims[2] / (sims[0] + COSMUL_EPS)
+        return normalize((ub + uc - ua) / 3).unsqueeze(1)
+    return torch.stack([ua, ub, uc], 1)
 
 
-def top_columns(scores: torch.Tensor, k: int, block: int = BLOCK) -> torch.Tensor:
-    """Column indices of the k largest scores of each row, best first: `[q, r] -> [q, k]`.
+def _combine(sims: torch.Tensor, method: str) -> torch.Tensor:
+    """Scores from the cosines with a question's queries: `[..., 1 or 3] -> [...]`."""
+    if method == "3cosadd":
+        return sims[..., 0]
+    s = (1 + sims) / 2  # cosines shifted to [0, 1], then b · c / (a + ε)
+    return s[..., 1] * s[..., 2] / (s[..., 0] + COSMUL_EPS)
 
-    Two passes instead of a full top-k per row: the maximum of each block of `block` columns
-    (one fast reduction), then an exact top-k within the k best blocks, which hold the row's
-    k best scores. Needs r to be a multiple of `block`.
+
+def best_rows(
+    unit: torch.Tensor, r: int, abc: torch.Tensor, method: str, k: int = CANDIDATES
+) -> torch.Tensor:
+    """The k best of the first r rows of `unit` for each question `abc` `[q, 3]`: `[q, k]`.
+
+    The rows of a, b and c are never among them. Instead of a top-k over every row of the
+    `[r, q]` scores, keep the maximum of each block of BLOCK words (one reduction); a
+    question's k best words lie in its k + 3 best blocks (a, b, c may win 3 of them), whose
+    words are scored again and ranked.
     """
-    q, r = scores.shape
-    blocks = torch.topk(scores.view(q, r // block, block).amax(2), k, dim=1).indices  # [q, k]
-    columns = (blocks.unsqueeze(2) * block + torch.arange(block)).view(q, k * block)
-    best = torch.topk(scores.gather(1, columns), k, dim=1).indices
+    q = len(abc)
+    queries = _queries(unit, abc, method)  # [q, j, d]
+    scores = _combine((unit[:r] @ queries.flatten(0, 1).T).view(r, q, -1), method)  # [r, q]
+    whole = r // BLOCK * BLOCK
+    maxima = [scores[:whole].view(-1, BLOCK, q).amax(1), scores[whole:].amax(0, keepdim=True)]
+    blocks = torch.cat(maxima if whole < r else maxima[:1])  # [blocks, q]
+    best_blocks = torch.topk(blocks, min(k + 3, len(blocks)), dim=0).indices.T  # [q, k + 3]
+    columns = (best_blocks.unsqueeze(2) * BLOCK + torch.arange(BLOCK)).reshape(q, -1)  # [q, C]
+    candidates = unit[columns.clamp_max(r - 1)]  # [q, C, d]
+    exact = _combine(candidates @ queries.transpose(1, 2), method)  # [q, C]
+    asked = (columns.unsqueeze(2) == abc.unsqueeze(1)).any(2)
+    exact = exact.masked_fill(asked | (columns >= r), -torch.inf)
+    best = torch.topk(exact, min(k, exact.shape[1]), dim=1).indices
     return columns.gather(1, best)
 
 
@@ -187,16 +204,11 @@ def evaluate_analogies(
         s.questions = []
     if asked:
         rows = torch.tensor([[vocab[w] for w in q] for _, q in asked])  # [q, 4]
-        padded = -(-r // BLOCK) * BLOCK  # zero rows up to a whole block, scored -inf below
-        table = torch.zeros(padded, wv.dim)
-        table[:r] = wv.unit[:r]
-        chunk = max(1, SCORE_BUDGET // (padded * (3 if method == "3cosmul" else 1)))
-        top = []
-        for start in range(0, len(rows), chunk):
-            abc = rows[start : start + chunk, :3]
-            scores = _scores(wv.unit, table, abc, method).scatter_(1, abc, -torch.inf)
-            scores[:, r:] = -torch.inf
-            top.append(top_columns(scores, min(CANDIDATES, r - 1)))
+        chunk = QUESTIONS // (3 if method == "3cosmul" else 1)
+        top = [
+            best_rows(wv.unit, r, rows[start : start + chunk, :3], method)
+            for start in range(0, len(rows), chunk)
+        ]
         candidates = torch.cat(top).tolist()
         for (section, q), cands in zip(asked, candidates, strict=True):
             words = [wv.words[i] for i in cands]
