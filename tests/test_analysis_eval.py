@@ -185,6 +185,13 @@ def test_every_picture_kind(minilm, tmp_path):
     )  # no temporary files left behind
 
 
+def test_lines_strongest_link_is_fully_opaque(tmp_path):
+    peak = 0.18986652791500092  # a float32 weight where (0.8 * v) / v rounds above 0.8
+    weights = torch.tensor([peak, 0.05, 0.01])
+    assert 0.2 + 0.8 * float(weights[0]) / float(weights.max()) > 1
+    non_blank_png(plots.lines(["a", "b", "c"], weights, 0, "t", tmp_path / "l.png"), 2000)
+
+
 def test_picture_bad_paths(tmp_path):
     with pytest.raises(cl.ContextlensError, match=r"\.png or \.svg"):
         plots.curves({"a": torch.ones(3)}, "t", tmp_path / "x.jpg")

@@ -154,9 +154,8 @@ def lines(
     peak = float(weights.max()) or 1.0
     for j in keep:
         v = float(weights[j])
-        ax.plot(
-            [0, 1], [y0, ys[j]], color="tab:blue", lw=0.5 + 6 * v / peak, alpha=0.2 + 0.8 * v / peak
-        )
+        share = min(v / peak, 1.0)  # (0.8 * v) / peak could round past 0.8: alpha > 1
+        ax.plot([0, 1], [y0, ys[j]], color="tab:blue", lw=0.5 + 6 * share, alpha=0.2 + 0.8 * share)
         ax.text(1.03, ys[j], f"{labels[j]}  {v:.2f}", va="center", fontsize=9)
     ax.text(-0.03, y0, labels[source], va="center", ha="right", fontsize=11, weight="bold")
     ax.set_xlim(-0.5, 1.6)
