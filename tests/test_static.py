@@ -181,4 +181,4 @@ def test_cli_analogy_evaluation(run_cli, analogy_subset):
         "evaluate", "analogies", analogy_subset, "--restrict-vocab", "30000", "--json"
     )
     r = json.loads(out)
-    assert r["3cosadd"]["evaluated"] == r["3cosmul"]["evaluated"] > 800
+    assert r["3cosadd"]["evaluated"] == r["3cosmul"]["evaluated"] > 700

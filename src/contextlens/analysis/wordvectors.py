@@ -166,8 +166,9 @@ def best_rows(
     queries = _queries(unit, abc, method)  # [q, j, d]
     scores = _combine((unit[:r] @ queries.flatten(0, 1).T).view(r, q, -1), method)  # [r, q]
     whole = r // BLOCK * BLOCK
-    maxima = [scores[:whole].view(-1, BLOCK, q).amax(1), scores[whole:].amax(0, keepdim=True)]
-    blocks = torch.cat(maxima if whole < r else maxima[:1])  # [blocks, q]
+    blocks = scores[:whole].view(-1, BLOCK, q).amax(1)  # [blocks, q]
+    if whole < r:  # the last, shorter block
+        blocks = torch.cat([blocks, scores[whole:].amax(0, keepdim=True)])
     best_blocks = torch.topk(blocks, min(k + 3, len(blocks)), dim=0).indices.T  # [q, k + 3]
     columns = (best_blocks.unsqueeze(2) * BLOCK + torch.arange(BLOCK)).reshape(q, -1)  # [q, C]
     candidates = unit[columns.clamp_max(r - 1)]  # [q, C, d]
