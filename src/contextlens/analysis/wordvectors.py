@@ -32,7 +32,7 @@ DATASETS = {
 METHODS = ("3cosadd", "3cosmul")
 CANDIDATES = 5  # answers looked at per question, as gensim does
 QUESTIONS = 128  # questions scored together (3CosAdd; a third of it for 3CosMul)
-BLOCK = 64  # words per block whose best score is kept
+BLOCK = 32  # words per block whose best score is kept
 
 
 @dataclass
