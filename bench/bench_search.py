@@ -22,7 +22,7 @@ from common import machine, timeit, write_section
 
 import contextlens as cl
 from contextlens.search import Index
-from contextlens.search.vectors import HNSW_EF_SEARCH, Hnsw, exact_top
+from contextlens.search.vectors import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, Hnsw, exact_top
 
 LEE = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
 D = 384
@@ -112,7 +112,8 @@ def main() -> None:
         *ingestion(40 if small else 300),
         "",
         f"Top-10 query latency, one query at a time, random unit vectors d={D}; HNSW with "
-        f"hnswlib M=32, ef_construction=200, ef={HNSW_EF_SEARCH} (recall@10 vs exact):",
+        f"hnswlib M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}, ef={HNSW_EF_SEARCH} "
+        "(recall@10 vs exact):",
         "",
         "| vectors | path | ours ms/query | ours QPS | raw ms/query | ours / raw | recall@10 "
         "| build |",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 256
 
 
