@@ -145,11 +145,12 @@ def _queries(unit: torch.Tensor, abc: torch.Tensor, method: str) -> torch.Tensor
 
 
 def _combine(sims: torch.Tensor, method: str) -> torch.Tensor:
-    """Scores from the cosines with a question's queries: `[..., 1 or 3] -> [...]`."""
+    """Scores from the cosines with a question's queries `[..., 1 or 3, n]` (a fresh tensor,
+    changed in place): `-> [..., n]`."""
     if method == "3cosadd":
-        return sims[..., 0]
-    s = (1 + sims) / 2  # cosines shifted to [0, 1], then b · c / (a + ε)
-    return s[..., 1] * s[..., 2] / (s[..., 0] + COSMUL_EPS)
+        return sims.select(-2, 0)
+    s = sims.add_(1).div_(2)  # cosines shifted to [0, 1], then b · c / (a + ε)
+    return (s.select(-2, 1) * s.select(-2, 2)).div_(s.select(-2, 0).add_(COSMUL_EPS))
 
 
 def best_rows(
@@ -164,7 +165,8 @@ def best_rows(
     """
     q = len(abc)
     queries = _queries(unit, abc, method)  # [q, j, d]
-    scores = _combine((unit[:r] @ queries.flatten(0, 1).T).view(r, q, -1), method)  # [r, q]
+    flat = queries.transpose(0, 1).flatten(0, 1)  # [j * q, d], query kind by kind
+    scores = _combine((unit[:r] @ flat.T).view(r, -1, q), method)  # [r, q]
     whole = r // BLOCK * BLOCK
     blocks = scores[:whole].view(-1, BLOCK, q).amax(1)  # [blocks, q]
     if whole < r:  # the last, shorter block
@@ -172,7 +174,7 @@ def best_rows(
     best_blocks = torch.topk(blocks, min(k + 3, len(blocks)), dim=0).indices.T  # [q, k + 3]
     columns = (best_blocks.unsqueeze(2) * BLOCK + torch.arange(BLOCK)).reshape(q, -1)  # [q, C]
     candidates = unit[columns.clamp_max(r - 1)]  # [q, C, d]
-    exact = _combine(candidates @ queries.transpose(1, 2), method)  # [q, C]
+    exact = _combine(queries @ candidates.transpose(1, 2), method)  # [q, C]
     asked = (columns.unsqueeze(2) == abc.unsqueeze(1)).any(2)
     exact = exact.masked_fill(asked | (columns >= r), -torch.inf)
     best = torch.topk(exact, min(k, exact.shape[1]), dim=1).indices
