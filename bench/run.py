@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ one after another (each rewrites its section of RESULTS.md).
 
-    .venv/bin/python bench/run.py [name …]      # e.g. engine decoder
+.venv/bin/python bench/run.py [name …]      # e.g. engine decoder
 """
 
 import subprocess
