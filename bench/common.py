@@ -14,8 +14,8 @@ import torch
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
-def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
-    """Median wall time of `fn()` in seconds over `repeat` runs after `warmup` runs."""
+def run_times(fn: Callable[[], object], repeat: int, warmup: int) -> list[float]:
+    """Wall times of `repeat` calls of `fn()` in seconds, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -23,19 +23,17 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of `fn()` in seconds: what a user typically waits."""
+    return statistics.median(run_times(fn, repeat, warmup))
 
 
 def best_time(fn: Callable[[], object], repeat: int = 30, warmup: int = 5) -> float:
     """Fastest wall time of `fn()` in seconds: for ceilings, what the machine can do at best."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(run_times(fn, repeat, warmup))
 
 
 def matmul_ceiling(n: int = 1024) -> dict[str, float]:
