@@ -65,7 +65,10 @@ def exact_top(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine top-k of unit `queries` `[m, d]` among unit `vectors` `[n, d]`: (scores `[m, k]`,
     rows `[m, k]`). `allowed` `[n]` bool masks rows out (filters)."""
-    scores = queries @ vectors.T  # [m, n]
+    if vectors.device.type == "cpu":  # OpenBLAS reads [n, d] rows ~2× faster than torch's gemv here
+        scores = torch.from_numpy(vectors.numpy() @ queries.numpy().T).T  # [m, n]
+    else:
+        scores = queries @ vectors.T  # [m, n]
     if allowed is not None:
         scores.masked_fill_(~allowed, float("-inf"))
         k = min(k, int(allowed.sum()))
