@@ -75,9 +75,7 @@ def main() -> None:
         )
 
     def mine():
-        return list(
-            ours._new_token_ids(prompt, NEW_TOKENS, 0.0, None, None, None, stop_at_eos=False)
-        )
+        return list(ours.generate_ids(prompt, NEW_TOKENS, 0.0, None, None, None, stop_at_eos=False))
 
     n_hf = theirs().shape[1] - len(prompt)
     n_ours = len(mine())
@@ -101,7 +99,7 @@ Ceilings measured in the same run: fp32 matmul (1024³) torch {ceiling["torch_gf
 GFLOP/s, numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s; memory copy {bandwidth:.0f} GB/s.
 Peer: transformers `AutoModelForCausalLM.from_pretrained(dir, gguf_file=…)` (eager attention,
 dequantised to fp32 like ours), same file, same prompts; `generate` with `do_sample=False` and
-its KV cache vs our `_new_token_ids` (prefill once, one token per step). Speed-up = their
+its KV cache vs our `generate_ids` (prefill once, one token per step). Speed-up = their
 time / our time.
 
 | what | contextlens | transformers | speed-up | where it stands |

@@ -47,8 +47,8 @@ def test_greedy_generation_equals_transformers_and_recompute(pair):
                 pad_token_id=0,
             )
         theirs = out[0, len(ids) :].tolist()
-        cached = list(m._new_token_ids(ids, 32, 0.0, None, None, None))
-        recomputed = list(m._new_token_ids(ids, 32, 0.0, None, None, None, use_cache=False))
+        cached = list(m.generate_ids(ids, 32, 0.0, None, None, None))
+        recomputed = list(m.generate_ids(ids, 32, 0.0, None, None, None, use_cache=False))
         n = len(cached)  # ours stops at end-of-sequence; transformers was told not to
         assert cached == recomputed
         assert cached == theirs[:n]

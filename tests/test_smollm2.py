@@ -44,10 +44,10 @@ def test_greedy_generation_equals_transformers(smollm2, smollm2_reference):
             )
         theirs = out[0, len(ids) :].tolist()
         greedy = dict(temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=False)
-        ours = list(smollm2._new_token_ids(ids, 32, **greedy))
+        ours = list(smollm2.generate_ids(ids, 32, **greedy))
         assert len(ours) == 32 and ours == theirs
         if prompt == PROMPTS[0]:  # the KV cache changes nothing (tiny models check every prompt)
-            assert ours == list(smollm2._new_token_ids(ids, 32, use_cache=False, **greedy))
+            assert ours == list(smollm2.generate_ids(ids, 32, use_cache=False, **greedy))
 
 
 def test_paris_comes_first(smollm2):

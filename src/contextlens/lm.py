@@ -216,7 +216,7 @@ class LanguageModel:
         return torch.nn.functional.normalize(v, dim=-1) if self.pooling.normalize else v
 
     # ── next-token prediction and generation (decoders) ────────────────────────────────────
-    def _require_decoder(self, what: str) -> None:
+    def require_decoder(self, what: str) -> None:
         if self.kind != "decoder" or self.model.lm_head is None:
             raise ContextlensError(
                 f"{self.name} is an encoder; {what} needs a decoder with an LM head, such as "
@@ -230,7 +230,7 @@ class LanguageModel:
         A list runs as one right-padded batch: causal attention never looks at the padding,
         so each row is read at its own last real token.
         """
-        self._require_decoder("next-token prediction")
+        self.require_decoder("next-token prediction")
         items, single = _as_list(texts)
         ids, mask = self._batch(self.tokenize(items))
         hidden = self.model(ids, mask)  # [b, s, d]
@@ -255,19 +255,25 @@ class LanguageModel:
         ]
         return out[0] if isinstance(texts, str) else out
 
-    def _new_token_ids(
+    @torch.inference_mode()
+    def generate_ids(
         self,
         ids: list[int],
-        max_new_tokens: int,
-        temperature: float,
-        top_k: int | None,
-        top_p: float | None,
-        seed: int | None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
         use_cache: bool = True,
         stop_at_eos: bool = True,
     ):
-        """Yield new token ids one by one: prefill the prompt once, then one token per step
-        through the KV cache (use_cache=False recomputes the whole sequence each step)."""
+        """Yield new token ids one by one after the prompt `ids`: prefill once, then one token
+        per step through the KV cache (use_cache=False recomputes the whole sequence each step).
+        An end-of-sequence id is yielded and ends generation unless stop_at_eos=False."""
+        self.require_decoder("generation")
+        if max_new_tokens < 1:
+            raise ContextlensError(f"max_new_tokens must be ≥ 1 (got {max_new_tokens})")
+        check_sampling(temperature, top_k, top_p)
         limit = self.max_length
         if len(ids) + max_new_tokens > limit:
             raise ContextlensError(
@@ -300,15 +306,11 @@ class LanguageModel:
         stop: str | Sequence[str] | None = None,
     ):
         """Yield the new text piece by piece as it is generated (see `generate`)."""
-        self._require_decoder("generation")
-        if max_new_tokens < 1:
-            raise ContextlensError(f"max_new_tokens must be ≥ 1 (got {max_new_tokens})")
-        check_sampling(temperature, top_k, top_p)
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         e = self.tokenize(text)
         new: list[int] = []
         shown = ""
-        for token in self._new_token_ids(e.ids, max_new_tokens, temperature, top_k, top_p, seed):
+        for token in self.generate_ids(e.ids, max_new_tokens, temperature, top_k, top_p, seed):
             if token in self.tokenizer.eos_ids:
                 break
             new.append(token)
@@ -332,7 +334,7 @@ class LanguageModel:
 
     def chat_prompt(self, messages: str | Sequence[dict]) -> str:
         """The model's own chat template applied to messages ([{"role", "content"}, …])."""
-        self._require_decoder("chat")
+        self.require_decoder("chat")
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         if not messages or not all(isinstance(m, dict) and "content" in m for m in messages):

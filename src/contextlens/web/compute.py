@@ -156,7 +156,7 @@ def next_token(
     """The k most likely next tokens under temperature / top-k / top-p, with their plain (T=1)
     probabilities, and where the last token looks: its attention over the text, averaged over
     layers and heads `[s]`."""
-    model._require_decoder("next-token prediction")
+    model.require_decoder("next-token prediction")
     check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         raise ContextlensError("temperature must be > 0 for a distribution; try 0.1 for greedy")
