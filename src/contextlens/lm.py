@@ -43,7 +43,7 @@ class Pooling:
 
     mode: str = "mean"  # "mean" over real tokens, "cls" (first token), "max", "last"
     normalize: bool = False  # L2-normalise the result
-    max_length: int | None = None  # the length the embedding model was trained for
+    max_length: int | None = None  # the length the embedding model was trained for (None: all)
 
 
 def _as_list(texts: Texts) -> tuple[list[str], bool]:

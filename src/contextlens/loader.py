@@ -14,7 +14,7 @@ def _pooling(directory: Path, max_positions: int) -> Pooling:
     """sentence-transformers' modules.json / 1_Pooling / sentence_bert_config.json, if present."""
     modules_file = directory / "modules.json"
     if not modules_file.exists():
-        return Pooling(mode="mean", normalize=False, max_length=max_positions)
+        return Pooling()  # mean over tokens, up to the model's positions
     modules = read_json(modules_file)
     mode, normalize = "mean", False
     for m in modules:
@@ -62,7 +62,7 @@ def load_gguf(path: Path, name: str) -> LanguageModel:
 
     hf_config, tensors, tokenizer = read_gguf(path)
     model = build(hf_config, tensors, source=str(path))
-    return LanguageModel(name, model, tokenizer, Pooling("mean", False, model.cfg.max_positions))
+    return LanguageModel(name, model, tokenizer, Pooling())
 
 
 def load(name_or_path: str | Path):
