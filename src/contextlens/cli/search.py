@@ -1,6 +1,5 @@
 """Commands: index build|add|remove|info|list, search, ask, evaluate retrieval."""
 
-import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -16,7 +15,6 @@ from ..search import (
     answer,
     evaluate,
     explain,
-    index_path,
     list_indexes,
     read_qrels,
     read_queries,
@@ -69,7 +67,6 @@ def _run_build(paths, index, model, chunk_tokens=None, overlap=32, text_field="t
                id_field=None, batch=32, quiet=False, add=False):  # fmt: skip
     """Build (or add to) an index with a progress bar; returns (index, report)."""
     m = get_model(model)
-    new = not (index_path(index) / "index.db").exists()
     ix = Index.open(index) if add else Index.create(index, m, chunk_tokens, overlap)
     run = ix.add if add else ix.build
     try:
@@ -78,10 +75,8 @@ def _run_build(paths, index, model, chunk_tokens=None, overlap=32, text_field="t
                 [str(p) for p in paths], m, text_field=text_field, id_field=id_field,
                 batch_size=batch, progress=callback,
             )  # fmt: skip
-    except ContextlensError:
-        if new:  # leave no empty index behind
-            ix.close()
-            shutil.rmtree(ix.path)
+    except BaseException:
+        ix.discard()  # a failed first build leaves the folder as it was
         raise
     return ix, report
 

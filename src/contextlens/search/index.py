@@ -25,7 +25,7 @@ from ..errors import ContextlensError
 from . import store
 from .chunking import chunk_text
 from .readers import Document, Skipped, read_documents
-from .store import LIVE_CHUNKS, transaction
+from .store import LIVE_CHUNKS, is_index_file, transaction
 from .vectors import Hnsw, exact_top, load_snapshot, save_snapshot
 
 ANN_THRESHOLD = 100_000  # chunks: below this the exact scan is the default
@@ -69,6 +69,33 @@ class Hit:
     chunk_id: int
 
 
+@dataclass(frozen=True)
+class _Made:
+    """What creating an index added to the file system: the folders it made (deepest first)
+    and the names already in its folder."""
+
+    folders: tuple[Path, ...]
+    before: frozenset[str]
+
+    @classmethod
+    def before_mkdir(cls, path: Path) -> "_Made":
+        folders = []
+        while not path.exists():
+            folders.append(path)
+            path = path.parent
+        return cls(tuple(folders), frozenset(os.listdir(path)) if not folders else frozenset())
+
+    def undo(self, path: Path) -> None:
+        for f in path.iterdir() if path.is_dir() else ():
+            if f.name not in self.before and is_index_file(f.name):
+                f.unlink(missing_ok=True)
+        for folder in self.folders:
+            if folder.exists():
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
+
+
 @dataclass
 class BuildReport:
     documents: int = 0  # documents read
@@ -92,6 +119,7 @@ class Index:
         self._vectors = torch.zeros(0, 0)
         self._hnsw: Hnsw | None = None
         self._loaded = None
+        self._made: _Made | None = None
 
     # ── opening ─────────────────────────────────────────────────────────────────────────────
     @classmethod
@@ -108,7 +136,8 @@ class Index:
     def create(
         cls, name_or_path: str | Path, model, chunk_tokens: int | None = None, overlap: int = 32
     ) -> "Index":
-        """Open the index, creating it for `model` if it does not exist yet."""
+        """Open the index, creating it for `model` if it does not exist yet. A folder that
+        exists may hold other files: the index only adds its own (see `discard`)."""
         if getattr(model, "kind", None) != "encoder":
             raise ContextlensError(f"{model.name} is not a sentence encoder; index with -m minilm")
         path = index_path(name_or_path)
@@ -116,14 +145,23 @@ class Index:
         chunk_tokens = chunk_tokens or min(200, limit)
         if not 0 < chunk_tokens <= limit:
             raise ContextlensError(f"chunk size must be 1..{limit} tokens for {model.name}")
+        if path.exists() and not path.is_dir():
+            raise ContextlensError(f"{path} is a file; give --index a folder (new or an index)")
+        made = None if (path / "index.db").exists() else _Made.before_mkdir(path)
         path.mkdir(parents=True, exist_ok=True)
-        ix = cls(path)
-        wanted = {"model": model.name, "dim": model.config.d_model}
-        wanted |= {"chunk_tokens": chunk_tokens, "overlap": overlap}
-        if not ix.meta:
-            with transaction(ix.db, write=True):
-                store.set_meta(ix.db, **wanted, generation=0, created=time.time())
-            ix.meta = store.get_meta(ix.db)
+        try:
+            ix = cls(path)
+            ix._made = made
+            wanted = {"model": model.name, "dim": model.config.d_model}
+            wanted |= {"chunk_tokens": chunk_tokens, "overlap": overlap}
+            if not ix.meta:
+                with transaction(ix.db, write=True):
+                    store.set_meta(ix.db, **wanted, generation=0, created=time.time())
+                ix.meta = store.get_meta(ix.db)
+        except BaseException:
+            if made is not None:
+                made.undo(path)
+            raise
         ix.check_model(model)
         for key in ("chunk_tokens", "overlap"):
             if ix.meta[key] != wanted[key]:
@@ -132,6 +170,17 @@ class Index:
                     "settings or build a new index under another name"
                 )
         return ix
+
+    def discard(self) -> bool:
+        """Delete the index if `create` made it in this process (to undo a failed first build):
+        only the files the index wrote, and the folders `create` made once they are empty; what
+        was in the folder before is left alone. Returns whether there was anything to undo."""
+        if self._made is None:
+            return False
+        self.close()
+        self._made.undo(self.path)
+        self._made = None
+        return True
 
     def check_model(self, model) -> None:
         dim = getattr(getattr(model, "config", None), "d_model", None)
@@ -148,7 +197,7 @@ class Index:
     @contextmanager
     def _writing(self):
         """One writer at a time (a lock file); readers are never blocked."""
-        with open(self.path / "write.lock", "w") as f:
+        with open(self.path / "write.lock", "a") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -2,7 +2,9 @@
 
 Documents: .txt/.md (as is), .html/.htm (visible text), .jsonl (one document a line: a chosen text
 field, the other fields kept as metadata) and SMART collections (`.I` records, e.g. Cranfield's
-`cran.all.1400`). Binary, non-UTF-8, empty and unsupported files are skipped and reported.
+`cran.all.1400`). Binary, non-UTF-8, empty, unreadable, unsupported and non-regular files (FIFOs,
+sockets, devices) are skipped and reported, and so are records whose text or name is not valid
+UTF-8; an index's own files are never read.
 Queries and relevance judgements (qrels): BEIR (queries.jsonl, qrels .tsv with a header),
 TREC (`qid iter docid rel`) and SMART (`.I`/`.W` queries; `qid docid code` qrels).
 """
@@ -15,6 +17,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ..errors import ContextlensError
+from .store import is_index_file
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -99,9 +102,32 @@ def is_smart(text: str) -> bool:
     return text.startswith(".I ")
 
 
+def utf8_problem(text: str) -> str | None:
+    """Why `text` is not valid UTF-8 text, or None. Python keeps bytes it could not decode
+    (in file names and command-line arguments) as lone surrogates: 0xff becomes U+DCFF."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        c = ord(text[e.start])
+        if 0xDC80 <= c <= 0xDCFF:
+            return f"not UTF-8 (byte 0x{c - 0xDC00:02x} at character {e.start})"
+        return f"not valid Unicode (lone surrogate U+{c:04X} at character {e.start})"
+    return None
+
+
+def shown(path: str | Path) -> str:
+    """A path as it can be printed: bytes that are not UTF-8 written as \\xNN."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _decode(path: Path) -> tuple[str | None, str | None]:
     """(text, None) or (None, why it was skipped)."""
-    data = path.read_bytes()
+    if not path.is_file():
+        return None, "not a regular file (a FIFO, socket, device or broken link)"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or e})"
     if b"\0" in data[:8192]:
         return None, "binary file"
     try:
@@ -151,6 +177,27 @@ def _smart(path: Path, text: str):
 def read_file(path: Path, text_field: str = "text", id_field: str | None = None):
     """The documents in one file and what was skipped: (list[Document], list[Skipped])."""
     path = path.resolve()
+    why = utf8_problem(str(path))
+    if why is None:
+        docs, skipped = _parse(path, text_field, id_field)
+        return _valid_unicode(docs, skipped)
+    return [], [Skipped(shown(path), f"file name {why}")]
+
+
+def _valid_unicode(docs: list[Document], skipped: list[Skipped]):
+    """Set aside the documents whose name, text or metadata holds characters that are not
+    valid UTF-8 (lone surrogates, e.g. from a `\\udcff` escape in a .jsonl record)."""
+    kept = []
+    for d in docs:
+        why = utf8_problem(d.name) or utf8_problem(d.text) or utf8_problem(json.dumps(d.metadata))
+        if why is None:
+            kept.append(d)
+        else:
+            skipped.append(Skipped(shown(d.name), why))
+    return kept, skipped
+
+
+def _parse(path: Path, text_field: str, id_field: str | None):
     text, why = _decode(path)
     if text is None:
         return [], [Skipped(str(path), why)]
@@ -176,10 +223,15 @@ def read_documents(
     docs, skipped = [], []
     for p in map(Path, paths):
         if not p.exists():
-            raise ContextlensError(f"{p} does not exist; give a file or a folder")
-        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+            raise ContextlensError(f"{shown(p)} does not exist; give a file or a folder")
+        if not (p.is_file() or p.is_dir()):
+            raise ContextlensError(
+                f"{shown(p)} is not a regular file or a folder (a FIFO, socket or device); "
+                "give files or folders"
+            )
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if not f.is_dir())
         for f in files:
-            if any(part.startswith(".") for part in f.relative_to(p).parts):
+            if any(part.startswith(".") for part in f.relative_to(p).parts) or _of_an_index(f):
                 continue
             d, s = read_file(f, text_field, id_field)
             docs += d
@@ -189,6 +241,10 @@ def read_documents(
         dup = next(n for n in names if names.count(n) > 1)
         raise ContextlensError(f"document {dup} appears twice; give each file or record once")
     return docs, skipped
+
+
+def _of_an_index(f: Path) -> bool:
+    return is_index_file(f.name) and (f.parent / "index.db").is_file()
 
 
 # ── evaluation data ─────────────────────────────────────────────────────────────────────────

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ContextlensError
+from .vectors import is_snapshot_file
+
+FILES = ("index.db", "index.db-wal", "index.db-shm", "index.db-journal", "write.lock")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents(
@@ -29,15 +33,32 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     DELETE FROM chunks_fts WHERE rowid = old.id; END;
 """
 
+
+def is_index_file(name: str) -> bool:
+    """A file an index writes in its folder: the database, its lock, vector snapshots."""
+    return name in FILES or is_snapshot_file(name)
+
+
 LIVE_CHUNKS = "chunks c JOIN documents d ON c.doc = d.id AND d.live = 1"
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit: `with transaction(db)`)."""
-    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
+    """A connection in autocommit mode (transactions are explicit: `with transaction(db)`).
+    Refuses a file that is not a contextlens index rather than adding tables to it."""
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "meta" not in tables:
+            db.close()
+            raise sqlite3.DatabaseError("it holds other tables")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as e:
+        raise ContextlensError(
+            f"{path} is not a usable contextlens index ({e}); give --index a new folder "
+            "or an index's"
+        ) from None
     return db
 
 

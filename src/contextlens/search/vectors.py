@@ -7,6 +7,7 @@ temporary file and renamed into place: `vectors-G.npy` `[n, d]` float32 unit row
 """
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,19 @@ import torch
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 256
+SNAPSHOT = re.compile(r"(?:vectors|ids)-(\d+)\.npy|hnsw-(\d+)\.bin")
+TEMPORARY = re.compile(r"\.(?:(?:vectors|ids)-\d+\.npy|hnsw-\d+\.bin)\.\w+\.tmp")
+
+
+def snapshot_generation(name: str) -> int | None:
+    """The generation G of a snapshot file name (`vectors-G.npy`, `ids-G.npy`, `hnsw-G.bin`)."""
+    m = SNAPSHOT.fullmatch(name)
+    return int(m[1] or m[2]) if m else None
+
+
+def is_snapshot_file(name: str) -> bool:
+    """A snapshot file, or one being written (`.vectors-G.npy.XXXX.tmp`)."""
+    return snapshot_generation(name) is not None or TEMPORARY.fullmatch(name) is not None
 
 
 def _atomic(path: Path, write) -> None:
@@ -44,9 +58,9 @@ def save_snapshot(directory: Path, generation: int, ids: np.ndarray, vectors: np
 
     _atomic(directory / f"vectors-{generation}.npy", npy(vectors))
     _atomic(directory / f"ids-{generation}.npy", npy(ids))
-    for f in directory.glob("*-*.*"):
-        stem = f.stem.rsplit("-", 1)
-        if f.suffix in (".npy", ".bin") and stem[-1].isdigit() and int(stem[-1]) < generation - 1:
+    for f in directory.iterdir():
+        old = snapshot_generation(f.name)
+        if old is not None and old < generation - 1:
             f.unlink(missing_ok=True)
 
 
