@@ -54,14 +54,16 @@ def load_hf_dir(directory: Path, name: str) -> LanguageModel:
         eos_ids=_ids(hf_config.get("eos_token_id")),
         chat_template=template if isinstance(template, str) else None,
     )
+    tokenizer.check_fits(model.cfg.vocab_size, str(directory / "tokenizer.json"))
     return LanguageModel(name, model, tokenizer, _pooling(directory, model.cfg.max_positions))
 
 
 def load_gguf(path: Path, name: str) -> LanguageModel:
-    from .io.gguf import read_gguf  # issue 3: llama.cpp files
+    from .io.gguf import metadata_keys, read_gguf  # issue 3: llama.cpp files
 
     hf_config, tensors, tokenizer = read_gguf(path)
-    model = build(hf_config, tensors, source=str(path))
+    model = build(hf_config, tensors, str(path), metadata_keys(hf_config["model_type"]))
+    tokenizer.check_fits(model.cfg.vocab_size, str(path))
     return LanguageModel(name, model, tokenizer, Pooling())
 
 

@@ -68,9 +68,18 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     return {t.name: dequantize(t, path) for t in open_gguf(path).tensors}
 
 
-def metadata(reader: GGUFReader) -> dict:
+def metadata(reader: GGUFReader, source: Path | str = "") -> dict:
     """The key/value metadata as Python values (strings, numbers, lists)."""
-    return {key: field.contents() for key, field in reader.fields.items()}
+    values = {}
+    for key, field in reader.fields.items():
+        try:
+            values[key] = field.contents()
+        except UnicodeDecodeError:
+            raise ContextlensError(
+                f"{source}: metadata {key!r} holds text that is not UTF-8, so the file is "
+                "corrupt; download or copy it again"
+            ) from None
+    return values
 
 
 # ---- architectures --------------------------------------------------------------------------
@@ -87,50 +96,65 @@ def _special_ids(meta: dict) -> dict:
     }
 
 
-def _vocab_size(meta: dict, arch: str) -> int:
-    return meta.get(f"{arch}.vocab_size") or len(meta["tokenizer.ggml.tokens"])
+# Hugging Face config key -> llama.cpp metadata key, less the "<architecture>." in front
+LLAMA_KEYS = {
+    "vocab_size": "vocab_size",
+    "hidden_size": "embedding_length",
+    "intermediate_size": "feed_forward_length",
+    "num_hidden_layers": "block_count",
+    "num_attention_heads": "attention.head_count",
+    "num_key_value_heads": "attention.head_count_kv",
+    "max_position_embeddings": "context_length",
+    "rms_norm_eps": "attention.layer_norm_rms_epsilon",
+    "rope_theta": "rope.freq_base",
+    "head_dim": "rope.dimension_count",
+}
+GPT2_KEYS = {
+    "vocab_size": "vocab_size",
+    "n_embd": "embedding_length",
+    "n_layer": "block_count",
+    "n_head": "attention.head_count",
+    "n_positions": "context_length",
+    "n_ctx": "context_length",
+    "n_inner": "feed_forward_length",
+    "layer_norm_epsilon": "attention.layer_norm_epsilon",
+}
+OPTIONAL = {"vocab_size", "attention.head_count_kv", "rope.freq_base", "rope.dimension_count"}
+
+
+def _from_metadata(meta: dict, arch: str, keys: dict[str, str]) -> dict:
+    """Hugging Face config key -> its metadata value; a missing required key raises KeyError.
+    The vocabulary size defaults to the number of tokens."""
+    config = {
+        hf: meta[f"{arch}.{key}"]
+        for hf, key in keys.items()
+        if key not in OPTIONAL or f"{arch}.{key}" in meta
+    }
+    return {"vocab_size": len(meta["tokenizer.ggml.tokens"])} | config
 
 
 def _llama_config(meta: dict, tensor_names: set[str]) -> dict:
     """As transformers builds a LlamaConfig from the same metadata."""
-    key = lambda name: meta[f"llama.{name}"]  # noqa: E731
-    n_heads = key("attention.head_count")
     config = {
         "model_type": "llama",
-        "vocab_size": _vocab_size(meta, "llama"),
-        "hidden_size": key("embedding_length"),
-        "intermediate_size": key("feed_forward_length"),
-        "num_hidden_layers": key("block_count"),
-        "num_attention_heads": n_heads,
-        "num_key_value_heads": meta.get("llama.attention.head_count_kv", n_heads),
-        "max_position_embeddings": key("context_length"),
-        "rms_norm_eps": key("attention.layer_norm_rms_epsilon"),
-        "rope_theta": meta.get("llama.rope.freq_base", 10000.0),
+        **_from_metadata(meta, "llama", LLAMA_KEYS),
         "hidden_act": "silu",
         # llama.cpp writes the output projection only when it is not the embedding matrix
         "tie_word_embeddings": "output.weight" not in tensor_names,
     }
-    if "llama.rope.dimension_count" in meta:
-        config["head_dim"] = key("rope.dimension_count")
+    config.setdefault("num_key_value_heads", config["num_attention_heads"])
+    config.setdefault("rope_theta", 10000.0)
     scaling = meta.get("llama.rope.scaling.type", "none")
     if scaling != "none":  # passed on so that the model refuses it rather than ignoring it
-        config["rope_scaling"] = {"rope_type": scaling, "factor": key("rope.scaling.factor")}
+        config["rope_scaling"] = {"rope_type": scaling, "factor": meta["llama.rope.scaling.factor"]}
     return config | _special_ids(meta)
 
 
 def _gpt2_config(meta: dict, tensor_names: set[str]) -> dict:
     """The keys of a Hugging Face GPT-2 config.json."""
-    key = lambda name: meta[f"gpt2.{name}"]  # noqa: E731
     return {
         "model_type": "gpt2",
-        "vocab_size": _vocab_size(meta, "gpt2"),
-        "n_embd": key("embedding_length"),
-        "n_layer": key("block_count"),
-        "n_head": key("attention.head_count"),
-        "n_positions": key("context_length"),
-        "n_ctx": key("context_length"),
-        "n_inner": key("feed_forward_length"),
-        "layer_norm_epsilon": key("attention.layer_norm_epsilon"),
+        **_from_metadata(meta, "gpt2", GPT2_KEYS),
         "activation_function": "gelu_new",
         "tie_word_embeddings": "output.weight" not in tensor_names,
     } | _special_ids(meta)
@@ -144,11 +168,22 @@ def unpermute_rotary(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return w.reshape(n_heads, half, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape).contiguous()
 
 
+def _rotary_heads(config: dict, key: str, name: str, rows: int) -> int:
+    """`config[key]`, the head count of a rotary projection of `rows` rows, if it splits them
+    into heads of an even width (RoPE rotates pairs); else one clear error."""
+    n = config[key]
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0 and rows % (2 * n) == 0:
+        return n
+    raise ContextlensError(
+        f"metadata {'llama.' + LLAMA_KEYS[key]!r} is {n!r}, which does not split the {rows} "
+        f"rows of {name!r} into heads of an even width; the file is corrupt"
+    )
+
+
 def _llama_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
-    if ".self_attn.q_proj." in name:
-        return unpermute_rotary(w, config["num_attention_heads"])
-    if ".self_attn.k_proj." in name:
-        return unpermute_rotary(w, config["num_key_value_heads"])
+    for proj, key in (("q_proj", "num_attention_heads"), ("k_proj", "num_key_value_heads")):
+        if f".self_attn.{proj}." in name:
+            return unpermute_rotary(w, _rotary_heads(config, key, name, w.shape[0]))
     return w
 
 
@@ -168,6 +203,7 @@ class Architecture:
     layer_names: dict[str, str]  # the same inside layer blocks: "blk.{i}.<key>"
     layer_prefix: str  # the Hugging Face prefix of layer i
     layout: Callable[[str, torch.Tensor, dict], torch.Tensor]  # (HF name, tensor, config)
+    keys: dict[str, str]  # Hugging Face config key -> metadata key, less "<architecture>."
 
 
 ARCHITECTURES = {
@@ -191,6 +227,7 @@ ARCHITECTURES = {
         },
         layer_prefix="model.layers.{i}.",
         layout=_llama_layout,
+        keys=LLAMA_KEYS,
     ),
     "gpt2": Architecture(
         config=_gpt2_config,
@@ -210,8 +247,14 @@ ARCHITECTURES = {
         },
         layer_prefix="transformer.h.{i}.",
         layout=_gpt2_layout,
+        keys=GPT2_KEYS,
     ),
 }
+
+
+def metadata_keys(architecture: str) -> dict[str, str]:
+    """Hugging Face config key -> the full metadata key it is read from, to name it in errors."""
+    return {hf: f"{architecture}.{key}" for hf, key in ARCHITECTURES[architecture].keys.items()}
 
 
 def hf_name(arch: Architecture, name: str) -> str | None:
@@ -253,6 +296,51 @@ def _pre_tokenizer(name: str, source: Path | str):
     )
 
 
+def _strings(meta: dict, key: str, source: Path | str) -> list[str]:
+    """The metadata list of strings under `key` (KeyError if absent)."""
+    values = meta[key]
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ContextlensError(
+            f"{source}: metadata {key!r} is not a list of strings; the file is corrupt"
+        )
+    return values
+
+
+def _check_special_ids(meta: dict, n_tokens: int, source: Path | str) -> None:
+    """The ids the tokenizer and generation use (BOS, EOS, end of turn or message) name tokens of
+    the vocabulary."""
+    for key in (f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "eot", "eom")):
+        i = meta.get(key, 0)
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n_tokens:
+            raise ContextlensError(
+                f"{source}: metadata {key!r} is {i!r}, not a token of the {n_tokens} in the "
+                "vocabulary; the file is corrupt"
+            )
+
+
+def _merges(meta: dict, source: Path | str) -> list[tuple[str, str]]:
+    """BPE's merges, "a b" -> ("a", "b"), if the file has any."""
+    if "tokenizer.ggml.merges" not in meta:
+        return []
+    merges = [tuple(m.split(" ")) for m in _strings(meta, "tokenizer.ggml.merges", source)]
+    bad = next((" ".join(m) for m in merges if len(m) != 2), None)
+    if bad is not None:
+        raise ContextlensError(
+            f"{source}: the BPE merge {bad!r} is not two tokens apart by one space; the file is "
+            "corrupt"
+        )
+    return merges
+
+
+def _bpe(vocab: dict[str, int], merges: list[tuple[str, str]], source: Path | str) -> models.BPE:
+    try:
+        return models.BPE(vocab, merges)
+    except Exception as e:  # the tokenizers library raises a bare Exception on a bad merge
+        raise ContextlensError(
+            f"{source}: the BPE merges do not agree with the vocabulary ({e}); the file is corrupt"
+        ) from None
+
+
 def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
     """The byte-level BPE tokenizer the metadata describes (`tokenizer.ggml.model` "gpt2"):
     vocabulary, merges, control tokens as special tokens, pre-tokenizer, BOS/EOS, chat template."""
@@ -262,12 +350,13 @@ def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
             f"{source}: tokenizer {kind!r} is not supported; only byte-level BPE ('gpt2', as in "
             "GPT-2, SmolLM2, Llama 3) is"
         )
-    tokens = meta["tokenizer.ggml.tokens"]
+    tokens = _strings(meta, "tokenizer.ggml.tokens", source)
     types = meta.get("tokenizer.ggml.token_type") or [TokenType.NORMAL] * len(tokens)
-    if len(types) != len(tokens):
+    if not isinstance(types, list) or len(types) != len(tokens):
         raise ContextlensError(
             f"{source}: {len(tokens)} tokens but {len(types)} token types; the file is corrupt"
         )
+    _check_special_ids(meta, len(tokens), source)
     spelling = byte_spelling()
     alphabet = set(spelling)
     # a token stored as plain text (some llama.cpp files do) is respelled in the byte alphabet
@@ -275,8 +364,7 @@ def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
         t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8")): i
         for i, t in enumerate(tokens)
     }
-    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
-    tok = HFTokenizer(models.BPE(vocab, merges))
+    tok = HFTokenizer(_bpe(vocab, _merges(meta, source), source))
     tok.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre", "gpt-2"), source)
     tok.decoder = decoders.ByteLevel()
     # control tokens (<|im_start|>, …) are matched whole and are special; a "control" token
@@ -326,16 +414,16 @@ def read_gguf(path: Path) -> tuple[dict, dict[str, torch.Tensor], Tokenizer]:
     of architecture llama or gpt2. Tensor shapes are those of a Hugging Face checkpoint, e.g.
     `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim, d_model]."""
     reader = open_gguf(path)
-    meta = metadata(reader)
+    meta = metadata(reader, path)
     name = meta.get("general.architecture")
-    if name not in ARCHITECTURES:
+    if not isinstance(name, str) or name not in ARCHITECTURES:
         raise ContextlensError(
             f"{path}: architecture {name!r} is not supported; supported: {', '.join(ARCHITECTURES)}"
         )
     arch = ARCHITECTURES[name]
     try:
+        tokenizer = build_tokenizer(meta, path)  # first: it checks the tokens the config counts
         config = arch.config(meta, {t.name for t in reader.tensors})
-        tokenizer = build_tokenizer(meta, path)
     except KeyError as e:
         raise ContextlensError(
             f"{path}: metadata {e} is missing; the file is incomplete or was not written by "
@@ -349,5 +437,9 @@ def read_gguf(path: Path) -> tuple[dict, dict[str, torch.Tensor], Tokenizer]:
                 f"{path}: tensor {t.name!r} has no place in a {name} model as contextlens reads "
                 "it (an unsupported variant of the architecture)"
             )
-        tensors[ours] = arch.layout(ours, dequantize(t, path), config)
+        tensor = dequantize(t, path)
+        try:
+            tensors[ours] = arch.layout(ours, tensor, config)
+        except ContextlensError as e:
+            raise ContextlensError(f"{path}: {e}") from None
     return config, tensors, tokenizer

@@ -44,7 +44,29 @@ class Tokenizer:
             tok = HFTokenizer.from_file(str(path))
         except Exception as e:  # the tokenizers library raises a bare Exception on bad files
             raise ContextlensError(f"{path} is not a valid tokenizer file ({e})") from None
+        _check_unknown_token(tok, path)
         return cls(tok, **kwargs)
+
+    def check_fits(self, rows: int, source: str) -> None:
+        """Every id this tokenizer gives is a row of the model's embedding `[rows, d]`, and the
+        BOS/EOS ids are tokens of its vocabulary; else one clear error."""
+        top = max(self.tok.get_vocab(with_added_tokens=True).values(), default=-1)
+        if top >= rows:
+            raise ContextlensError(
+                f"{source}: the tokenizer gives ids up to {top} but the model's embedding has "
+                f"{rows} rows (vocab_size); the tokenizer does not belong to this model"
+            )
+        for name, ids in (("BOS", (self.bos_id,)), ("EOS", self.eos_ids)):
+            for i in ids:
+                if i is not None and not self._is_token(i, top):
+                    raise ContextlensError(
+                        f"{source}: the {name} token id {i!r} is not a token of the tokenizer "
+                        f"(ids 0..{top}); fix bos_token_id / eos_token_id in config.json"
+                    )
+
+    def _is_token(self, i, top: int) -> bool:
+        in_range = isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= top
+        return in_range and self.tok.id_to_token(i) is not None
 
     @property
     def vocab_size(self) -> int:
@@ -70,3 +92,14 @@ class Tokenizer:
 
     def token_id(self, token: str) -> int | None:
         return self.tok.token_to_id(token)
+
+
+def _check_unknown_token(tok: HFTokenizer, path: Path) -> None:
+    """WordPiece and BPE put their unknown-token stand-in (e.g. [UNK]) where a piece of text is
+    not in the vocabulary: it must be in the vocabulary itself, or such text fails later."""
+    unk = getattr(tok.model, "unk_token", None)
+    if unk is not None and tok.token_to_id(unk) is None:
+        raise ContextlensError(
+            f"{path}: the unknown-token stand-in {unk!r} is not in the vocabulary; restore the "
+            "file (words outside the vocabulary could not be tokenized)"
+        )

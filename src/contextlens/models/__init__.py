@@ -1,12 +1,20 @@
 """Architectures: each is a configuration of `Transformer` plus a map from its checkpoint's
 tensor names to ours. `build` turns (Hugging Face config, tensors) into a ready model.
 
-An architecture module provides `config(hf_config) -> TransformerConfig`, `PREFIXES` (stripped
-from checkpoint names), `WEIGHTS` and `LAYER_WEIGHTS` (our name -> checkpoint name(s); a list is
-concatenated along dim 0, `{p}` stands for weight and bias), `LAYER_PREFIX`, and optionally
+An architecture module provides `config(hf_config) -> TransformerConfig`, `KEYS` (our config
+field -> the Hugging Face key it comes from, to name it in errors), `PREFIXES` (stripped from
+checkpoint names), `WEIGHTS` and `LAYER_WEIGHTS` (our name -> checkpoint name(s); a list is
+concatenated along dim 0, `{p}` stands for weight and bias), `LAYER_PREFIX`, `UNUSED` (the
+checkpoint tensors it may hold and leave unused, as shell patterns) and optionally
 `transform(name, tensor)` for layout changes.
+
+`build` uses every tensor of the checkpoint and fills every parameter: a tensor left over, or
+missing, means the config does not describe the file, and is an error.
 """
 
+import re
+from collections.abc import Callable
+from fnmatch import fnmatchcase
 from types import ModuleType
 
 import torch
@@ -16,6 +24,7 @@ from . import bert, gpt2, llama
 from .transformer import Transformer, TransformerConfig
 
 ARCHITECTURES: dict[str, ModuleType] = {"bert": bert, "llama": llama, "gpt2": gpt2}
+SHOWN = 3  # tensor names listed in an error before "… (n in all)"
 
 
 def _expand(table: dict, prefix: str = "") -> dict[str, list[str]]:
@@ -37,38 +46,75 @@ def weight_names(arch: ModuleType, cfg: TransformerConfig) -> dict[str, list[str
     return names
 
 
-def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Transformer:
-    """A Transformer holding the checkpoint's weights. `source` names the files in errors."""
+def _listed(names: list[str]) -> str:
+    """'a', 'b', 'c' … (7 in all)"""
+    shown = ", ".join(repr(n) for n in names[:SHOWN])
+    return shown if len(names) <= SHOWN else f"{shown} … ({len(names)} in all)"
+
+
+def _architecture(hf_config: dict, source: str) -> ModuleType:
     kind = hf_config.get("model_type")
-    if kind not in ARCHITECTURES:
+    if not isinstance(kind, str) or kind not in ARCHITECTURES:
         raise ContextlensError(
             f"{source}: architecture {kind!r} is not supported; supported: "
             f"{', '.join(ARCHITECTURES)}"
         )
-    arch = ARCHITECTURES[kind]
+    return ARCHITECTURES[kind]
+
+
+def _key_names(metadata_keys: dict[str, str] | None) -> Callable[[str], str]:
+    """A config key as the user finds it: in config.json, or under its GGUF metadata name."""
+    if metadata_keys is None:
+        return lambda key: f"config.json {key!r}"
+    return lambda key: f"metadata {metadata_keys.get(key, key)!r}"
+
+
+def _config(
+    arch: ModuleType, hf_config: dict, source: str, key: Callable[[str], str]
+) -> TransformerConfig:
+    """The checked configuration; any bad value is one error naming its key."""
     try:
         cfg = arch.config(hf_config)
+        cfg.validate(lambda field: key(arch.KEYS.get(field, field)))
     except KeyError as e:
-        raise ContextlensError(f"{source}: the config lacks {e}; restore the file") from None
+        raise ContextlensError(f"{source}: {key(e.args[0])} is missing; restore it") from None
     except ContextlensError as e:
         raise ContextlensError(f"{source}: {e}") from None
-    for prefix in arch.PREFIXES:
-        tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    return cfg
+
+
+def _check_layers(
+    arch: ModuleType, cfg: TransformerConfig, tensors: dict, source: str, n_layers_key: str
+) -> None:
+    """The checkpoint holds weights for as many layers as the config says."""
+    pattern = re.compile(re.escape(arch.LAYER_PREFIX).replace(r"\{i\}", r"(\d+)"))
+    found = {int(m[1]) for name in tensors if (m := pattern.match(name))}
+    if found and max(found) + 1 != cfg.n_layers:
+        raise ContextlensError(
+            f"{source}: the checkpoint has {max(found) + 1} layers of weights but {n_layers_key} "
+            f"says {cfg.n_layers}; make them agree"
+        )
+
+
+def _gather(
+    arch: ModuleType, cfg: TransformerConfig, wanted: dict, tensors: dict, source: str
+) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """(our parameter name -> its tensor, with the shape the config gives; the checkpoint names
+    used). A tied LM head is left out: it is the embedding."""
     transform = getattr(arch, "transform", lambda name, t: t)
-    with torch.device("meta"):  # no memory, no random init: the checkpoint supplies everything
-        model = Transformer(cfg)
-    wanted = model.state_dict()
     tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
+    names = {k: v for k, v in weight_names(arch, cfg).items() if k in wanted and k not in tied}
+    missing = [t for theirs in names.values() for t in theirs if t not in tensors]
+    if missing:
+        raise ContextlensError(
+            f"{source}: weights missing from the checkpoint: {_listed(missing)}; the file is "
+            f"incomplete or not a {cfg.architecture} checkpoint of this config"
+        )
+    unfilled = [k for k in wanted if k not in names and k not in tied]
+    if unfilled:
+        raise ContextlensError(f"{source}: no weights for {_listed(unfilled)}")
     state = {}
-    for ours, theirs in weight_names(arch, cfg).items():
-        if ours not in wanted or ours in tied:
-            continue  # a bias of a bias-free model; a head that shares the embedding
-        missing = [t for t in theirs if t not in tensors]
-        if missing:
-            raise ContextlensError(
-                f"{source}: weight {missing[0]!r} is missing; the file is incomplete or not "
-                f"a {kind} checkpoint"
-            )
+    for ours, theirs in names.items():
         parts = [transform(t, tensors[t]) for t in theirs]
         state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
         if state[ours].shape != wanted[ours].shape:
@@ -76,11 +122,61 @@ def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Tra
                 f"{source}: weight {theirs[0]!r} has shape {tuple(state[ours].shape)}, "
                 f"expected {tuple(wanted[ours].shape)} from the config"
             )
-    left = [k for k in wanted if k not in state and k not in tied]
+    return state, {t for theirs in names.values() for t in theirs}
+
+
+def _tied_copy(
+    arch: ModuleType, tensors: dict, embedding: torch.Tensor, source: str, tie_key: str
+) -> set[str]:
+    """The checkpoint names of a tied LM head's copy, if the file holds one; it must equal the
+    embedding it is tied to."""
+    copies = [t for t in _expand(arch.WEIGHTS).get("lm_head.weight", []) if t in tensors]
+    for name in copies:
+        if not torch.equal(tensors[name], embedding):
+            raise ContextlensError(
+                f"{source}: {tie_key} is true but the checkpoint's {name!r} differs from the "
+                "embedding; set it to false"
+            )
+    return set(copies)
+
+
+def _check_all_used(arch: ModuleType, tensors: dict, used: set[str], source: str) -> None:
+    """Every checkpoint tensor has a place, but for the architecture's documented leftovers."""
+    left = [
+        name
+        for name in tensors
+        if name not in used and not any(fnmatchcase(name, p) for p in arch.UNUSED)
+    ]
     if left:
-        raise ContextlensError(f"{source}: no weights for {left[0]!r}")
+        raise ContextlensError(
+            f"{source}: checkpoint tensors that the config leaves unused: {_listed(left)}; "
+            "the config does not describe this file"
+        )
+
+
+def build(
+    hf_config: dict,
+    tensors: dict[str, torch.Tensor],
+    source: str,
+    metadata_keys: dict[str, str] | None = None,
+) -> Transformer:
+    """A Transformer holding the checkpoint's weights. `source` names the files in errors;
+    `metadata_keys` (Hugging Face config key -> GGUF metadata key) names a GGUF file's values."""
+    arch = _architecture(hf_config, source)
+    key = _key_names(metadata_keys)
+    cfg = _config(arch, hf_config, source, key)
+    for prefix in arch.PREFIXES:
+        tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    _check_layers(arch, cfg, tensors, source, key(arch.KEYS["n_layers"]))
+    with torch.device("meta"):  # no memory, no random init: the checkpoint supplies everything
+        model = Transformer(cfg)
+    state, used = _gather(arch, cfg, model.state_dict(), tensors, source)
+    if cfg.lm_head and cfg.tie_lm_head:
+        tie_key = key(arch.KEYS["tie_lm_head"])
+        used |= _tied_copy(arch, tensors, state["tok.weight"], source, tie_key)
+    _check_all_used(arch, tensors, used, source)
     model.load_state_dict(state, strict=False, assign=True)
-    if tied:
+    if cfg.lm_head and cfg.tie_lm_head:
         model.lm_head.weight = model.tok.weight  # assign=True replaced the shared parameter
     return model.eval().requires_grad_(False)
 

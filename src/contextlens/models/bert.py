@@ -1,27 +1,32 @@
 """BERT (Devlin et al. 2019): learned positions + token types, embedding LayerNorm, post-norm
 blocks, exact GELU, bidirectional attention. all-MiniLM-L6-v2 is a 6-layer BERT."""
 
-from .transformer import TransformerConfig, hf_activation
+from .transformer import TransformerConfig, from_hf, hf_activation
+
+KEYS = {  # TransformerConfig field -> config.json key
+    "vocab_size": "vocab_size",
+    "d_model": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_attention_heads",
+    "d_ff": "intermediate_size",
+    "max_positions": "max_position_embeddings",
+    "norm_eps": "layer_norm_eps",
+    "type_vocab_size": "type_vocab_size",
+}
+DEFAULTS = {"layer_norm_eps": 1e-12, "type_vocab_size": 2}  # config.json key -> value if absent
 
 
 def config(hf: dict) -> TransformerConfig:
     return TransformerConfig(
         architecture="bert",
-        vocab_size=hf["vocab_size"],
-        d_model=hf["hidden_size"],
-        n_layers=hf["num_hidden_layers"],
-        n_heads=hf["num_attention_heads"],
-        n_kv_heads=hf["num_attention_heads"],
-        d_ff=hf["intermediate_size"],
-        max_positions=hf["max_position_embeddings"],
+        **from_hf(hf, KEYS, DEFAULTS),
         position="learned",
         norm="layernorm",
-        norm_eps=hf.get("layer_norm_eps", 1e-12),
         pre_norm=False,
         activation=hf_activation(hf.get("hidden_act", "gelu")),
         gated_mlp=False,
         causal=False,
-        type_vocab_size=hf.get("type_vocab_size", 2),
         embedding_norm=True,
     )
 
@@ -44,3 +49,11 @@ LAYER_WEIGHTS = {
     "norm2.{p}": "output.LayerNorm.{p}",
 }
 LAYER_PREFIX = "encoder.layer.{i}."
+
+# checkpoint tensors a BERT file may hold that contextlens does not use (shell patterns)
+UNUSED = (
+    "embeddings.position_ids",  # a buffer: 0, 1, 2, … (positions are computed)
+    "pooler.dense.*",  # the [CLS] pooler of pre-training; sentence embeddings pool the states
+    "cls.predictions.*",  # the masked-word head of pre-training
+    "cls.seq_relationship.*",  # the next-sentence head of pre-training
+)

@@ -3,30 +3,38 @@ Q/K/V projection stored as a Conv1D (weight [in, out], transposed here), tied LM
 
 import torch
 
-from .transformer import TransformerConfig, hf_activation
+from .transformer import TransformerConfig, from_hf, hf_activation, is_int
+
+KEYS = {  # TransformerConfig field -> config.json key
+    "vocab_size": "vocab_size",
+    "d_model": "n_embd",
+    "n_layers": "n_layer",
+    "n_heads": "n_head",
+    "n_kv_heads": "n_head",
+    "d_ff": "n_inner",
+    "max_positions": "n_positions",
+    "norm_eps": "layer_norm_epsilon",
+    "tie_lm_head": "tie_word_embeddings",
+}
+DEFAULTS = {"n_inner": None, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True}
 
 
 def config(hf: dict) -> TransformerConfig:
-    d = hf["n_embd"]
+    values = from_hf(hf, KEYS, DEFAULTS)
+    d = values["d_model"]
+    if values["d_ff"] is None and is_int(d):  # GPT-2's MLP is 4 × as wide as the model
+        values["d_ff"] = 4 * d
     return TransformerConfig(
         architecture="gpt2",
-        vocab_size=hf["vocab_size"],
-        d_model=d,
-        n_layers=hf["n_layer"],
-        n_heads=hf["n_head"],
-        n_kv_heads=hf["n_head"],
-        d_ff=hf.get("n_inner") or 4 * d,
-        max_positions=hf["n_positions"],
+        **values,
         position="learned",
         norm="layernorm",
-        norm_eps=hf.get("layer_norm_epsilon", 1e-5),
         pre_norm=True,
         activation=hf_activation(hf.get("activation_function", "gelu_new")),
         gated_mlp=False,
         causal=True,
         final_norm=True,
         lm_head=True,
-        tie_lm_head=True,
     )
 
 
@@ -35,6 +43,7 @@ WEIGHTS = {
     "tok.weight": "wte.weight",
     "pos.weight": "wpe.weight",
     "final_norm.{p}": "ln_f.{p}",
+    "lm_head.weight": "lm_head.weight",
 }
 LAYER_PREFIX = "h.{i}."
 LAYER_WEIGHTS = {
@@ -45,6 +54,12 @@ LAYER_WEIGHTS = {
     "mlp.up.{p}": "mlp.c_fc.{p}",
     "mlp.down.{p}": "mlp.c_proj.{p}",
 }
+
+# checkpoint tensors a GPT-2 file may hold that contextlens does not use (shell patterns)
+UNUSED = (
+    "h.*.attn.bias",  # the causal mask, saved as a buffer by older transformers
+    "h.*.attn.masked_bias",  # the value masked scores took there
+)
 
 
 def transform(name: str, tensor: torch.Tensor) -> torch.Tensor:

@@ -2,43 +2,62 @@
 attention, SwiGLU MLP, causal, no biases, final norm, (tied) LM head."""
 
 from ..errors import ContextlensError
-from .transformer import TransformerConfig, hf_activation
+from .transformer import TransformerConfig, from_hf, hf_activation
+
+KEYS = {  # TransformerConfig field -> config.json key
+    "vocab_size": "vocab_size",
+    "d_model": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_key_value_heads",
+    "d_ff": "intermediate_size",
+    "max_positions": "max_position_embeddings",
+    "norm_eps": "rms_norm_eps",
+    "rope_theta": "rope_theta",
+    "bias": "attention_bias",
+    "tie_lm_head": "tie_word_embeddings",
+    "declared_head_dim": "head_dim",
+}
+DEFAULTS = {  # config.json key -> value if absent (None: worked out below)
+    "num_key_value_heads": None,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": None,
+    "attention_bias": False,
+    "tie_word_embeddings": False,
+    "head_dim": None,
+}
 
 
-def rope_theta(hf: dict) -> float:
+def rope_theta(hf: dict):
     """RoPE's base: `rope_theta` (transformers 4) or `rope_parameters` (transformers 5)."""
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise ContextlensError(f"rope_parameters is {rope!r}; expected an object ({{…}})")
     kind = rope.get("rope_type", rope.get("type", "default"))
     if kind != "default":
         raise ContextlensError(f"RoPE scaling {kind!r} is not supported (only plain RoPE)")
-    return float(hf.get("rope_theta") or rope.get("rope_theta") or 10000.0)
+    for value in (hf.get("rope_theta"), rope.get("rope_theta")):
+        if value is not None:
+            return value
+    return 10000.0
 
 
 def config(hf: dict) -> TransformerConfig:
-    n_heads = hf["num_attention_heads"]
-    if hf.get("head_dim", hf["hidden_size"] // n_heads) != hf["hidden_size"] // n_heads:
-        raise ContextlensError(f"head_dim {hf['head_dim']} ≠ hidden_size / heads is not supported")
+    values = from_hf(hf, KEYS, DEFAULTS)
+    if values["n_kv_heads"] is None:  # no grouping: one key/value head per query head
+        values["n_kv_heads"] = values["n_heads"]
     return TransformerConfig(
         architecture="llama",
-        vocab_size=hf["vocab_size"],
-        d_model=hf["hidden_size"],
-        n_layers=hf["num_hidden_layers"],
-        n_heads=n_heads,
-        n_kv_heads=hf.get("num_key_value_heads") or n_heads,
-        d_ff=hf["intermediate_size"],
-        max_positions=hf.get("max_position_embeddings", 2048),
+        **values | {"rope_theta": rope_theta(hf)},
         position="rope",
-        rope_theta=rope_theta(hf),
         norm="rmsnorm",
-        norm_eps=hf.get("rms_norm_eps", 1e-6),
         pre_norm=True,
         activation=hf_activation(hf.get("hidden_act", "silu")),
         gated_mlp=True,
         causal=True,
-        bias=bool(hf.get("attention_bias", False)),
         final_norm=True,
         lm_head=True,
-        tie_lm_head=bool(hf.get("tie_word_embeddings", False)),
     )
 
 
@@ -57,3 +76,9 @@ LAYER_WEIGHTS = {
     "mlp.up.weight": ["mlp.gate_proj.weight", "mlp.up_proj.weight"],  # gate first: see nn.MLP
     "mlp.down.weight": "mlp.down_proj.weight",
 }
+
+# checkpoint tensors a Llama file may hold that contextlens does not use (shell patterns)
+UNUSED = (
+    "layers.*.self_attn.rotary_emb.inv_freq",  # RoPE's frequencies, saved by old transformers
+    "rotary_emb.inv_freq",  # the same, shared by all layers
+)

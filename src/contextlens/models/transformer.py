@@ -5,6 +5,8 @@ ids ─► token embedding (+ learned/sinusoidal positions) (+ token types) (→
     ─► (final norm) ─► hidden states ─► (LM head → logits)
 """
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,11 +40,39 @@ HF_ACTIVATIONS = {
 
 def hf_activation(name: str) -> str:
     """A Hugging Face activation name as one of ours; unknown names are a clear error."""
-    if name not in HF_ACTIVATIONS:
+    if not isinstance(name, str) or name not in HF_ACTIVATIONS:
         raise ContextlensError(
             f"activation {name!r} is not supported; supported: {', '.join(HF_ACTIVATIONS)}"
         )
     return HF_ACTIVATIONS[name]
+
+
+def from_hf(hf: dict, keys: dict[str, str], defaults: dict) -> dict:
+    """TransformerConfig fields from a Hugging Face config: field -> hf[key] for each field, key
+    of `keys`; a key that is absent or null takes its value in `defaults`, if it has one there.
+    A required key that is absent raises KeyError. Values are checked later, by `validate`."""
+    return {
+        field: defaults[key] if hf.get(key) is None and key in defaults else hf[key]
+        for field, key in keys.items()
+    }
+
+
+COUNTS = {  # field -> what it counts; each must be a positive integer
+    "vocab_size": "the vocabulary size",
+    "d_model": "the width of the hidden states",
+    "n_layers": "the number of layers",
+    "n_heads": "the number of attention heads",
+    "n_kv_heads": "the number of key/value heads",
+    "d_ff": "the width of the MLP",
+    "max_positions": "the most tokens the model takes",
+}
+POSITIVE_NUMBERS = ("norm_eps", "rope_theta")
+FLAGS = ("bias", "tie_lm_head")
+
+
+def is_int(value) -> bool:
+    """An integer, not a bool (JSON's true is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -69,10 +99,61 @@ class TransformerConfig:
     final_norm: bool = False  # pre-norm models normalise the last hidden state
     lm_head: bool = False
     tie_lm_head: bool = True
+    declared_head_dim: int | None = None  # a head width the checkpoint states, if it does
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    def validate(self, name: Callable[[str], str] = repr) -> None:
+        """Every value of the right type, in range and consistent with the others; else one
+        ContextlensError naming the value as `name(field)` does (the checkpoint's own key)."""
+        self._check_types(name)
+        self._check_heads(name)
+
+    def _bad(self, name: Callable[[str], str], field: str, expected: str) -> ContextlensError:
+        return ContextlensError(f"{name(field)} is {getattr(self, field)!r}; expected {expected}")
+
+    def _check_types(self, name: Callable[[str], str]) -> None:
+        for field, meaning in COUNTS.items():
+            value = getattr(self, field)
+            if not is_int(value) or value <= 0:
+                raise self._bad(name, field, f"a positive integer ({meaning})")
+        if not is_int(self.type_vocab_size) or self.type_vocab_size < 0:
+            raise self._bad(name, "type_vocab_size", "an integer ≥ 0 (the number of token types)")
+        for field in POSITIVE_NUMBERS:
+            value = getattr(self, field)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise self._bad(name, field, "a number")
+            if not math.isfinite(value) or value <= 0:
+                raise self._bad(name, field, "a finite number > 0")
+        for field in FLAGS:
+            if not isinstance(getattr(self, field), bool):
+                raise self._bad(name, field, "true or false")
+        if self.declared_head_dim is not None and not is_int(self.declared_head_dim):
+            raise self._bad(name, "declared_head_dim", "a positive integer (the head width)")
+
+    def _check_heads(self, name: Callable[[str], str]) -> None:
+        """Heads split the width evenly, key/value heads are shared by equal groups of query
+        heads, and RoPE has pairs to rotate."""
+        if self.d_model % self.n_heads:
+            raise self._bad(name, "n_heads", f"a divisor of {name('d_model')} ({self.d_model})")
+        if self.n_heads % self.n_kv_heads:
+            raise self._bad(name, "n_kv_heads", f"a divisor of {name('n_heads')} ({self.n_heads})")
+        if self.declared_head_dim not in (None, self.head_dim):
+            raise self._bad(
+                name,
+                "declared_head_dim",
+                f"{name('d_model')} / {name('n_heads')} = {self.head_dim} (other head widths "
+                "are not supported)",
+            )
+        if self.position == "rope" and self.head_dim % 2:
+            raise self._bad(
+                name,
+                "n_heads",
+                f"a count that leaves heads of an even width for RoPE; {self.d_model} / "
+                f"{self.n_heads} = {self.head_dim} is odd",
+            )
 
 
 def table(rows: int, d: int) -> nn.Embedding:
