@@ -49,7 +49,7 @@ def test_locate_by_word_span_index(animal):
 def test_locate_bad_inputs(animal):
     with pytest.raises(cl.ContextlensError, match="not a word of the text; its words are: The"):
         locate(animal, "cat")
-    with pytest.raises(cl.ContextlensError, match="occurs 2 times.*occurrence=1..2"):
+    with pytest.raises(cl.ContextlensError, match="occurs 2 times.*--occurrence 1..2"):
         locate(animal, "the")
     with pytest.raises(cl.ContextlensError, match="occurrence must be 1..2"):
         locate(animal, "the", occurrence=3)

@@ -108,12 +108,13 @@ def test_evaluate_wic(run_cli):
     )
     assert code == 0 and "best layer on dev" in out
     code, _, err = run_cli("evaluate", "wic", wic / "dev.data.txt", wic / "missing.txt")
-    assert code == 2 and "not a readable file" in err
+    assert code == 2 and "missing.txt does not exist; give a WiC gold file" in err
 
 
-def test_tour_sections(capsys, monkeypatch, minilm, smollm2):
+def test_tour_sections(capsys, monkeypatch, minilm, smollm2, tmp_path):
     from contextlens.cli import context
 
+    monkeypatch.chdir(tmp_path)
     models = {"minilm": minilm, "smollm2": smollm2}
     monkeypatch.setattr(context, "get_model", models.__getitem__)
     context.tour_attention()
@@ -125,4 +126,4 @@ def test_tour_sections(capsys, monkeypatch, minilm, smollm2):
     lines = [ln for ln in out.splitlines() if "smollm2  …too" in ln]
     assert len(lines) == 2 and lines[0].split("animal")[1] == lines[1].split("animal")[1]
     picture = Path(out.split("picture: ")[1].split()[0])
-    assert picture.stat().st_size > 5000
+    assert picture == tmp_path / "contextlens-bank-shift.png" and picture.stat().st_size > 5000

@@ -1,13 +1,15 @@
 """A transformer language model you can look inside: tokenize, trace, embed (and, for decoders,
 predict the next token). Built by `contextlens.load`."""
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .errors import ContextlensError
+from .errors import ContextlensError, Truncated
 from .io.tokenizer import Encoded, Tokenizer
+from .metrics import check_temperature
 from .models import Transformer
 from .nn.record import Recorder
 from .sampling import check_sampling, choose
@@ -85,31 +87,52 @@ class LanguageModel:
         )
 
     # ── text → tokens ───────────────────────────────────────────────────────────────────────
-    def tokenize(self, texts: Texts, truncate: bool = False, limit: int | None = None):
-        """Encode text(s); over-long texts raise (naming the limit) unless truncate=True."""
+    def tokenize(
+        self,
+        texts: Texts,
+        truncate: bool = False,
+        limit: int | None = None,
+        keep: str = "first",
+        *,
+        why: str = "",
+    ):
+        """Encode text(s). A text over `limit` tokens (default: the model's) raises, naming the
+        limit (and `why` it is that), unless truncate=True: then it is cut to its `keep="first"`
+        tokens (or the "last", for a prompt to continue), special tokens kept, with a
+        `Truncated` warning."""
         items, single = _as_list(texts)
         limit = limit or self.max_length
         for i, t in enumerate(items):
             if not t.strip():
                 where = "" if single else f" (item {i})"
                 raise ContextlensError(f"text is empty{where}; give at least one word")
-        encoded = [self._fit(e, limit, truncate) for e in self.tokenizer.encode(items)]
+        encoded = [
+            self._fit(e, limit, truncate, keep, "text" if single else f"text {i + 1}", why)
+            for i, e in enumerate(self.tokenizer.encode(items))
+        ]
         return encoded[0] if single else encoded
 
-    def _fit(self, e: Encoded, limit: int, truncate: bool) -> Encoded:
+    def _fit(
+        self, e: Encoded, limit: int, truncate: bool, keep: str, label: str, why: str
+    ) -> Encoded:
         n = len(e.ids)
         if n <= limit:
             return e
+        over = f"{label} is {n} tokens, over {self.name}'s limit of {limit}{why}"
         if not truncate:
-            raise ContextlensError(
-                f"text is {n} tokens, over {self.name}'s limit of {limit}; shorten it or pass "
-                "truncate=True (--truncate in the CLI)"
-            )
-        tail = 0  # keep the closing special tokens ([SEP]) after the cut
-        while tail < n and e.special[n - 1 - tail]:
+            raise ContextlensError(f"{over}; shorten it or pass truncate=True")
+        head = tail = 0  # special tokens ([CLS] … [SEP], <s>) stay on both sides of the cut
+        while head < n and e.special[head]:
+            head += 1
+        while tail < n - head and e.special[n - 1 - tail]:
             tail += 1
-        keep = list(range(limit - tail)) + list(range(n - tail, n))
-        return Encoded(*([getattr(e, f)[i] for i in keep] for f in Encoded.__dataclass_fields__))
+        room = limit - head - tail
+        if keep == "last":
+            kept = [*range(head), *range(n - tail - room, n)]
+        else:
+            kept = [*range(head + room), *range(n - tail, n)]
+        warnings.warn(Truncated(f"{over}; used the {keep} {limit}"), stacklevel=2)
+        return Encoded(*([getattr(e, f)[i] for i in kept] for f in Encoded.__dataclass_fields__))
 
     # ── the forward pass ────────────────────────────────────────────────────────────────────
     @staticmethod
@@ -218,35 +241,36 @@ class LanguageModel:
     # ── next-token prediction and generation (decoders) ────────────────────────────────────
     def require_decoder(self, what: str) -> None:
         if self.kind != "decoder" or self.model.lm_head is None:
+            kind = "an encoder" if self.kind == "encoder" else "a decoder without an LM head"
             raise ContextlensError(
-                f"{self.name} is an encoder; {what} needs a decoder with an LM head, such as "
+                f"{self.name} is {kind}; {what} needs a decoder with an LM head, such as "
                 "smollm2 (-m smollm2)"
             )
 
     @torch.inference_mode()
-    def next_token_logits(self, texts: Texts) -> torch.Tensor:
+    def next_token_logits(self, texts: Texts, truncate: bool = False) -> torch.Tensor:
         """The LM head's logits for the token after each text: `[vocab]` (`[n, vocab]` for a list).
 
         A list runs as one right-padded batch: causal attention never looks at the padding,
-        so each row is read at its own last real token.
+        so each row is read at its own last real token. truncate=True keeps the last tokens of
+        a text over the model's context (with a `Truncated` warning).
         """
         self.require_decoder("next-token prediction")
         items, single = _as_list(texts)
-        ids, mask = self._batch(self.tokenize(items))
+        ids, mask = self._batch(self.tokenize(items, truncate, keep="last"))
         hidden = self.model(ids, mask)  # [b, s, d]
         last = hidden[torch.arange(len(items)), mask.sum(1) - 1]  # [b, d]
         logits = self.model.logits(last)  # [b, vocab]
         return logits[0] if single else logits
 
     def next_token_probs(
-        self, texts: Texts, k: int = 10, temperature: float = 1.0
+        self, texts: Texts, k: int = 10, temperature: float = 1.0, truncate: bool = False
     ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
         """The k most likely next tokens as (decoded text, probability), most likely first."""
         if k < 1:
             raise ContextlensError(f"k must be ≥ 1 (got {k})")
-        if not temperature > 0:
-            raise ContextlensError(f"temperature must be > 0 (got {temperature}); try 1.0")
-        logits = self.next_token_logits(texts)
+        check_temperature(temperature)
+        logits = self.next_token_logits(texts, truncate)
         probs = (logits.reshape(-1, logits.shape[-1]) / temperature).softmax(-1)
         top = probs.topk(min(k, probs.shape[-1]))
         out = [
@@ -271,14 +295,14 @@ class LanguageModel:
         per step through the KV cache (use_cache=False recomputes the whole sequence each step).
         An end-of-sequence id is yielded and ends generation unless stop_at_eos=False."""
         self.require_decoder("generation")
-        if max_new_tokens < 1:
-            raise ContextlensError(f"max_new_tokens must be ≥ 1 (got {max_new_tokens})")
-        check_sampling(temperature, top_k, top_p)
+        self.check_new_tokens(max_new_tokens)
+        check_sampling(temperature, top_k, top_p, seed)
         limit = self.max_length
         if len(ids) + max_new_tokens > limit:
             raise ContextlensError(
                 f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
-                f"{self.name}'s context of {limit} tokens; shorten the prompt or ask for fewer"
+                f"{self.name}'s context of {limit} tokens; shorten the prompt, ask for fewer "
+                "new tokens or pass truncate=True"
             )
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         cache = self.model.new_cache(1, len(ids) + max_new_tokens) if use_cache else None
@@ -294,6 +318,14 @@ class LanguageModel:
             seq.append(token)
             step = torch.tensor([[token]] if use_cache else [seq])
 
+    def check_new_tokens(self, max_new_tokens: int) -> None:
+        """max_new_tokens must be ≥ 1 and leave room for a prompt in the model's context."""
+        if not 1 <= max_new_tokens < self.max_length:
+            raise ContextlensError(
+                f"max_new_tokens must be ≥ 1 and below {self.name}'s context of "
+                f"{self.max_length} tokens (got {max_new_tokens})"
+            )
+
     @torch.inference_mode()
     def stream(
         self,
@@ -304,10 +336,18 @@ class LanguageModel:
         top_p: float | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
+        truncate: bool = False,
     ):
         """Yield the new text piece by piece as it is generated (see `generate`)."""
         stops = [stop] if isinstance(stop, str) else list(stop or [])
-        e = self.tokenize(text)
+        self.require_decoder("generation")
+        self.check_new_tokens(max_new_tokens)
+        if truncate:
+            room = self.max_length - max_new_tokens
+            why = f" ({self.max_length} less {max_new_tokens} new tokens)"
+            e = self.tokenize(text, True, limit=room, keep="last", why=why)
+        else:
+            e = self.tokenize(text)
         new: list[int] = []
         shown = ""
         for token in self.generate_ids(e.ids, max_new_tokens, temperature, top_k, top_p, seed):
@@ -329,7 +369,9 @@ class LanguageModel:
     def generate(self, text: str, max_new_tokens: int = 64, **kwargs) -> str:
         """The new text only (not the prompt). temperature=0 (the default) is greedy decoding;
         top_k / top_p filter the distribution, seed makes sampling repeatable, and generation
-        ends at an end-of-sequence token, after max_new_tokens, or before a `stop` string."""
+        ends at an end-of-sequence token, after max_new_tokens, or before a `stop` string.
+        truncate=True keeps the last tokens of a prompt that leaves no room for max_new_tokens
+        (with a `Truncated` warning) instead of raising."""
         return "".join(self.stream(text, max_new_tokens, **kwargs))
 
     def chat_prompt(self, messages: str | Sequence[dict]) -> str:

@@ -1,17 +1,26 @@
 """Choosing the next token from the LM head's logits: greedy, temperature, top-k, top-p."""
 
+import math
+
 import torch
 
 from .errors import ContextlensError
 
 
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if temperature < 0:
-        raise ContextlensError(f"temperature must be ≥ 0 (got {temperature}); 0 means greedy")
+def check_sampling(
+    temperature: float, top_k: int | None, top_p: float | None, seed: int | None = None
+) -> None:
+    """One clear error for a setting outside its range (NaN and infinity included)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ContextlensError(
+            f"temperature must be ≥ 0 and finite (got {temperature}); 0 means greedy"
+        )
     if top_k is not None and top_k < 1:
         raise ContextlensError(f"top_k must be ≥ 1 (got {top_k}); leave it unset for no limit")
     if top_p is not None and not 0 < top_p <= 1:
         raise ContextlensError(f"top_p must be in (0, 1] (got {top_p}); 1 keeps every token")
+    if seed is not None and not 0 <= seed < 2**64:
+        raise ContextlensError(f"seed must be a whole number in 0..2**64-1 (got {seed})")
 
 
 def next_token_distribution(

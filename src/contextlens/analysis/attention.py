@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ContextlensError
 from ..trace import Trace
-from .words import Word, locate, pooling_matrices, words
+from .words import Word, isolate, locate, pooling_matrices, words
 
 
 def require_attentions(trace: Trace) -> torch.Tensor:
@@ -104,10 +104,14 @@ class AttendsTo:
 def attends_to(
     trace: Trace, where: str | int | tuple[int, int], occurrence: int | None = None
 ) -> AttendsTo:
-    """Where the word at `where` (see `words.locate`) attends, per layer, head, and rolled out."""
+    """Where the word at `where` (see `words.locate`) attends, per layer, head, and rolled out.
+
+    A source that is only part of a word (北京 in 我爱北京) becomes a word of its own.
+    """
     attn = require_attentions(trace)
     units = words(trace)
     source = locate(trace, where, occurrence, units)
+    units = isolate(trace, units, source)
     _, total = pooling_matrices(units, attn.shape[-1])
     rows = token_weights(source, attn.shape[-1]) / len(source.tokens)  # averages its query rows
     weights = torch.einsum("q,lhqk,kw->lhw", rows, attn, total)
@@ -171,8 +175,8 @@ def head_links(
     """How much `source` attends to `target` in every head: (source, target, `[L, H]`)."""
     attn = require_attentions(trace)
     units = words(trace)
-    src = locate(trace, source, occurrence[0], units)
-    dst = locate(trace, target, occurrence[1], units)
+    src = locate(trace, source, occurrence[0], units, option="--from-occurrence")
+    dst = locate(trace, target, occurrence[1], units, option="--to-occurrence")
     s = attn.shape[-1]
     rows = token_weights(src, s) / len(src.tokens)
     return src, dst, torch.einsum("q,lhqk,k->lh", rows, attn, token_weights(dst, s))

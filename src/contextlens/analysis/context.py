@@ -56,8 +56,10 @@ def occurrences(
     sentences: Sequence[str],
     occurrence: int | None = None,
     batch_size: int = 32,
+    truncate: bool = False,
 ) -> Occurrences:
-    """Trace `sentences` and collect `word`'s vector in each (see `Occurrences`)."""
+    """Trace `sentences` and collect `word`'s vector in each (see `Occurrences`); truncate=True
+    cuts a sentence over the model's limit to its first tokens (with a `Truncated` warning)."""
     sentences = list(sentences)
     if len(sentences) < 2:
         raise ContextlensError(
@@ -66,7 +68,8 @@ def occurrences(
     found, vectors = [], []
     for start in range(0, len(sentences), batch_size):
         chunk = sentences[start : start + batch_size]
-        for n, trace in enumerate(model.trace(chunk, attentions=False), start=start):
+        traces = model.trace(chunk, attentions=False, truncate=truncate)
+        for n, trace in enumerate(traces, start=start):
             try:
                 w = locate(trace, word, occurrence)
             except ContextlensError as e:
@@ -174,10 +177,15 @@ class RightContext:
 
 
 def right_context(
-    model, sentence: str, word: str | int | tuple[int, int], occurrence: int | None = None
+    model,
+    sentence: str,
+    word: str | int | tuple[int, int],
+    occurrence: int | None = None,
+    truncate: bool = False,
 ) -> RightContext:
-    """Compare `word` in `sentence` with the same word in the sentence cut right after it."""
-    full = model.trace(sentence, attentions=False)
+    """Compare `word` in `sentence` with the same word in the sentence cut right after it
+    (truncate=True: a sentence over the model's limit is first cut to its first tokens)."""
+    full = model.trace(sentence, attentions=False, truncate=truncate)
     w = locate(full, word, occurrence)
     prefix = sentence[: w.end]
     if prefix == sentence.rstrip() or w.special:

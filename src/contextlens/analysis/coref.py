@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ContextlensError
+from ..errors import ContextlensError, read_text
 from ..trace import Trace
 from .attention import require_attentions, rollout, token_weights
 from .words import Word, find, locate, words
@@ -304,14 +304,7 @@ def evaluate(f: Features, dev: torch.Tensor) -> dict:
 
 # ── readers ─────────────────────────────────────────────────────────────────────────────────
 def _open(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ContextlensError(f"{path} does not exist; give a coreference data file") from None
-    except IsADirectoryError:
-        raise ContextlensError(f"{path} is a directory; give a file") from None
-    except UnicodeDecodeError as e:
-        raise ContextlensError(f"{path} is not UTF-8 text ({e.reason})") from None
+    return read_text(path, "a coreference data file (WSC/JSONL, WinoBias or GAP)")
 
 
 def _answer_index(answer, candidates: Sequence[str], where: str) -> int:

@@ -35,18 +35,27 @@ def save(fig, path: str | Path) -> Path:
             )
         if not path.parent.is_dir():
             raise ContextlensError(f"cannot save {path}: folder {path.parent} does not exist")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a saved file is not
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        _write(fig, fmt, path)
+    except OSError as e:
+        raise ContextlensError(
+            f"cannot save {path}: {e.strerror or e}; give a file in a folder you can write to"
+        ) from None
     finally:
         plt.close(fig)
     return path
+
+
+def _write(fig, fmt: str, path: Path) -> None:
+    """Save to a temporary file beside `path`, then rename it: never a half-written picture."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a saved file is not
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _umask() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ContextlensError
+from ..errors import ContextlensError, read_text
 from .words import locate, word_vectors
 
 
@@ -34,13 +34,8 @@ def _span(sentence: str, index: int, where: str) -> tuple[int, int]:
 
 def read_wic(data: Path, gold: Path) -> list[WicPair]:
     """WiC files: data lines `word⇥POS⇥i-j⇥sentence1⇥sentence2`, gold lines `T` / `F`."""
-    try:
-        rows = Path(data).read_text(encoding="utf-8").splitlines()
-        labels = Path(gold).read_text(encoding="utf-8").split()
-    except (FileNotFoundError, IsADirectoryError) as e:
-        raise ContextlensError(
-            f"{e.filename} is not a readable file; give WiC data and gold"
-        ) from None
+    rows = read_text(data, "a WiC data file (e.g. tests/data/wic/dev.data.txt)").splitlines()
+    labels = read_text(gold, "a WiC gold file (T or F a line)").split()
     rows = [r for r in rows if r.strip()]
     if len(rows) != len(labels):
         raise ContextlensError(

@@ -3,19 +3,29 @@
 A tokenizer cuts "didn't" into `didn ' t` and "councilmen" into `council ##men`; people think
 in words. `words(trace)` groups a trace's tokens into words (a special token such as [CLS] is a
 word of its own) and `locate(trace, where)` finds one by its text (case-insensitive, whole
-words, several words for a phrase), by a character span, or by a token index.
+words, several words for a phrase, else a piece of a word made of whole tokens), by a
+character span, or by a token index.
+
+Han characters and kana are written without spaces, so each is a word of its own (BERT's
+tokenizer splits them the same way; a token that covers several joins them again), and a
+combining mark (é written as e + ◌́, a Devanagari vowel sign) stays in the word it marks.
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
 from ..errors import ContextlensError
 from ..trace import Trace
 
-# a word (with inner apostrophes: "didn't"), a possessive "'s" of its own, or punctuation
-WORD = re.compile(r"\w+(?:['’](?!s\b)\w+)*|['’]s\b|[^\w\s]+")
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+LETTERS = rf"[^\W{CJK}]+"  # word characters other than Han and kana
+# a Han or kana character, a word (with inner apostrophes: "didn't"), a possessive "'s" of its
+# own, or punctuation
+WORD = re.compile(rf"[{CJK}]|{LETTERS}(?:['’](?!s\b){LETTERS})*|['’]s\b|[^\w\s]+")
 VISIBLE = str.maketrans({"\n": "⏎", "\t": "⇥", " ": "·", "\r": "␍"})  # whitespace-only tokens
 
 
@@ -33,16 +43,45 @@ class Word:
         return self.text
 
 
+def _marks_as_letters(text: str) -> str:
+    """`text` with each combining mark that follows a letter or digit replaced by a letter (the
+    length stays), so that `WORD` keeps the mark inside its word."""
+    if text.isascii():
+        return text
+    chars = list(text)
+    for i in range(1, len(chars)):
+        if chars[i - 1].isalnum() and unicodedata.category(chars[i]).startswith("M"):
+            chars[i] = "a"
+    return "".join(chars)
+
+
 def _spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in WORD.finditer(text)]
+    return [m.span() for m in WORD.finditer(_marks_as_letters(text))]
+
+
+def markers(trace: Trace) -> list[bool]:
+    """For each token, True if it is a marker rather than text: a special token the tokenizer
+    added ([CLS], <s>) or one written out in the text (<|im_start|>). An unknown-token
+    stand-in ([UNK] for an emoji) is text: it covers characters that are not its name."""
+    return [
+        special and (a >= b or trace.text[a:b] == token)
+        for token, (a, b), special in zip(trace.tokens, trace.offsets, trace.special, strict=True)
+    ]
+
+
+def _trimmed(text: str, a: int, b: int) -> tuple[int, int]:
+    """A token's character span without the whitespace at its ends (byte-level BPE tokens
+    carry the space before a word)."""
+    piece = text[a:b]
+    return a + len(piece) - len(piece.lstrip()), b - len(piece) + len(piece.rstrip())
 
 
 def words(trace: Trace) -> list[Word]:
     """The trace's tokens grouped into words, in order.
 
     A text word gets every token whose (whitespace-trimmed) span overlaps it; a token that
-    straddles two text words merges them into one. Special tokens are words of their own,
-    and so is a token that covers only whitespace (shown as ⏎, ⇥ or ·).
+    straddles two text words merges them into one. Markers ([CLS], see `markers`) are words
+    of their own, and so is a token that covers only whitespace (shown as ⏎, ⇥ or ·).
     """
     spans = _spans(trace.text)
     out: list[Word] = []
@@ -55,14 +94,14 @@ def words(trace: Trace) -> list[Word]:
             group.clear()
 
     w = 0  # index into spans: the first text word that may still overlap a token
-    for i, ((a, b), special) in enumerate(zip(trace.offsets, trace.special, strict=True)):
+    for i, ((a, b), special) in enumerate(zip(trace.offsets, markers(trace), strict=True)):
         piece = trace.text[a:b]
         if special or not piece.strip():
             close()
             label = trace.tokens[i] if special or not piece else piece.translate(VISIBLE)
             out.append(Word(label, a, a if special else b, (i,), special=special))
             continue
-        a, b = a + len(piece) - len(piece.lstrip()), b - len(piece) + len(piece.rstrip())
+        a, b = _trimmed(trace.text, a, b)
         while w < len(spans) and spans[w][1] <= a:
             w += 1
         first, last = w, w
@@ -97,12 +136,72 @@ def _matches(units: list[Word], query: str) -> list[list[int]]:
 
 
 def merge(units: list[Word]) -> Word:
-    """Several consecutive words as one (a phrase): their tokens together."""
+    """Several consecutive words as one (a phrase): their tokens together; the text has a space
+    where the words had a gap."""
     if len(units) == 1:
         return units[0]
     start, end = units[0].start, units[-1].end
-    text = " ".join(u.text for u in units)
+    text = units[0].text + "".join(
+        (" " if prev.end < u.start else "") + u.text for prev, u in pairwise(units)
+    )
     return Word(text, start, end, tuple(t for u in units for t in u.tokens))
+
+
+def whole_tokens(trace: Trace, a: int, b: int) -> Word | None:
+    """The text's characters a..b as a word of their own when they start and end at token
+    boundaries (a word in text written without spaces, "bank" in "riverbank"); else None."""
+    spans = [_trimmed(trace.text, x, y) for x, y in trace.offsets]
+    inside = [
+        i
+        for i, ((x, y), special) in enumerate(zip(spans, markers(trace), strict=True))
+        if not special and x < b and a < y
+    ]
+    if not inside or spans[inside[0]][0] != a or max(spans[i][1] for i in inside) != b:
+        return None
+    return Word(trace.text[a:b], a, b, tuple(inside))
+
+
+def _pieces(trace: Trace, query: str) -> tuple[list[Word], tuple[int, int] | None]:
+    """Every case-insensitive occurrence of `query` inside the text that is made of whole
+    tokens, and the token span around the first occurrence that is not (None if none)."""
+    found, partial = [], None
+    for m in re.finditer(re.escape(query.strip()), trace.text, re.IGNORECASE):
+        w = whole_tokens(trace, *m.span())
+        if w is not None:
+            found.append(w)
+        elif partial is None:
+            partial = _token_span(trace, *m.span())
+    return found, partial
+
+
+def _token_span(trace: Trace, a: int, b: int) -> tuple[int, int] | None:
+    """The characters of all the tokens that overlap characters a..b."""
+    spans = [
+        _trimmed(trace.text, x, y)
+        for (x, y), special in zip(trace.offsets, markers(trace), strict=True)
+        if not special and x < b and a < y
+    ]
+    return (min(x for x, _ in spans), max(y for _, y in spans)) if spans else None
+
+
+def isolate(trace: Trace, units: list[Word], word: Word) -> list[Word]:
+    """`units` with `word` as one of them: the words it covers become `word`, and a word it
+    covers only part of (a piece found by `locate`) keeps its other parts as words."""
+    mine = set(word.tokens)
+    out: list[Word] = []
+    for u in units:
+        if not mine & set(u.tokens):
+            out.append(u)
+            continue
+        before = tuple(t for t in u.tokens if t < word.tokens[0])
+        after = tuple(t for t in u.tokens if t > word.tokens[-1])
+        if before:
+            out.append(Word(trace.text[u.start : word.start], u.start, word.start, before))
+        if word not in out:
+            out.append(word)
+        if after:
+            out.append(Word(trace.text[word.end : u.end], word.end, u.end, after))
+    return out
 
 
 def find(trace: Trace, query: str, units: list[Word] | None = None) -> list[Word]:
@@ -116,13 +215,16 @@ def locate(
     where: str | int | tuple[int, int],
     occurrence: int | None = None,
     units: list[Word] | None = None,
+    option: str = "--occurrence",
 ) -> Word:
     """One word (or phrase) of the trace.
 
-    where: a word or phrase (case-insensitive, whole words), a token index (the word holding
+    where: a word or phrase (case-insensitive, whole words; else a piece of a word that starts
+        and ends at token boundaries, such as 北京 in 我爱北京), a token index (the word holding
         that token; negative counts from the end), or a character span (start, end) — the words
-        it overlaps, as one.
+        it overlaps, as one, or the piece of one word it marks out (see `whole_tokens`).
     occurrence: 1-based, when the word occurs more than once.
+    option: what the CLI calls `occurrence`, for the error messages.
     """
     units = units if units is not None else words(trace)
     if isinstance(where, bool):
@@ -140,27 +242,43 @@ def locate(
             raise ContextlensError(
                 f"characters {a}..{b} hold no word of the text ({len(trace.text)} characters)"
             )
-        return merge(hit)
+        inside_one = len(hit) == 1 and (hit[0].start < a or b < hit[0].end)
+        return (inside_one and whole_tokens(trace, a, b)) or merge(hit)
     if not isinstance(where, str) or not where.strip():
         raise ContextlensError("the word to look for is empty; give a word of the text")
-    found = find(trace, where, units)
-    if not found:
-        raise ContextlensError(
-            f"{where!r} is not a word of the text; its words are: {word_list(units)}"
-        )
+    found = find(trace, where, units) or _inside_words(trace, where, units)
     if occurrence is None:
         if len(found) > 1:
             at = ", ".join(f"{u.start}..{u.end}" for u in found)
             raise ContextlensError(
                 f"{where!r} occurs {len(found)} times (characters {at}); choose one with "
-                f"occurrence=1..{len(found)} (--occurrence in the CLI) or a character span"
+                f"{option} 1..{len(found)} (in Python: occurrence=1..{len(found)} or a "
+                "character span)"
             )
         return found[0]
     if not 1 <= occurrence <= len(found):
         raise ContextlensError(
-            f"{where!r} occurs {len(found)} time(s); occurrence must be 1..{len(found)}"
+            f"{where!r} occurs {len(found)} time(s); occurrence must be 1..{len(found)} "
+            f"(got {option} {occurrence})"
         )
     return found[occurrence - 1]
+
+
+def _inside_words(trace: Trace, where: str, units: list[Word]) -> list[Word]:
+    """`where` inside the text's words (see `whole_tokens`), or an error saying what works."""
+    found, partial = _pieces(trace, where)
+    if found:
+        return found
+    if partial is not None:
+        a, b = partial
+        raise ContextlensError(
+            f"{where!r} is not a word of the text: it is only part of a token there; choose "
+            f"whole tokens, such as {trace.text[a:b]!r} (characters {a}..{b}; see "
+            "`contextlens tokens`)"
+        )
+    raise ContextlensError(
+        f"{where!r} is not a word of the text; its words are: {word_list(units)}"
+    )
 
 
 def pooling_matrices(units: list[Word], n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ContextlensError
+from ..lm import LanguageModel
+
 app = typer.Typer(
     name="contextlens",
     help="See and use what language models do with words: embeddings and attention.",
@@ -32,8 +35,40 @@ def get_model(name: str):
     return load(name)
 
 
+def need_transformer(name: str, command: str) -> LanguageModel:
+    """The model `name` if it is a transformer (tokens, layers, attention); else one clear error
+    naming the models that fit `command`."""
+    m = get_model(name)
+    if not isinstance(m, LanguageModel):
+        raise ContextlensError(
+            f"{m.name} is a static word-vector table; `{command}` needs a transformer such as "
+            "minilm or smollm2 (-m minilm)"
+        )
+    return m
+
+
+def need_decoder(name: str, command: str) -> LanguageModel:
+    """The model `name` if it is a decoder with an LM head; else one clear error."""
+    m = get_model(name)
+    if not isinstance(m, LanguageModel):
+        raise ContextlensError(
+            f"{m.name} is a static word-vector table; `{command}` needs a decoder such as "
+            "smollm2 (-m smollm2)"
+        )
+    m.require_decoder(f"`{command}`")
+    return m
+
+
 def emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    """`data` as JSON on stdout; NaN or infinity (which JSON cannot hold) is an error instead."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False)
+    except ValueError:
+        raise ContextlensError(
+            "the result holds NaN or infinity, which JSON cannot carry; run without --json to "
+            "see it"
+        ) from None
+    sys.stdout.write(text + "\n")
 
 
 def table(title: str | None, columns: list[str], rows, justify: dict[str, str] | None = None):

@@ -1,7 +1,6 @@
 """Commands about attention and context: attention, heads, shift, coref, evaluate coref/wic."""
 
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
@@ -11,16 +10,25 @@ from ..analysis import context as ctx
 from ..analysis import coref, plots, wic
 from ..analysis.words import Word, locate, words
 from ..errors import ContextlensError
-from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
+from .app import (
+    JSON_OPTION,
+    MODEL_OPTION,
+    app,
+    console,
+    emit_json,
+    evaluate_app,
+    get_model,
+    need_transformer,
+    table,
+)
 from .tour import explain, section
 
-TEXT = typer.Argument(..., help="the text")
+TEXT = typer.Argument(..., help="the text (over the model's limit: its first tokens, with a note)")
 TOP = typer.Option(5, "--top", "-k", help="how many words (or heads) to list")
 PLOT = typer.Option(None, "--plot", help="save a picture to this .png or .svg file")
 OCCURRENCE = typer.Option(
     None, "--occurrence", help="which occurrence (1, 2, …) of a repeated word"
 )
-TRUNCATE = typer.Option(False, "--truncate", help="cut texts over the model's limit")
 
 
 def _word(w: Word) -> dict:
@@ -49,24 +57,25 @@ def attention(
         None, "--layer", "-l", help="one layer (0-based); default all"
     ),
     head: int | None = typer.Option(None, "--head", help="one head; default: heads averaged"),
-    source: str | None = typer.Option(None, "--from", help="the word whose attention to show"),
+    source: str | None = typer.Option(
+        None, "--from", help="the word whose attention to show (or a piece of one, e.g. 北京)"
+    ),
     occurrence: int | None = OCCURRENCE,
     top: int = TOP,
     plot: Path | None = PLOT,
     grid: bool = typer.Option(False, "--grid", help="with --plot: every layer × head"),
-    truncate: bool = TRUNCATE,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Which words a word attends to most, per layer (heads averaged unless --head is given).
 
     Without --from: every word's strongest targets at --layer (default: all layers averaged).
     """
-    m = get_model(model)
-    trace = m.trace(text, hidden_states=False, truncate=truncate)
-    attn = att.require_attentions(trace)
-    att.check_layer_head(attn, layer, head)
     if top < 1:
         raise ContextlensError(f"--top must be ≥ 1 (got {top})")
+    m = need_transformer(model, "attention")
+    trace = m.trace(text, hidden_states=False, truncate=True)
+    attn = att.require_attentions(trace)
+    att.check_layer_head(attn, layer, head)
     if source is None:
         return _attention_all(m, trace, attn, layer, head, top, plot, grid, as_json)
     a = att.attends_to(trace, source, occurrence)
@@ -166,8 +175,8 @@ def heads(
     """
     if top < 1:
         raise ContextlensError(f"--top must be ≥ 1 (got {top})")
-    m = get_model(model)
-    trace = m.trace(text, hidden_states=False)
+    m = need_transformer(model, "heads")
+    trace = m.trace(text, hidden_states=False, truncate=True)
     if source is None and target is None:
         return _head_stats(m, trace, top, plot, as_json)
     if source is None or target is None:
@@ -267,8 +276,8 @@ def _head_stats(m, trace, top: int, plot: Path | None, as_json: bool) -> None:
 def shift_report(
     m, word: str, sentences: list[str], occurrence: int | None, neighbours: int, k: int
 ):
-    """Everything `shift` shows, as plain data."""
-    occ = ctx.occurrences(m, word, sentences, occurrence)
+    """Everything `shift` shows, as plain data (sentences over the model's limit are cut)."""
+    occ = ctx.occurrences(m, word, sentences, occurrence, truncate=True)
     n_layers = occ.vectors.shape[1]
     cos = occ.cosines()
     k = min(k, len(sentences))
@@ -284,7 +293,9 @@ def shift_report(
     shown = sorted({0, n_layers // 2, n_layers - 1})
     near = {n: ctx.nearest_words(m, occ.vectors[:, n], neighbours, exclude=word) for n in shown}
     moved = [
-        float(ctx.right_context(m, s, (w.start, w.end)).cosine[-1]) if s[w.end :].strip() else None
+        float(ctx.right_context(m, s, (w.start, w.end), truncate=True).cosine[-1])
+        if s[w.end :].strip()
+        else None
         for s, w in zip(sentences, occ.found, strict=True)
     ]
     return occ, {
@@ -315,7 +326,10 @@ def shift(
 ) -> None:
     """How WORD's vector changes with its sentence, layer by layer: cosine between occurrences,
     sense groups, nearest input-embedding words, and (encoders) the pull of the words after it."""
-    m = get_model(model)
+    for name, value in (("--neighbours", neighbours), ("--groups", groups)):
+        if value < 1:
+            raise ContextlensError(f"{name} must be ≥ 1 (got {value})")
+    m = need_transformer(model, "shift")
     occ, r = shift_report(m, word, sentences, occurrence, neighbours, groups)
     if plot:
         shift_plot(occ, f"{m.name}: {word!r} in {len(sentences)} sentences", plot)
@@ -412,7 +426,7 @@ def coref_report(
     m, text: str, pronoun: str, candidates: list[str], occurrence=None, head=None
 ) -> dict:
     """Each method's scores for the candidates and its winner."""
-    trace = m.trace(text)
+    trace = m.trace(text, truncate=True)
     p = locate(trace, pronoun, occurrence)
     case = coref.CorefCase(text, pronoun, tuple(candidates), pronoun_span=(p.start, p.end))
     if len(candidates) < 2:
@@ -464,7 +478,7 @@ def coref_command(
 ) -> None:
     """Who does the pronoun refer to? Each candidate scored by the pronoun's attention to it
     (per layer, all layers, rollout, the strongest head) and by contextual similarity."""
-    m = get_model(model)
+    m = need_transformer(model, "coref")
     names = _split_candidates([candidates, *ctx.args])
     r = coref_report(m, text, pronoun, names, occurrence, parse_head(head))
     if as_json:
@@ -505,8 +519,10 @@ def evaluate_coref(
 ) -> None:
     """Coreference accuracy per method: heads/layers chosen on alternate groups (dev), reported
     on the rest (test), with first-candidate, majority and nearest-candidate baselines."""
-    m = get_model(model)
+    if batch_size < 1:
+        raise ContextlensError(f"--batch-size must be ≥ 1 (got {batch_size})")
     cases = coref.limit_cases(coref.read_cases(file, fmt), limit)
+    m = need_transformer(model, "evaluate coref")
     kept, feats, skipped = coref.features(m, cases, batch_size, _progress)
     r = {"model": m.name, "file": str(file), "read": len(cases), "skipped": dict(skipped)}
     r |= coref.evaluate(feats, coref.split(kept))
@@ -538,12 +554,10 @@ def evaluate_wic_command(
 ) -> None:
     """Word in Context per layer: a cosine threshold chosen on half the pairs, accuracy on the
     other half."""
-    m = get_model(model)
-    pairs = wic.read_wic(data, gold)
-    if limit is not None:
-        if limit < 4:
-            raise ContextlensError(f"--limit must be ≥ 4 (got {limit})")
-        pairs = pairs[:limit]
+    if limit is not None and limit < 4:
+        raise ContextlensError(f"--limit must be ≥ 4 (got {limit})")
+    pairs = wic.read_wic(data, gold)[:limit]
+    m = need_transformer(model, "evaluate wic")
     r = {"model": m.name, "data": str(data)} | wic.evaluate_wic(m, pairs)
     if as_json:
         return emit_json(r)
@@ -610,9 +624,12 @@ def tour_context() -> None:
         "(sentences 1-2 river, 3-4 money)",
         markup=False,
     )
-    out = Path(tempfile.gettempdir()) / "contextlens-bank-shift.png"
-    shift_plot(occ, "minilm: 'bank' in river and money sentences", out)
-    console.print(f"  picture: {out}", markup=False)
+    out = Path.cwd() / "contextlens-bank-shift.png"
+    try:
+        shift_plot(occ, "minilm: 'bank' in river and money sentences", out)
+        console.print(f"  picture: {out} (in the current folder)", markup=False)
+    except ContextlensError as e:
+        console.print(f"  picture not saved: {e}", markup=False)
     explain(
         "'it' in two sentences that differ in one word ('tired' → the animal, 'wide' → the "
         "street): the pronoun's attention to each noun, all layers and heads averaged."

@@ -1,21 +1,29 @@
 """Commands of the engine: models, tokens, embed, similarity, softmax, evaluate sts."""
 
+import math
 from pathlib import Path
 
 import typer
 
 from .. import metrics
-from ..analysis.sts import evaluate_sts
+from ..analysis.sts import evaluate_sts, read_sts
+from ..errors import ContextlensError
 from ..io.catalog import CATALOG
-from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
+from ..lm import LanguageModel
+from .app import (
+    JSON_OPTION,
+    MODEL_OPTION,
+    app,
+    console,
+    emit_json,
+    evaluate_app,
+    get_model,
+    need_transformer,
+    table,
+)
 from .tour import explain, section
 
-TEXT = typer.Argument(..., help="the text")
-TRUNCATE = typer.Option(False, "--truncate", help="cut texts over the model's limit")
-
-
-def _static(model) -> bool:
-    return not hasattr(model, "trace")
+TEXT = typer.Argument(..., help="the text (over the model's limit: its first tokens, with a note)")
 
 
 @app.command()
@@ -55,12 +63,11 @@ def models(as_json: bool = JSON_OPTION) -> None:
 def tokens(
     text: str = TEXT,
     model: str = MODEL_OPTION,
-    truncate: bool = TRUNCATE,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Split TEXT into the model's tokens: each token's id and where it comes from in the text."""
-    m = get_model(model)
-    e = m.tokenize(text, truncate=truncate)
+    m = need_transformer(model, "tokens")
+    e = m.tokenize(text, truncate=True)
     rows = [
         {
             "index": i,
@@ -92,12 +99,16 @@ def embed(
     texts: list[str] = typer.Argument(..., help="one or more texts"),
     model: str = MODEL_OPTION,
     show: int = typer.Option(8, "--show", help="how many leading numbers to print per vector"),
-    truncate: bool = TRUNCATE,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Sentence embeddings of TEXTS with the model's own pooling (full vectors with --json)."""
-    m = get_model(model)
-    vectors = m.embed(texts, truncate=truncate)
+    """Sentence embeddings of TEXTS with the model's own pooling (full vectors with --json).
+
+    A text over the model's limit is embedded from its first tokens, with a note (as
+    sentence-transformers does, which cuts silently)."""
+    if show < 1:
+        raise ContextlensError(f"--show must be ≥ 1 (got {show})")
+    m = need_transformer(model, "embed")
+    vectors = m.embed(texts, truncate=True)
     if as_json:
         return emit_json({"model": m.name, "embeddings": vectors.tolist()})
     rows = [
@@ -122,12 +133,14 @@ def similarity(
     model: str = MODEL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """How close A and B are: cosine of their embeddings (1 = same direction, 0 = unrelated)."""
+    """How close A and B are: cosine of their embeddings (1 = same direction, 0 = unrelated).
+
+    A text over the model's limit is embedded from its first tokens, with a note."""
     m = get_model(model)
-    if _static(m):
-        va, vb = m[a], m[b]
+    if isinstance(m, LanguageModel):
+        va, vb = m.embed([a, b], truncate=True)
     else:
-        va, vb = m.embed([a, b])
+        va, vb = m[a], m[b]
     result = {
         "model": m.name,
         "a": a,
@@ -152,10 +165,15 @@ def softmax(
     temperature: float = typer.Option(1.0, "--temperature", "-t", help="> 0; <1 sharpens"),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Turn scores into probabilities: exp(s/T) / Σ exp(s/T)."""
+    """Turn scores into probabilities: exp(s/T) / Σ exp(s/T).
+
+    -inf means "never" (probability 0); several inf scores share all the probability equally;
+    nan, or only -inf scores, is an error. With --json, infinite scores are the strings "inf"
+    and "-inf"."""
     probs = metrics.softmax(numbers, temperature=temperature).tolist()
     if as_json:
-        return emit_json({"scores": numbers, "temperature": temperature, "probabilities": probs})
+        scores = [s if math.isfinite(s) else str(s) for s in numbers]
+        return emit_json({"scores": scores, "temperature": temperature, "probabilities": probs})
     table(
         f"softmax at temperature {temperature}",
         ["score", "probability", ""],
@@ -171,8 +189,9 @@ def evaluate_sts_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Spearman/Pearson of cosine similarity vs human similarity scores (STS Benchmark)."""
-    m = get_model(model)
-    r = evaluate_sts(m, file)
+    pairs = read_sts(file)
+    m = need_transformer(model, "evaluate sts")
+    r = evaluate_sts(m, pairs)
     if as_json:
         return emit_json({"model": m.name, "file": str(file), **r})
     table(

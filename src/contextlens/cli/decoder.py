@@ -4,7 +4,9 @@ import sys
 
 import typer
 
-from .app import JSON_OPTION, app, console, emit_json, get_model, table
+from ..errors import ContextlensError
+from ..sampling import check_sampling
+from .app import JSON_OPTION, app, console, emit_json, get_model, need_decoder, table
 from .tour import explain, section
 
 DECODER_OPTION = typer.Option("smollm2", "--model", "-m", help="a decoder: catalog name or path")
@@ -19,9 +21,12 @@ def next_token(
     model: str = DECODER_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """The k most likely next tokens after TEXT, with their probabilities."""
-    m = get_model(model)
-    top = m.next_token_probs(text, k=k, temperature=temperature)
+    """The k most likely next tokens after TEXT, with their probabilities.
+
+    A prompt longer than the model's context keeps its last tokens (the most recent text),
+    with a note."""
+    m = need_decoder(model, "next")
+    top = m.next_token_probs(text, k=k, temperature=temperature, truncate=True)
     if as_json:
         return emit_json(
             {
@@ -47,6 +52,7 @@ def _generation_options(
     seed: int | None,
     stop: list[str] | None,
 ) -> dict:
+    check_sampling(temperature, top_k, top_p, seed)
     return dict(
         max_new_tokens=n,
         temperature=temperature,
@@ -54,6 +60,7 @@ def _generation_options(
         top_p=top_p,
         seed=seed,
         stop=stop or None,
+        truncate=True,
     )
 
 
@@ -76,9 +83,13 @@ def generate(
     model: str = DECODER_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Continue TEXT, streaming the new text as it is generated (KV cache, one token a step)."""
-    m = get_model(model)
+    """Continue TEXT, streaming the new text as it is generated (KV cache, one token a step).
+
+    A prompt that leaves no room for -n new tokens in the model's context keeps its last tokens
+    (the most recent text), with a note."""
     opts = _generation_options(n, temperature, top_k, top_p, seed, stop)
+    m = need_decoder(model, "generate")
+    m.check_new_tokens(n)
     if as_json:
         return emit_json(
             {"model": m.name, "prompt": text, **opts, "text": m.generate(text, **opts)}
@@ -103,9 +114,13 @@ def chat(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Talk to an instruction-tuned decoder with its own chat template (interactive, or one-shot
-    with --message). Type an empty line or Ctrl-D to leave."""
-    m = get_model(model)
+    with --message). Type an empty line or Ctrl-D to leave.
+
+    When the conversation outgrows the model's context, its last tokens are kept (the oldest
+    text is dropped), with a note."""
     opts = _generation_options(n, temperature, top_k, top_p, seed, None)
+    m = need_decoder(model, "chat")
+    m.check_new_tokens(n)
     history = [{"role": "system", "content": system}] if system else []
 
     def reply(text: str) -> str:
@@ -134,6 +149,11 @@ def chat(
             line = input("you> ").strip()
         except EOFError:
             break
+        except UnicodeDecodeError as e:
+            raise ContextlensError(
+                f"the input is not valid UTF-8 (byte 0x{e.object[e.start]:02x}); give UTF-8 "
+                "text, e.g. convert it with iconv -t UTF-8"
+            ) from None
         if not line:
             break
         sys.stdout.write(f"{m.name}> ")
