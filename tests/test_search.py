@@ -94,8 +94,8 @@ def test_ann_recall_against_exact(built, minilm):
     ix, _ = built
     agree = []
     for query, _ in QUERIES:
-        exact = {h.chunk_id for h in ix.search(query, k=10, model=minilm, ann=False)}
-        ann = {h.chunk_id for h in ix.search(query, k=10, model=minilm, ann=True)}
+        exact = {h.chunk_id for h in ix.search(query, k=10, mode="dense", model=minilm, ann=False)}
+        ann = {h.chunk_id for h in ix.search(query, k=10, mode="dense", model=minilm, ann=True)}
         agree.append(len(exact & ann) / 10)
     assert np.mean(agree) >= 0.95
 

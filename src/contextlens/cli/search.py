@@ -1,6 +1,7 @@
 """Commands: index build|add|remove|info|list, search, ask, evaluate retrieval."""
 
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -9,12 +10,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..errors import ContextlensError
+from ..errors import ContextlensError, Truncated
 from ..search import (
+    DEFAULT_MODE,
     Index,
     answer,
     evaluate,
     explain,
+    judged,
     list_indexes,
     read_qrels,
     read_queries,
@@ -63,7 +66,7 @@ def _progress(as_json: bool):
             bar.stop()
 
 
-def _run_build(paths, index, model, chunk_tokens=None, overlap=32, text_field="text",
+def _run_build(paths, index, model, chunk_tokens=None, overlap=None, text_field="text",
                id_field=None, batch=32, quiet=False, add=False):  # fmt: skip
     """Build (or add to) an index with a progress bar; returns (index, report)."""
     m = get_model(model)
@@ -96,15 +99,20 @@ def build(
     paths: list[Path] = PATHS,
     index: str = INDEX,
     model: str = MODEL_OPTION,
-    chunk_tokens: int = typer.Option(None, "--chunk-tokens", help="tokens a chunk (default 200)"),
-    overlap: int = typer.Option(32, "--overlap", help="tokens of whole sentences shared"),
+    chunk_tokens: int = typer.Option(
+        None, "--chunk-tokens", help="tokens a chunk (default 200, at most the model's limit)"
+    ),
+    overlap: int = typer.Option(
+        None, "--overlap", help="tokens of whole sentences shared (default 32)"
+    ),
     text_field: str = TEXT_FIELD,
     id_field: str = ID_FIELD,
     batch_size: int = BATCH,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Index the documents under PATHS (only new or changed ones are embedded; gone ones are
-    removed; an interrupted build resumes)."""
+    removed; an interrupted build resumes). Without --chunk-tokens/--overlap an existing index
+    keeps its settings."""
     args = (chunk_tokens, overlap, text_field, id_field, batch_size, as_json)
     _show_build(*_run_build(paths, index, model, *args), as_json)
 
@@ -186,7 +194,7 @@ def search(
     query: str = typer.Argument(..., help="what to look for"),
     index: str = INDEX,
     k: int = typer.Option(5, "-k", help="how many chunks"),
-    mode: str = typer.Option("hybrid", "--mode", help="dense | bm25 | hybrid"),
+    mode: str = typer.Option(DEFAULT_MODE, "--mode", help="dense | bm25 | hybrid"),
     where: list[str] = typer.Option(None, "--where", help="metadata filter key=glob (repeatable)"),
     ann: bool = typer.Option(None, "--ann/--exact", help="HNSW graph or exact scan (auto)"),
     why: bool = typer.Option(False, "--explain", help="the tokens that made each hit match"),
@@ -196,7 +204,9 @@ def search(
     """Search an index by meaning (dense), by words (bm25) or both (hybrid)."""
     ix, m = _open(index, model)
     hits = ix.search(query, k=k, mode=mode, model=m, where=_where(where), ann=ann)
-    reasons = [explain(m, query, h.text) for h in hits] if why else [None] * len(hits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Truncated)  # the search has noted the query's cut
+        reasons = [explain(m, query, h.text) for h in hits] if why else [None] * len(hits)
     if as_json:
         rows = []
         for h, e in zip(hits, reasons, strict=True):
@@ -226,8 +236,10 @@ def ask(
 ) -> None:
     """Retrieve the chunks that answer QUESTION; with a decoder (-m smollm2), answer from them
     citing the chunks as [1], [2], …"""
+    if max_new_tokens < 1:
+        raise ContextlensError(f"--max-new-tokens must be 1 or more (got {max_new_tokens})")
     ix, encoder = _open(index, None)
-    hits = ix.search(question, k=k, mode="hybrid", model=encoder)
+    hits = ix.search(question, k=k, model=encoder)
     result = answer(question, hits, get_model(model) if model else None, max_new_tokens)
     if as_json:
         return emit_json(asdict(result))
@@ -262,10 +274,14 @@ def evaluate_retrieval(
     With --corpus the index is built first (only what changed), so one command does it all."""
     if depth < 10:
         raise ContextlensError(f"--depth must be at least 10 (got {depth})")
+    asked, judgements = read_queries(queries), read_qrels(qrels)
+    judged(asked, judgements)  # before a build that may take minutes
     if corpus:
         _run_build(corpus, index, model, quiet=as_json)
     ix, m = _open(index, None)
-    result = evaluate(ix, m, read_queries(queries), read_qrels(qrels), depth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("once", Truncated)  # a long query is embedded in every mode
+        result = evaluate(ix, m, asked, judgements, depth)
     if as_json:
         return emit_json(result)
     metrics = list(next(iter(result["modes"].values())))

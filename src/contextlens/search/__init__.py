@@ -2,13 +2,14 @@
 search, explanations, retrieval evaluation and RAG prompts."""
 
 from .chunking import Chunk, chunk_text
-from .evaluate import evaluate
+from .evaluate import evaluate, judged
 from .explain import Explanation, explain
-from .index import BuildReport, Hit, Index, index_path, index_root, list_indexes
+from .index import DEFAULT_MODE, BuildReport, Hit, Index, index_path, index_root, list_indexes
 from .rag import Answer, answer
 from .readers import Document, read_documents, read_qrels, read_queries
 
 __all__ = [
+    "DEFAULT_MODE",
     "Answer",
     "BuildReport",
     "Chunk",
@@ -22,6 +23,7 @@ __all__ = [
     "explain",
     "index_path",
     "index_root",
+    "judged",
     "list_indexes",
     "read_documents",
     "read_qrels",

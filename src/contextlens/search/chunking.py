@@ -13,6 +13,7 @@ from ..io.tokenizer import Tokenizer
 
 # A sentence ends after . ! ? (and closing quotes/brackets) followed by space, or at a blank line.
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"'’”)\]]*\s+|\n\s*\n")
+MIN_TEXT_TOKENS = 8  # the fewest tokens of text a chunk may hold
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,30 @@ def _pieces(
     return out
 
 
+def check_chunking(n_special: int, max_tokens: int, overlap: int, limit: int | None = None) -> int:
+    """Check chunk settings for a model adding `n_special` tokens to every text and reading at
+    most `limit`; returns the tokens of text a chunk holds (`max_tokens - n_special`)."""
+    smallest = n_special + MIN_TEXT_TOKENS
+    largest = max_tokens if limit is None else limit
+    if not isinstance(max_tokens, int) or not smallest <= max_tokens <= largest:
+        most = " or more" if limit is None else f"..{limit}"
+        raise ContextlensError(
+            f"chunk size (--chunk-tokens) must be {smallest}{most} tokens (got {max_tokens})"
+        )
+    budget = max_tokens - n_special
+    if not isinstance(overlap, int) or not 0 <= overlap < budget // 2:
+        raise ContextlensError(
+            f"overlap (--overlap) must be 0..{budget // 2 - 1} tokens for chunks of "
+            f"{max_tokens} (got {overlap})"
+        )
+    return budget
+
+
 def chunk_text(text: str, tokenizer: Tokenizer, max_tokens: int, overlap: int) -> Chunked:
     """Chunks of `text` of at most `max_tokens` tokens each (special tokens included)."""
     enc = tokenizer.encode([text])[0]
     n_special = sum(enc.special)
-    budget = max_tokens - n_special
-    if budget < 8:
-        raise ContextlensError(
-            f"chunk size {max_tokens} is too small; use at least {n_special + 8}"
-        )
-    if not 0 <= overlap < budget // 2:
-        raise ContextlensError(
-            f"overlap must be between 0 and {budget // 2 - 1} tokens for chunks of {max_tokens}"
-        )
+    budget = check_chunking(n_special, max_tokens, overlap)
     real = [o for o, s in zip(enc.offsets, enc.special, strict=True) if not s]
     starts, ends = [o[0] for o in real], [o[1] for o in real]
     pieces, split = [], 0

@@ -8,6 +8,7 @@ metadata (jsonl and SMART records) or else its name.
 import math
 import time
 
+from ..errors import ContextlensError
 from .index import Index
 
 
@@ -26,6 +27,22 @@ def ndcg(ranked: list[str], relevant: dict[str, float], k: int = 10) -> float:
     return dcg / sum(g / math.log2(r + 1) for r, g in enumerate(ideal, start=1))
 
 
+def judged(queries: dict[str, str], qrels: dict[str, dict[str, float]]) -> dict[str, str]:
+    """The queries that have relevance judgements (id -> text); an error if there are none."""
+    out = {q: t for q, t in queries.items() if q in qrels}
+    if not out:
+        raise ContextlensError(
+            f"no query has relevance judgements: query ids {_some(queries)}, judged ids "
+            f"{_some(qrels)}; give --queries and --qrels that number queries the same way"
+        )
+    return out
+
+
+def _some(ids) -> str:
+    ids = list(ids)
+    return ", ".join(ids[:3]) + (", …" if len(ids) > 3 else "")
+
+
 def documents_of(hits) -> list[str]:
     """Document ids in the order of their best chunk."""
     return list(dict.fromkeys(h.metadata.get("id", h.document) for h in hits))
@@ -41,14 +58,14 @@ def evaluate(
 ) -> dict:
     """Mean metrics per mode over the queries that have judgements, plus exact-vs-ANN recall@10
     and each mode's queries per second (one query at a time, embedding included)."""
-    judged = {q: t for q, t in queries.items() if q in qrels}
+    judged_queries = judged(queries, qrels)
     chunks = 3 * depth  # documents may have several chunks
-    out: dict = {"queries": len(judged), "modes": {}}
+    out: dict = {"queries": len(judged_queries), "modes": {}}
     exact_top10: dict[str, list[int]] = {}
     for mode in modes:
         sums = {"recall@10": 0.0, f"recall@{depth}": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
         t0 = time.perf_counter()
-        for qid, text in judged.items():
+        for qid, text in judged_queries.items():
             hits = index.search(text, k=chunks, mode=mode, model=model, ann=False)
             if mode == "dense":
                 exact_top10[qid] = [h.chunk_id for h in hits[:10]]
@@ -58,16 +75,17 @@ def evaluate(
             sums["mrr@10"] += mrr(ranked, rel)
             sums["ndcg@10"] += ndcg(ranked, rel)
         seconds = time.perf_counter() - t0
-        out["modes"][mode] = {m: s / len(judged) for m, s in sums.items()}
-        out["modes"][mode]["qps"] = len(judged) / seconds
+        out["modes"][mode] = {m: s / len(judged_queries) for m, s in sums.items()}
+        out["modes"][mode]["qps"] = len(judged_queries) / seconds
     if exact_top10:
         t0 = time.perf_counter()
         agree = 0.0
-        for qid, text in judged.items():
-            ann = {h.chunk_id for h in index.search(text, k=10, model=model, ann=True)}
+        for qid, text in judged_queries.items():
+            hits = index.search(text, k=10, mode="dense", model=model, ann=True)
+            ann = {h.chunk_id for h in hits}
             agree += len(ann & set(exact_top10[qid])) / max(len(exact_top10[qid]), 1)
         out["ann"] = {
-            "recall@10_vs_exact": agree / len(judged),
-            "qps": len(judged) / (time.perf_counter() - t0),
+            "recall@10_vs_exact": agree / len(judged_queries),
+            "qps": len(judged_queries) / (time.perf_counter() - t0),
         }
     return out

@@ -29,8 +29,9 @@ class Explanation:
 
 @torch.inference_mode()
 def _hidden(model, text: str) -> tuple[list[str], torch.Tensor]:
-    """(tokens, last hidden states `[s, d]`) of one text, exactly as `embed` pools them."""
-    encoded = model.tokenize(text, limit=model.pooling.max_length)
+    """(tokens, last hidden states `[s, d]`) of one text, exactly as `embed` pools them (cut to
+    the model's limit, as search cuts queries)."""
+    encoded = model.tokenize(text, truncate=True, limit=model.pooling.max_length)
     ids, mask = model._batch([encoded])
     return encoded.tokens, model.model(ids, mask)[0]
 

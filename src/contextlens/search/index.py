@@ -23,14 +23,17 @@ import torch
 
 from ..errors import ContextlensError
 from . import store
-from .chunking import chunk_text
-from .readers import Document, Skipped, read_documents
+from .chunking import check_chunking, chunk_text
+from .readers import Document, Skipped, read_documents, shown, utf8_problem
 from .store import LIVE_CHUNKS, is_index_file, transaction
-from .vectors import Hnsw, exact_top, load_snapshot, save_snapshot
+from .vectors import Hnsw, exact_top, load_snapshot, save_snapshot, snapshot_shape
 
 ANN_THRESHOLD = 100_000  # chunks: below this the exact scan is the default
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
 MODES = ("dense", "bm25", "hybrid")
+DEFAULT_MODE = "hybrid"  # the best of the three on Cranfield (docs/search.md)
+DEFAULT_CHUNK_TOKENS = 200
+DEFAULT_OVERLAP = 32
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -134,40 +137,51 @@ class Index:
 
     @classmethod
     def create(
-        cls, name_or_path: str | Path, model, chunk_tokens: int | None = None, overlap: int = 32
+        cls,
+        name_or_path: str | Path,
+        model,
+        chunk_tokens: int | None = None,
+        overlap: int | None = None,
     ) -> "Index":
-        """Open the index, creating it for `model` if it does not exist yet. A folder that
-        exists may hold other files: the index only adds its own (see `discard`)."""
+        """Open the index, creating it for `model` if it does not exist yet (chunks of
+        `chunk_tokens`, default 200 or the model's limit, sharing `overlap` tokens, default 32;
+        None keeps an existing index's). A folder that exists may hold other files: the index
+        only adds its own (see `discard`)."""
         if getattr(model, "kind", None) != "encoder":
             raise ContextlensError(f"{model.name} is not a sentence encoder; index with -m minilm")
         path = index_path(name_or_path)
-        limit = model.pooling.max_length or model.max_length
-        chunk_tokens = chunk_tokens or min(200, limit)
-        if not 0 < chunk_tokens <= limit:
-            raise ContextlensError(f"chunk size must be 1..{limit} tokens for {model.name}")
         if path.exists() and not path.is_dir():
             raise ContextlensError(f"{path} is a file; give --index a folder (new or an index)")
+        limit = model.pooling.max_length or model.max_length
+        given = {"chunk_tokens": chunk_tokens, "overlap": overlap}
+        wanted = {
+            "chunk_tokens": min(DEFAULT_CHUNK_TOKENS, limit)
+            if chunk_tokens is None
+            else chunk_tokens,
+            "overlap": DEFAULT_OVERLAP if overlap is None else overlap,
+        }
+        check_chunking(sum(model.tokenize("x").special), *wanted.values(), limit)
         made = None if (path / "index.db").exists() else _Made.before_mkdir(path)
         path.mkdir(parents=True, exist_ok=True)
         try:
             ix = cls(path)
             ix._made = made
-            wanted = {"model": model.name, "dim": model.config.d_model}
-            wanted |= {"chunk_tokens": chunk_tokens, "overlap": overlap}
             if not ix.meta:
                 with transaction(ix.db, write=True):
-                    store.set_meta(ix.db, **wanted, generation=0, created=time.time())
+                    settings = {"model": model.name, "dim": model.config.d_model, **wanted}
+                    store.set_meta(ix.db, **settings, generation=0, created=time.time())
                 ix.meta = store.get_meta(ix.db)
         except BaseException:
             if made is not None:
                 made.undo(path)
             raise
         ix.check_model(model)
-        for key in ("chunk_tokens", "overlap"):
-            if ix.meta[key] != wanted[key]:
+        for key, value in given.items():
+            if value is not None and ix.meta[key] != value:
+                option = "--" + key.replace("_", "-")
                 raise ContextlensError(
-                    f"index {path} uses {key}={ix.meta[key]}, not {wanted[key]}; keep its "
-                    "settings or build a new index under another name"
+                    f"index {path} uses {key}={ix.meta[key]}, not {value}; leave out {option} "
+                    "to keep its settings, or give --index a new folder"
                 )
         return ix
 
@@ -228,6 +242,12 @@ class Index:
         progress: Callable[[int, int], None] | None = None,
     ) -> BuildReport:
         self.check_model(model)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ContextlensError(
+                f"batch size (--batch-size) must be 1 or more (got {batch_size})"
+            )
+        if not isinstance(commit_every, int) or commit_every < 1:
+            raise ContextlensError(f"commit_every must be 1 or more chunks (got {commit_every})")
         docs, skipped = read_documents(paths, text_field, id_field)
         if not docs:
             raise ContextlensError(
@@ -255,6 +275,7 @@ class Index:
                 self._snapshot()
             else:
                 report.generation = self.generation
+                self._snapshot(repair=True)
         return report
 
     def _embed(self, docs: list[Document], model, batch_size, commit_every, progress, report):
@@ -308,9 +329,15 @@ class Index:
             self._snapshot()
         return len(gone)
 
-    def _snapshot(self) -> None:
+    def _snapshot(self, repair: bool = False) -> None:
+        """Write the current generation's live vectors as snapshot files; with `repair`, only
+        if they are missing or do not match the database (a writer killed before writing them)."""
         with transaction(self.db):
             generation = self.generation
+            if repair:
+                rows = self.db.execute(f"SELECT count(*) FROM {LIVE_CHUNKS}").fetchone()[0]
+                if snapshot_shape(self.path, generation) == (rows, self.meta["dim"]):
+                    return
             ids, vectors = store.live_vectors(self.db, self.meta["dim"])
         save_snapshot(self.path, generation, ids, vectors)
         if len(ids) >= ANN_THRESHOLD:
@@ -398,7 +425,7 @@ class Index:
         self,
         query: str,
         k: int = 10,
-        mode: str = "dense",
+        mode: str = DEFAULT_MODE,
         model=None,
         where: dict[str, str] | None = None,
         ann: bool | None = None,
@@ -406,13 +433,17 @@ class Index:
         """The k best chunks for `query`, best first. mode: dense (cosine of embeddings), bm25
         (SQLite FTS5) or hybrid (reciprocal-rank fusion of both). `ann` None picks the HNSW
         graph from 100k chunks up (filters always scan exactly); `where` filters metadata by
-        glob (`{"path": "*/notes/*"}`)."""
-        if not isinstance(query, str) or not query.strip():
-            raise ContextlensError("the query is empty; give some words to search for")
+        glob (`{"path": "*/notes/*"}`). A query over the model's limit is cut to it."""
+        _check_query(query, where)
         if not isinstance(k, int) or k < 1:
-            raise ContextlensError(f"k must be a positive number of results (got {k})")
+            raise ContextlensError(
+                f"k must be a positive number of results (got {k}); use -k 1 or more"
+            )
         if mode not in MODES:
             raise ContextlensError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        words = re.findall(r"\w+", query.lower())
+        if mode == "bm25" and not words:
+            raise ContextlensError("the query has no words for keyword (BM25) search")
         if mode != "bm25":
             model = model or self._model()
             self.check_model(model)
@@ -426,12 +457,12 @@ class Index:
             if mode != "bm25":
                 ranked["dense"] = self._dense(query, depth, model, allowed, ann)
             if mode != "dense":
-                ranked["bm25"] = self._bm25(query, depth, where)
+                ranked["bm25"] = self._bm25(words, depth, where)
             found = ranked[mode] if mode in ranked else _fuse(list(ranked.values()))
             return self._hits(found[:k])
 
     def _dense(self, query, k, model, allowed, ann) -> list[tuple[int, float]]:
-        q = torch.nn.functional.normalize(model.embed(query), dim=-1)  # [d]
+        q = torch.nn.functional.normalize(model.embed(query, truncate=True), dim=-1)  # [d]
         use_ann = (len(self._ids) >= ANN_THRESHOLD) if ann is None else ann
         if allowed is not None or not use_ann:
             mask = None
@@ -444,10 +475,9 @@ class Index:
             scores, rows = scores[0], rows[0]
         return [(int(self._ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
 
-    def _bm25(self, query, k, where) -> list[tuple[int, float]]:
-        words = re.findall(r"\w+", query.lower())
+    def _bm25(self, words: list[str], k, where) -> list[tuple[int, float]]:
         if not words:
-            raise ContextlensError("the query has no words for keyword (BM25) search")
+            return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
         sql, params = _where_sql(where)
         rows = self.db.execute(
@@ -478,6 +508,20 @@ class Index:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _check_query(query: str, where: dict[str, str] | None) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise ContextlensError("the query is empty; give some words to search for")
+    why = utf8_problem(query)
+    if why:
+        raise ContextlensError(f"the query is {why}; give it as UTF-8 text")
+    for key, value in (where or {}).items():
+        why = utf8_problem(f"{key}={value}")
+        if why:
+            raise ContextlensError(
+                f"the filter {shown(key)}={shown(value)} is {why}; give --where as UTF-8 text"
+            )
 
 
 def _where_sql(where: dict[str, str] | None) -> tuple[str, list[str]]:

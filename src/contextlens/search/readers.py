@@ -11,6 +11,7 @@ TREC (`qid iter docid rel`) and SMART (`.I`/`.W` queries; `qid docid code` qrels
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -109,9 +110,8 @@ def utf8_problem(text: str) -> str | None:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         c = ord(text[e.start])
-        if 0xDC80 <= c <= 0xDCFF:
-            return f"not UTF-8 (byte 0x{c - 0xDC00:02x} at character {e.start})"
-        return f"not valid Unicode (lone surrogate U+{c:04X} at character {e.start})"
+        what = f"byte 0x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"lone surrogate U+{c:04X}"
+        return f"not valid UTF-8 ({what} at character {e.start + 1})"
     return None
 
 
@@ -181,7 +181,7 @@ def read_file(path: Path, text_field: str = "text", id_field: str | None = None)
     if why is None:
         docs, skipped = _parse(path, text_field, id_field)
         return _valid_unicode(docs, skipped)
-    return [], [Skipped(shown(path), f"file name {why}")]
+    return [], [Skipped(shown(path), f"its path is {why}")]
 
 
 def _valid_unicode(docs: list[Document], skipped: list[Skipped]):
@@ -189,12 +189,22 @@ def _valid_unicode(docs: list[Document], skipped: list[Skipped]):
     valid UTF-8 (lone surrogates, e.g. from a `\\udcff` escape in a .jsonl record)."""
     kept = []
     for d in docs:
-        why = utf8_problem(d.name) or utf8_problem(d.text) or utf8_problem(json.dumps(d.metadata))
+        why = _unicode_problem(d)
         if why is None:
             kept.append(d)
         else:
             skipped.append(Skipped(shown(d.name), why))
     return kept, skipped
+
+
+def _unicode_problem(d: Document) -> str | None:
+    fields = [(f"metadata field {shown(k)!r}", str(v)) for k, v in d.metadata.items()]
+    fields += [(f"metadata key {shown(k)!r}", k) for k in d.metadata]
+    for part, text in [("name", d.name), ("text", d.text), *fields]:
+        why = utf8_problem(text)
+        if why:
+            return f"its {part} is {why}"
+    return None
 
 
 def _parse(path: Path, text_field: str, id_field: str | None):
@@ -250,55 +260,134 @@ def _of_an_index(f: Path) -> bool:
 # ── evaluation data ─────────────────────────────────────────────────────────────────────────
 
 
+def _evaluation_file(path: str | Path, option: str) -> str:
+    """The text of a queries or qrels file (given as `--{option}`), or a one-line error."""
+    path = Path(path)
+    if not path.exists():
+        raise ContextlensError(
+            f"{option} file {shown(path)} does not exist; give --{option} a file"
+        )
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, socket or device)"
+        raise ContextlensError(f"{option} file {shown(path)} is {kind}; give --{option} a file")
+    text, why = _decode(path)
+    if text is None:
+        raise ContextlensError(
+            f"cannot read {option} from {shown(path)}: {why}; give --{option} a UTF-8 text file"
+        )
+    return text
+
+
 def read_queries(path: str | Path) -> dict[str, str]:
     """Query id -> text. BEIR `queries.jsonl` (`_id`, `text`), a TSV `id<TAB>text`, or SMART
     (`.I`/`.W`; SMART qrels number queries by position, so ids are 1, 2, … in file order —
     Cranfield's `.I` numbers skip values and do not match its qrels)."""
-    text, why = _decode(Path(path))
-    if text is None:
-        raise ContextlensError(f"cannot read queries from {path}: {why}")
+    text = _evaluation_file(path, "queries")
     if is_smart(text):
-        return {str(i): r.get("W", "") for i, r in enumerate(smart_records(text), start=1)}
-    out = {}
+        return _smart_queries(path, text)
+    out: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        if line.lstrip().startswith("{"):
-            obj = json.loads(line)
-            out[str(obj.get("_id", obj.get("id")))] = obj["text"]
-        elif "\t" in line:
-            qid, q = line.split("\t", 1)
-            out[qid.strip()] = q.strip()
-        else:
-            raise ContextlensError(f"{path}:{n}: expected a JSON object or `id<TAB>text`")
+        at = f"{shown(path)}:{n}"
+        qid, query = _query_line(line, at)
+        if qid in out:
+            raise ContextlensError(f"{at}: query id {qid} appears twice; give each query once")
+        out[qid] = query
     if not out:
-        raise ContextlensError(f"no queries in {path}")
+        raise ContextlensError(f"no queries in {shown(path)}; give --queries a file of queries")
     return out
+
+
+def _smart_queries(path: str | Path, text: str) -> dict[str, str]:
+    out = {}
+    for i, r in enumerate(smart_records(text), start=1):
+        if not r.get("W"):
+            raise ContextlensError(
+                f"{shown(path)}: query .I {r['I']} (number {i}) has no .W text; give it one"
+            )
+        out[str(i)] = r["W"]
+    return out
+
+
+def _query_line(line: str, at: str) -> tuple[str, str]:
+    """(id, text) of one line of a queries file: a JSON object or `id<TAB>text`."""
+    if line.lstrip().startswith("{"):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ContextlensError(
+                f"{at}: not valid JSON ({e.msg}, column {e.colno}); write one JSON object a line"
+            ) from None
+        qid, query = obj.get("_id", obj.get("id")), obj.get("text")
+        if not isinstance(query, str) or not query.strip():
+            raise ContextlensError(f"{at}: the query has no `text`; give it a non-empty text field")
+    elif "\t" in line:
+        qid, query = line.split("\t", 1)
+        if not query.strip():
+            raise ContextlensError(f"{at}: query {qid.strip()!r} has no text after the tab")
+    else:
+        raise ContextlensError(f"{at}: expected a JSON object or `id<TAB>text`")
+    if qid is None or not str(qid).strip():
+        raise ContextlensError(f"{at}: the query has no id; give it an `_id` (or id<TAB>text)")
+    why = utf8_problem(query)
+    if why:
+        raise ContextlensError(f"{at}: the query text is {why}; write it as UTF-8 text")
+    return str(qid).strip(), query.strip()
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     """Query id -> {doc id: gain > 0}. BEIR TSV (header `query-id corpus-id score`), TREC
     (`qid iter docid rel`, gain = rel) or SMART/Cranfield (`qid docid code`: code 1 = complete
     answer … 4 = minimal interest, gain 5 - code; -1 and 5 are not relevant)."""
-    text, why = _decode(Path(path))
-    if text is None:
-        raise ContextlensError(f"cannot read qrels from {path}: {why}")
+    text = _evaluation_file(path, "qrels")
     qrels: dict[str, dict[str, float]] = {}
+    first = True
     for n, line in enumerate(text.splitlines(), start=1):
         cols = line.split()
-        if not cols or (n == 1 and not cols[-1].lstrip("-").isdigit()):
-            continue  # blank line or a BEIR header
-        if len(cols) == 4:
-            qid, _, doc, gain = cols[0], cols[1], cols[2], float(cols[3])
-        elif len(cols) == 3 and "\t" in line:
-            qid, doc, gain = cols[0], cols[1], float(cols[2])
-        elif len(cols) == 3:
-            code = int(cols[2])
-            qid, doc, gain = cols[0], cols[1], float(5 - code if 1 <= code <= 4 else 0)
-        else:
-            raise ContextlensError(f"{path}:{n}: expected `qid docid rel` or `qid iter docid rel`")
+        if not cols:
+            continue
+        header, first = first and cols[-1].lower() == "score", False
+        if header:
+            continue
+        qid, doc, gain = _judgement(line, cols, f"{shown(path)}:{n}")
         if gain > 0:
             qrels.setdefault(qid, {})[doc] = gain
     if not qrels:
-        raise ContextlensError(f"no relevance judgements in {path}")
+        raise ContextlensError(
+            f"no relevance judgements in {shown(path)} (none with a positive score); "
+            "give --qrels a file that marks relevant documents"
+        )
     return qrels
+
+
+def _judgement(line: str, cols: list[str], at: str) -> tuple[str, str, float]:
+    """(query id, document id, gain) of one qrels line."""
+    if len(cols) == 4:
+        qid, _, doc, rel = cols
+    elif len(cols) == 3:
+        qid, doc, rel = cols
+    else:
+        raise ContextlensError(
+            f"{at}: expected `qid docid rel` or `qid iter docid rel`, not {len(cols)} columns"
+        )
+    gain = _number(rel)
+    if gain is None:
+        raise ContextlensError(
+            f"{at}: relevance {rel!r} is not a number; write 0 (not relevant) or 1, 2, … (relevant)"
+        )
+    if len(cols) == 3 and "\t" not in line:  # SMART codes
+        if gain != int(gain):
+            raise ContextlensError(
+                f"{at}: relevance code {rel} is not a whole number; SMART qrels use codes 1..4"
+            )
+        gain = 5.0 - gain if 1 <= gain <= 4 else 0.0
+    return qid, doc, gain
+
+
+def _number(text: str) -> float | None:
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None

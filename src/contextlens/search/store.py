@@ -135,5 +135,7 @@ def live_vectors(db: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarr
     """(chunk ids `[n]` int64, vectors `[n, d]` float32) of the live index, in chunk-id order."""
     rows = db.execute(f"SELECT c.id, c.vector FROM {LIVE_CHUNKS} ORDER BY c.id").fetchall()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
-    return ids, vectors
+    data = bytearray()  # writable, so that torch can share it without copying
+    for r in rows:
+        data += r[1]
+    return ids, np.frombuffer(data, dtype=np.float32).reshape(-1, dim)

@@ -74,6 +74,17 @@ def load_snapshot(directory: Path, generation: int) -> tuple[np.ndarray, np.ndar
     return (ids, vectors) if len(ids) == len(vectors) else None
 
 
+def snapshot_shape(directory: Path, generation: int) -> tuple[int, int] | None:
+    """The `[n, d]` shape of generation G's snapshot, read from the file headers, or None if its
+    files are not all there or disagree."""
+    try:
+        ids = np.load(directory / f"ids-{generation}.npy", mmap_mode="r")
+        vectors = np.load(directory / f"vectors-{generation}.npy", mmap_mode="r")
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return vectors.shape if vectors.ndim == 2 and ids.shape == vectors.shape[:1] else None
+
+
 def exact_top(
     vectors: torch.Tensor, queries: torch.Tensor, k: int, allowed: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
