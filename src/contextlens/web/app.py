@@ -1,20 +1,32 @@
-"""The HTTP app: a JSON API under /api (documented at /docs and /openapi.json) and the page.
-
-Every error is `{"error": "<one line: what is wrong; how to fix>"}` with a 4xx status: 400
-malformed JSON, 404 unknown model or file, 413 text over the size limit, 422 anything else
-the request got wrong (empty text, layer or head out of range, a word not in the text).
+"""The HTTP app: a JSON API under /api (its reference at /docs, its schema at /openapi.json) and
+the page. Every error is one line of JSON, `{"error": "…"}` (see errors.py); the Guard in front
+checks the Host header and the body size before the app reads a byte of the body.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from ..errors import ContextlensError
-from . import compute, search, wordspace
+from . import apidoc, compute, errors, search, wordspace
+from .errors import TooLarge
+from .guard import Guard
+from .inputs import (
+    AnalogyIn,
+    AttentionIn,
+    CorefIn,
+    NeighboursIn,
+    NextIn,
+    ProjectIn,
+    SearchIn,
+    ShiftIn,
+    StepsIn,
+    TextIn,
+    TextsIn,
+    WordsIn,
+)
 from .models import NotFound, Registry
 
 STATIC = Path(__file__).with_name("static")
@@ -23,98 +35,15 @@ STATIC = Path(__file__).with_name("static")
 @dataclass(frozen=True)
 class Limits:
     """The largest request the server takes: characters per text, tokens per traced text
-    (the page's attention views), texts per list, top-k edges per query for long texts."""
+    (the page's attention views), texts per list, top-k edges per query for long texts, and
+    bytes per request body."""
 
     chars: int = 5000
     tokens: int = 512
     texts: int = 16
     edges: int = 8
     dense: int = 64  # up to this many tokens, the head view gets every edge
-
-
-class TooLarge(ContextlensError):
-    """Answered with 413."""
-
-
-class TextIn(BaseModel):
-    model: str = Field(description="a model this server serves (GET /api/models)")
-    text: str = Field(description="the text to look at")
-
-
-class AttentionIn(TextIn):
-    layer: int = 0
-    head: int | None = Field(None, description="a head, or null for the heads' average")
-
-
-class StepsIn(TextIn):
-    layer: int = 0
-    head: int = 0
-    query: int = Field(description="the query token's index")
-
-
-class NextIn(TextIn):
-    k: int = Field(12, ge=1, le=100)
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-
-
-class ShiftIn(BaseModel):
-    model: str
-    word: str
-    sentences: list[str]
-    k: int = Field(3, ge=1, le=20)
-
-
-class CorefIn(TextIn):
-    pronoun: str = Field(description="the pronoun (a word of the text)")
-    candidates: list[str] = Field(description="the words it may refer to (two or more)")
-
-
-class ProjectIn(TextIn):
-    layer: int = 0
-    method: str = Field("pca", description="pca, or umap when umap-learn is installed")
-
-
-class TextsIn(BaseModel):
-    model: str
-    texts: list[str]
-
-
-class NeighboursIn(BaseModel):
-    model: str = "glove-50"
-    word: str
-    k: int = Field(10, ge=1, le=100)
-
-
-class AnalogyIn(BaseModel):
-    model: str = "glove-50"
-    a: str = Field(description="a is to b …")
-    b: str
-    c: str = Field(description="… as c is to ?")
-    k: int = Field(5, ge=1, le=100)
-
-
-class SearchIn(BaseModel):
-    query: str
-    k: int = Field(5, ge=1, le=50)
-    mode: str = Field("hybrid", description="dense | bm25 | hybrid")
-
-
-class WordsIn(BaseModel):
-    model: str = "glove-50"
-    words: list[str]
-    method: str = Field("pca", description="pca, or umap when umap-learn is installed")
-
-
-def _first_error(exc: RequestValidationError) -> tuple[int, str]:
-    """One line from pydantic's list of errors (malformed JSON is 400, the rest 422)."""
-    err = exc.errors()[0]
-    if err.get("type") == "json_invalid":
-        why = err.get("ctx", {}).get("error", "invalid")
-        return 400, f"malformed JSON body ({why}); send a JSON object"
-    where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-    return 422, f"{where}: {err.get('msg', 'invalid value')}"
+    body: int = 1 << 20  # 16 texts of 5000 characters fit even \u-escaped
 
 
 def create_app(
@@ -122,9 +51,11 @@ def create_app(
     limits: Limits | None = None,
     registry: Registry | None = None,
     index: str | None = None,
+    host: str = "127.0.0.1",
 ):
     """The app serving `models` (catalog names or paths; each loaded on first use, once) and,
-    if named, one search `index` (its model is served too)."""
+    if named, one search `index` (its model is served too), to requests whose Host header
+    names `host`, the address the server is bound to (see guard.Guard)."""
     limits = limits or Limits()
     served = search.ServedIndex(index) if index else None
     if served and served.model not in models:
@@ -134,19 +65,13 @@ def create_app(
         title="contextlens",
         description="Embeddings and attention of real models, step by step.",
         version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.registry = reg
     app.state.limits = limits
-
-    @app.exception_handler(ContextlensError)
-    async def _ours(request: Request, exc: ContextlensError):
-        status = 404 if isinstance(exc, NotFound) else 413 if isinstance(exc, TooLarge) else 422
-        return JSONResponse({"error": str(exc)}, status_code=status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        status, message = _first_error(exc)
-        return JSONResponse({"error": message}, status_code=status)
+    errors.install(app)
+    app.add_middleware(Guard, max_body=limits.body, host=host)
 
     def check_text(text: str) -> str:
         if len(text) > limits.chars:
@@ -180,7 +105,7 @@ def create_app(
             "models": [{"name": n, "kind": reg.kind(n)} for n in reg.names],
             "index": served.summary() if served else None,
             "projections": compute.projections(),
-            "limits": limits.__dict__,
+            "limits": asdict(limits),
         }
 
     @app.get("/api/models/{name}", summary="A model's shape (loads it)")
@@ -204,7 +129,9 @@ def create_app(
             | compute.attention(trace, req.layer, req.head, k)
         )
 
-    @app.post("/api/steps", summary="Q·Kᵀ/√d → softmax → weights·V for one query token")
+    @app.post(
+        "/api/steps", summary="Q·Kᵀ/√d → softmax → weights·V for one query token (head or all)"
+    )
     def steps(req: StepsIn) -> dict:
         model, trace = traced(req.model, req.text, qkv=True)
         return compute.token_info(trace) | compute.steps(
@@ -222,14 +149,14 @@ def create_app(
     def shift(req: ShiftIn) -> dict:
         model = reg.language_model(req.model)
         sentences = check_texts(req.sentences)
-        return compute.shift(model, req.word, sentences, req.k)
+        return compute.shift(model, req.word, sentences, req.k, req.occurrence)
 
     @app.post("/api/coref", summary="Which candidate a pronoun attends to, layer by layer")
     def coref(req: CorefIn) -> dict:
         _, trace = traced(req.model, req.text)
-        return compute.coref(trace, req.pronoun, req.candidates)
+        return compute.coref(trace, req.pronoun, req.candidates, req.occurrence)
 
-    @app.post("/api/project", summary="A sentence's word vectors at one layer, PCA to 2-D")
+    @app.post("/api/project", summary="A sentence's word vectors at one layer, in 2-D")
     def project(req: ProjectIn) -> dict:
         model, trace = traced(req.model, req.text)
         return compute.projection(model, trace, req.layer, req.method)
@@ -250,7 +177,7 @@ def create_app(
     def analogy(req: AnalogyIn) -> dict:
         return wordspace.analogy(wordspace.table(reg, req.model), req.a, req.b, req.c, req.k)
 
-    @app.post("/api/words2d", summary="Chosen words of a word-vector table, PCA to 2-D")
+    @app.post("/api/words2d", summary="Chosen words of a word-vector table, in 2-D")
     def words2d(req: WordsIn) -> dict:
         if not 2 <= len(req.words) <= 200:
             raise ContextlensError(f"give 2 to 200 words (got {len(req.words)})")
@@ -259,6 +186,14 @@ def create_app(
     @app.post("/api/search", summary="Search the served index; hits with token contributions")
     def search_index(req: SearchIn) -> dict:
         return search.search(served, reg, check_text(req.query), req.k, req.mode)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(apidoc.page(app.openapi()))
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> RedirectResponse:
+        return RedirectResponse("/docs")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -272,9 +207,14 @@ def create_app(
 
 
 def static_file(path: str) -> Path:
-    """The file under STATIC that `path` names; anything else (.., absolute, missing) is 404."""
+    """The file under STATIC that `path` names; anything else (.., absolute, a NUL byte,
+    missing) is 404."""
     root = STATIC.resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        raise NotFound(f"no such file: /static/{path}")
+    try:
+        target = (root / path).resolve()
+        found = target.is_relative_to(root) and target.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise NotFound(f"no such file under /static/: {path[:200]!r}")
     return target

@@ -3,16 +3,19 @@ values and returns a JSON-ready dict. Long texts are aggregated here (top-k edge
 pooled thumbnails, per-layer summaries) so the page never receives every weight.
 """
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 from ..analysis.attention import check_layer_head, head_stats, require_attentions
 from ..analysis.context import nearest_words, occurrences, project_2d
-from ..analysis.coref import CorefCase, score
-from ..analysis.words import words
+from ..analysis.coref import DETERMINERS, CorefCase, score
+from ..analysis.words import Word, locate, words
 from ..errors import ContextlensError
 from ..sampling import check_sampling, next_token_distribution
 from ..trace import Trace
+from .inputs import PROJECTIONS, TEMPERATURE
 
 THUMB = 16  # a grid thumbnail is at most THUMB × THUMB cells (block-averaged)
 STRIP_TOKENS = 64  # the tokens view draws the vectors of at most this many tokens
@@ -88,32 +91,32 @@ def attention(trace: Trace, layer: int, head: int | None, top_k: int) -> dict:
     }
 
 
-def steps(trace: Trace, layer: int, head: int, query: int, causal: bool) -> dict:
-    """One query token's attention in numbers: scores q·kᵀ/√d (None where the causal mask hides
-    a key), the model's softmax weights, and the values V `[s, hd]` they average."""
+def steps(trace: Trace, layer: int, head: int | None, query: int, causal: bool) -> dict:
+    """One query token's attention in numbers, for one head or (head None) every head of the
+    layer: scores q·kᵀ/√d `[h, s]` (None where the causal mask hides a key), the model's
+    softmax weights `[h, s]`, and the values V `[h, s, hd]` they average (h = 1 for one head)."""
     if trace.qkv is None:
         raise ContextlensError("this trace has no queries/keys/values; trace with qkv=True")
     check_layer_head(require_attentions(trace), layer, head)
     s = len(trace)
     if not 0 <= query < s:
         raise ContextlensError(f"query token {query} is out of range; the text has {s} tokens")
-    q, k, v = trace.qkv[layer, :, head].float()  # each [s, hd]
+    heads = slice(None) if head is None else slice(head, head + 1)
+    q, k, v = trace.qkv[layer, :, heads].float()  # each [h, s, hd]
     scale = q.shape[-1] ** -0.5
-    scores = (k @ q[query]) * scale  # [s]
-    visible = (torch.arange(s) <= query).tolist() if causal else [True] * s
-    weights = trace.attentions[layer, head, query].float()  # [s]
+    scores = torch.einsum("hkd,hd->hk", k, q[:, query]) * scale  # [h, s]
+    scores = scores.masked_fill(torch.arange(s) > query, torch.nan) if causal else scores
+    weights = trace.attentions[layer, heads, query].float()  # [h, s]
     return {
         "layer": layer,
         "head": head,
         "query": query,
         "head_dim": q.shape[-1],
         "scale": scale,
-        "scores": [
-            round(x, 4) if ok else None for x, ok in zip(scores.tolist(), visible, strict=True)
-        ],
+        "scores": [[None if x != x else round(x, 4) for x in row] for row in scores.tolist()],
         "weights": _round(weights, 5),
         "values": _round(v, 3),
-        "output": _round(weights @ v, 3),
+        "output": _round(torch.einsum("hk,hkd->hd", weights, v), 3),
     }
 
 
@@ -145,6 +148,24 @@ def vectors(model, trace: Trace) -> dict:
     }
 
 
+def check_temperature(temperature: float) -> None:
+    lo, hi = TEMPERATURE
+    if not lo <= temperature <= hi:
+        raise ContextlensError(
+            f"temperature must be between {lo:g} and {hi:g} (got {temperature}); 0 is greedy "
+            "(the most likely token only), 1 the model's own distribution"
+        )
+
+
+def scaled_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits `[vocab]` / T with the largest at 0, in float64 so that a tiny T neither overflows
+    nor divides by zero; T = 0 is its limit, greedy: the top logit at 0, the others -inf."""
+    shifted = logits.double() - logits.max()
+    if temperature == 0:
+        return shifted.masked_fill(shifted < 0, -torch.inf)
+    return shifted / temperature
+
+
 def next_token(
     model,
     trace: Trace,
@@ -153,17 +174,22 @@ def next_token(
     top_k: int | None,
     top_p: float | None,
 ) -> dict:
-    """The k most likely next tokens under temperature / top-k / top-p, with their plain (T=1)
-    probabilities, and where the last token looks: its attention over the text, averaged over
-    layers and heads `[s]`."""
-    model.require_decoder("next-token prediction")
+    """The k most likely next tokens under temperature / top-k / top-p — only those the
+    settings keep — with their plain (T=1) probabilities, and where the last token looks: its
+    attention over the text, averaged over layers and heads `[s]`."""
+    if model.kind != "decoder" or model.model.lm_head is None:
+        kind = "an encoder" if model.kind == "encoder" else "a decoder without an LM head"
+        raise ContextlensError(
+            f"{model.name} is {kind}; next-token prediction needs a decoder with an LM head: "
+            "set model to one (GET /api/models lists them)"
+        )
+    check_temperature(temperature)
     check_sampling(temperature, top_k, top_p)
-    if temperature == 0:
-        raise ContextlensError("temperature must be > 0 for a distribution; try 0.1 for greedy")
     logits = model.model.logits(trace.hidden_states[-1, -1].float())  # [vocab]
-    probs = next_token_distribution(logits, temperature, top_k, top_p)
-    plain = logits.softmax(-1)
-    v, i = probs.topk(min(k, probs.shape[-1]))
+    probs = next_token_distribution(scaled_logits(logits, temperature), 1.0, top_k, top_p)
+    plain = logits.float().softmax(-1)
+    kept = int((probs > 0).sum())
+    v, i = probs.topk(min(k, kept))
     look = require_attentions(trace)[:, :, -1].mean((0, 1))  # [s]
     return {
         "candidates": [
@@ -175,67 +201,178 @@ def next_token(
             }
             for p, j in zip(v.tolist(), i.tolist(), strict=True)
         ],
-        "kept": int((probs > 0).sum()),
+        "kept": kept,
+        "filtered": top_k is not None or (top_p is not None and top_p < 1),
         "vocab": probs.shape[-1],
         "attention": _round(look, 4),
     }
 
 
-def shift(model, word: str, sentences: list[str], k: int) -> dict:
+DECODER_NEIGHBOURS = (
+    "not shown for a decoder: its hidden state at a word is shaped to predict the next token, "
+    "so the input-embedding rows nearest to it (shared with the output head when tied) are "
+    "likely next tokens and sub-word pieces, not words that mean the same"
+)
+
+
+def shift(model, word: str, sentences: list[str], k: int, occurrence: int | None = None) -> dict:
     """The "bank" curve: `word`'s cosine between sentence 1 and each other sentence per layer
-    `[n-1, L+1]`, and its k nearest vocabulary words per layer in every sentence."""
-    occ = occurrences(model, word, sentences)
+    `[n-1, L+1]`, and (encoders only) its k nearest vocabulary words per layer in every
+    sentence `[n, L+1, k]`."""
+    occ = occurrences(model, word, sentences, occurrence)
     cos = occ.cosines()[:, 0, 1:].T  # [n-1, L+1]
-    near = [
-        [[w for w, _ in row] for row in nearest_words(model, occ.vectors[i], k, exclude=word)]
-        for i in range(len(sentences))
-    ]
+    decoder = model.kind == "decoder"
+    near = None
+    if not decoder:
+        near = [
+            [[w for w, _ in row] for row in nearest_words(model, occ.vectors[i], k, exclude=word)]
+            for i in range(len(sentences))
+        ]
     return {
         "word": word,
         "found": [{"text": w.text, "start": w.start, "end": w.end} for w in occ.found],
         "cosine": _round(cos, 4),
         "nearest": near,
+        "nearest_note": DECODER_NEIGHBOURS if decoder else None,
     }
 
 
-def coref(trace: Trace, pronoun: str, candidates: list[str]) -> dict:
+PRONOUNS = {
+    "it", "he", "she", "they", "him", "her", "them", "its", "his", "their", "theirs", "hers",
+    "himself", "herself", "itself", "themselves",
+}  # fmt: skip
+SUBJECTS = {"it", "he", "she", "they"}
+FUNCTION_WORDS = PRONOUNS | DETERMINERS | {
+    "i", "you", "we", "me", "us", "my", "your", "our", "and", "or", "but", "because", "so", "if",
+    "when", "while", "than", "then", "of", "to", "in", "on", "at", "by", "for", "with", "from",
+    "into", "over", "under", "about", "after", "before", "is", "was", "are", "were", "be",
+    "been", "being", "am", "do", "does", "did", "have", "has", "had", "not", "no", "too", "very",
+    "who", "which", "what", "that", "these", "those", "there", "here", "as", "also", "just",
+    "can", "could", "will", "would", "should", "may", "might", "must", "all", "some", "any",
+}  # fmt: skip
+MAX_CANDIDATES = 5
+
+
+def _pronoun(units: list[Word], trace: Trace, pronoun: str | None, occurrence: int | None):
+    """The pronoun's word: `pronoun` (its `occurrence`-th), or else the text's first subject
+    pronoun (it, he, she, they), or else its first pronoun."""
+    if pronoun is None:
+        found = [u for u in units if not u.special and u.text.casefold() in PRONOUNS]
+        found.sort(key=lambda u: u.text.casefold() not in SUBJECTS)  # "she" before "her"
+        if not found:
+            raise ContextlensError(
+                f"the text has no pronoun ({', '.join(sorted(PRONOUNS)[:6])}, …); name the word "
+                "to follow with pronoun"
+            )
+        pronoun, occurrence = found[0].text, occurrence or 1
+    return locate(trace, pronoun, occurrence, units)
+
+
+def propose_candidates(units: list[Word], pronoun: Word) -> list[str]:
+    """Words the pronoun may point to, guessed from the text: the content words before it
+    (not function words, not the pronoun), preferring those right after a determiner ("the
+    animal") — nouns, mostly; the nearest MAX_CANDIDATES, in text order."""
+    content = [
+        (i, u)
+        for i, u in enumerate(units)
+        if not u.special
+        and u.text.isalpha()
+        and u.text.casefold() not in FUNCTION_WORDS
+        and u.start != pronoun.start
+    ]
+    before = [(i, u) for i, u in content if u.end <= pronoun.start]
+    nouns = [(i, u) for i, u in before if i and units[i - 1].text.casefold() in DETERMINERS]
+    pool = nouns if len(nouns) >= 2 else before if len(before) >= 2 else content
+    names = list(dict.fromkeys(u.text for _, u in pool))
+    if len(names) < 2:
+        raise ContextlensError(
+            "the text has fewer than two words besides the pronoun to choose between; "
+            "give the candidates"
+        )
+    return names[-MAX_CANDIDATES:]
+
+
+def coref(
+    trace: Trace,
+    pronoun: str | None,
+    candidates: list[str] | None,
+    occurrence: int | None = None,
+) -> dict:
     """Which candidate the pronoun points to, by layer: its attention to each candidate averaged
-    over heads `[L, c]`, rolled-out attention `[L, c]` and vector cosine `[L+1, c]`."""
-    if len(candidates) < 2:
+    over heads `[L, c]`, rolled-out attention `[L, c]` and vector cosine `[L+1, c]`. Without a
+    pronoun, the text's first (or `occurrence`-th) one; without candidates, proposed ones."""
+    units = words(trace)
+    p = _pronoun(units, trace, pronoun, occurrence)
+    proposed = candidates is None
+    names = propose_candidates(units, p) if proposed else candidates
+    if len(names) < 2:
         raise ContextlensError("give at least two candidates to choose between")
-    s = score(trace, CorefCase(trace.text, pronoun, tuple(candidates)))
+    s = score(trace, CorefCase(trace.text, p.text, tuple(names), pronoun_span=(p.start, p.end)))
     return {
         "pronoun": s.pronoun.text,
+        "pronoun_at": [p.start, p.end],
         "candidates": [w.text for w in s.candidates],
+        "proposed": proposed,
         "attention": _round(s.attention.mean(1), 4),
         "rollout": _round(s.rollout, 4),
         "similarity": _round(s.similarity, 4),
     }
 
 
-def projections() -> list[str]:
-    """The 2-D projections this machine can do: PCA always, UMAP when umap-learn is installed."""
-    import importlib.util
+MIN_POINTS = {"pca": 1, "tsne": 2, "umap": 3}
 
-    return ["pca"] + (["umap"] if importlib.util.find_spec("umap") else [])
+
+def projections() -> list[str]:
+    """The 2-D projections the maps offer: PCA, UMAP (umap-learn) and t-SNE (scikit-learn)."""
+    return list(PROJECTIONS)
+
+
+def _umap(x):
+    try:
+        import umap
+    except ImportError:
+        raise ContextlensError(
+            "umap-learn is not installed; pip install 'contextlens[maps]', or use method pca"
+        ) from None
+    n = x.shape[0]
+    return umap.UMAP(
+        n_components=2, n_neighbors=max(2, min(15, n - 1)), init="random", random_state=0
+    ).fit_transform(x)
+
+
+def _tsne(x):
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise ContextlensError(
+            "scikit-learn is not installed; pip install 'contextlens[maps]', or use method pca"
+        ) from None
+    perplexity = max(1.0, min(30.0, (x.shape[0] - 1) / 3))  # below the number of points
+    return TSNE(
+        2, perplexity=perplexity, init="pca", method="exact", max_iter=500, random_state=0
+    ).fit_transform(x)
 
 
 def to_2d(vectors: torch.Tensor, method: str) -> list:
-    """`[n, d]` → `[n, 2]` points by PCA or UMAP, rounded for JSON."""
-    if method not in projections():
+    """`[n, d]` → `[n, 2]` points by PCA, UMAP or t-SNE, rounded for JSON. t-SNE runs exact
+    (the Barnes-Hut approximation is slower than exact on the few hundred points sent here)."""
+    if method not in PROJECTIONS:
         raise ContextlensError(
-            f"projection {method!r} is not available; use one of {', '.join(projections())}"
-            + (" (pip install umap-learn for umap)" if method == "umap" else "")
+            f"projection {method!r} is not available; use one of {', '.join(PROJECTIONS)}"
         )
-    if method == "umap":
-        import umap
-
-        n = vectors.shape[0]
-        reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, n - 1)), random_state=0)
-        points = torch.as_tensor(reducer.fit_transform(vectors.double().numpy()))
-    else:
-        points = project_2d(vectors)
-    return _round(points, 4)
+    n = vectors.shape[0]
+    if n < MIN_POINTS[method]:
+        raise ContextlensError(
+            f"{method} needs at least {MIN_POINTS[method]} points (got {n}); use more words "
+            "or method pca"
+        )
+    if method == "pca":
+        return _round(project_2d(vectors), 4)
+    x = vectors.double().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        points = _umap(x) if method == "umap" else _tsne(x)
+    return _round(torch.as_tensor(points), 4)
 
 
 def projection(model, trace: Trace, layer: int, method: str = "pca") -> dict:
@@ -246,7 +383,7 @@ def projection(model, trace: Trace, layer: int, method: str = "pca") -> dict:
     units = [w for w in words(trace) if not w.special]
     h = trace.hidden_states[layer].float()  # [s, d]
     vecs = torch.stack([h[list(w.tokens)].mean(0) for w in units])
-    return {"labels": [w.text for w in units], "points": to_2d(vecs, method)}
+    return {"labels": [w.text for w in units], "points": to_2d(vecs, method), "method": method}
 
 
 def embeddings(model, texts: list[str]) -> dict:

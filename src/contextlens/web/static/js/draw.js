@@ -11,7 +11,7 @@ export function el(tag, attrs = {}, ...children) {
 export function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG, tag);
   setAll(node, attrs);
-  node.append(...children);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
 }
 
@@ -24,11 +24,14 @@ function setAll(node, attrs) {
 }
 
 // A token as people read it: the text it covers (spaces shown as ·), or the special token.
+// The server's offsets count code points; a JS string counts UTF-16 units (an emoji is two),
+// so the text is cut as an array of code points.
 export function tokenLabels(data, text) {
+  const chars = Array.from(text);
   return data.tokens.map((tok, i) => {
     if (data.special[i]) return tok;
     const [a, b] = data.offsets[i];
-    const piece = text.slice(a, b);
+    const piece = chars.slice(a, b).join("");
     if (!piece.trim()) return piece.replace(/ /g, "·").replace(/\n/g, "⏎") || tok;
     return tok.startsWith("##") ? "##" + piece : piece.trim();
   });

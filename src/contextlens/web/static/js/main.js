@@ -15,7 +15,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   models: [],        // [{name, kind}] served by this server
   index: null,       // the search index served, if any: {name, model, documents, chunks}
-  projections: [],   // 2-D projections the server can do: pca (and umap when installed)
+  projections: [],   // 2-D projections the server offers: pca, umap, tsne
   model: null,       // the chosen transformer model
   info: null,        // its shape: n_layers, n_heads, kind, …
   text: $("text").value,
@@ -55,6 +55,7 @@ async function redraw() {
     await VIEWS[name].render(root, state);
   } catch (e) {
     state.drawn.delete(name);
+    root.replaceChildren();  // nothing left from the previous text or model
     showError(e.message);
   } finally {
     root.setAttribute("aria-busy", "false");

@@ -1,16 +1,22 @@
 // Context: one word in several sentences — how similar its vectors stay, layer by layer (the
 // "bank" curve), and which vocabulary words each vector is closest to at each layer; and, in
-// the typed text, which candidate a pronoun attends to, layer by layer.
+// the typed text, which candidate a pronoun attends to, layer by layer. Left empty, the pronoun
+// and its candidates are proposed by the server from the text.
 import { post } from "../api.js";
 import { el, svg, svgText } from "../draw.js";
 
 const COLORS = ["#2f6fde", "#d9622b", "#12a37f", "#9b51e0", "#c0392b", "#7f8c8d"];
 const form = {
   word: "bank",
+  shiftOccurrence: "",
   sentences: "She sat on the bank of the river and watched the water.\nThe boat drifted slowly toward the muddy bank.\nHe went to the bank to deposit his paycheck.",
-  pronoun: "it",
-  candidates: "animal, street",
+  text: null,  // the text the pronoun fields were filled in for: a new text empties them
+  pronoun: "",
+  occurrence: "",
+  candidates: "",
 };
+
+const number = (value) => (value === "" ? null : +value);
 
 // series: one [n] array per line; xLabels: [n]; a legend with `names`.
 function lineChart(series, names, xLabels, yLabel, id) {
@@ -56,51 +62,64 @@ function failing(out, fn) {
 
 function shiftCard(state) {
   const word = el("input", { type: "text", class: "small", id: "shift-word", value: form.word, style: "width:10em" });
+  const occurrence = el("input", { type: "number", class: "small", id: "shift-occurrence", min: 1, value: form.shiftOccurrence, placeholder: "the only one", style: "width:8em" });
   const sentences = el("textarea", { id: "shift-sentences", rows: 4 }, form.sentences);
   const result = el("div", { id: "shift-result" });
   const run = failing(result, async () => {
-    form.word = word.value;
-    form.sentences = sentences.value;
+    Object.assign(form, { word: word.value, shiftOccurrence: occurrence.value, sentences: sentences.value });
     const list = form.sentences.split("\n").map((s) => s.trim()).filter(Boolean);
-    const d = await post("/api/shift", { model: state.model, word: form.word, sentences: list, k: 3 });
-    const rows = d.nearest[0].map((_, l) => el("tr", {}, el("td", { class: "num", text: l === 0 ? "emb" : l }),
-      ...d.nearest.map((per) => el("td", { text: per[l].join(", ") }))));
+    const d = await post("/api/shift", { model: state.model, word: form.word, sentences: list, occurrence: number(form.shiftOccurrence), k: 3 });
     result.replaceChildren(
       el("div", { class: "row" },
         lineChart(d.cosine, list.slice(1).map((_, i) => `sentence ${i + 2}`), layerNames(d.cosine[0].length, true), "cosine with sentence 1", "shift-chart"),
         el("div", {}, el("h3", { text: "Sentences" }), el("ol", { class: "note" }, ...list.map((s) => el("li", { text: s }))))),
       el("h3", { text: `Nearest vocabulary words to “${d.word}” at each layer` }),
-      el("table", { id: "shift-nearest" },
-        el("thead", {}, el("tr", {}, el("th", { text: "layer" }), ...list.map((_, i) => el("th", { text: `sentence ${i + 1}` })))),
-        el("tbody", {}, ...rows)));
+      d.nearest ? nearestTable(d.nearest, list) : el("p", { class: "note", id: "shift-nearest-note", text: `${state.model}: ${d.nearest_note}.` }));
   });
   const card = el("div", { class: "card" },
     el("h2", { text: "The same word in different sentences" }),
-    el("p", { class: "note", text: "At the embedding layer a word has one vector whatever surrounds it (plus its position, for models with a position table). Layer by layer attention mixes the other words in, so the same word in different contexts drifts apart. One sentence per line; the first is the reference." }),
-    el("form", { class: "controls", onsubmit: run }, el("label", {}, "word ", word), el("button", { type: "submit", text: "Compare" })),
+    el("p", { class: "note", text: "At the embedding layer a word has one vector whatever surrounds it (plus its position, for models with a position table). Layer by layer attention mixes the other words in, so the same word in different contexts drifts apart. One sentence per line; the first is the reference. When a sentence has the word twice, say which occurrence to follow." }),
+    el("form", { class: "controls", onsubmit: run },
+      el("label", {}, "word ", word), el("label", {}, "occurrence ", occurrence), el("button", { type: "submit", text: "Compare" })),
     sentences, result);
   return [card, run];
 }
 
+function nearestTable(nearest, list) {
+  const rows = nearest[0].map((_, l) => el("tr", {}, el("td", { class: "num", text: l === 0 ? "emb" : l }),
+    ...nearest.map((per) => el("td", { text: per[l].join(", ") }))));
+  return el("table", { id: "shift-nearest" },
+    el("thead", {}, el("tr", {}, el("th", { text: "layer" }), ...list.map((_, i) => el("th", { text: `sentence ${i + 1}` })))),
+    el("tbody", {}, ...rows));
+}
+
 function corefCard(state) {
-  const pronoun = el("input", { type: "text", class: "small", id: "coref-pronoun", value: form.pronoun, style: "width:6em" });
-  const candidates = el("input", { type: "text", class: "small", id: "coref-candidates", value: form.candidates, style: "width:18em" });
+  if (form.text !== state.text) Object.assign(form, { text: state.text, pronoun: "", occurrence: "", candidates: "" });
+  const pronoun = el("input", { type: "text", class: "small", id: "coref-pronoun", value: form.pronoun, placeholder: "from the text", style: "width:8em" });
+  const occurrence = el("input", { type: "number", class: "small", id: "coref-occurrence", min: 1, value: form.occurrence, placeholder: "first", style: "width:6em" });
+  const candidates = el("input", { type: "text", class: "small", id: "coref-candidates", value: form.candidates, placeholder: "from the text", style: "width:22em" });
   const result = el("div", { id: "coref-result" });
   const run = failing(result, async () => {
-    Object.assign(form, { pronoun: pronoun.value, candidates: candidates.value });
+    Object.assign(form, { pronoun: pronoun.value.trim(), occurrence: occurrence.value, candidates: candidates.value });
+    const names = form.candidates.split(",").map((c) => c.trim()).filter(Boolean);
     const d = await post("/api/coref", {
-      model: state.model, text: state.text, pronoun: form.pronoun,
-      candidates: form.candidates.split(",").map((c) => c.trim()).filter(Boolean),
+      model: state.model, text: state.text, pronoun: form.pronoun || null,
+      occurrence: number(form.occurrence), candidates: names.length ? names : null,
     });
-    result.replaceChildren(el("div", { class: "row" },
-      lineChart(columns(d.attention), d.candidates, layerNames(d.attention.length, false), `attention of “${d.pronoun}” (heads averaged)`, "coref-attention"),
-      lineChart(columns(d.similarity), d.candidates, layerNames(d.similarity.length, true), `cosine with “${d.pronoun}”`, "coref-similarity")));
+    pronoun.placeholder = d.pronoun;
+    candidates.placeholder = d.candidates.join(", ");
+    result.replaceChildren(
+      d.proposed ? el("p", { class: "note", id: "coref-proposed", text: `Candidates proposed from the text (the content words before “${d.pronoun}”, nouns after “the”/“a” first): ${d.candidates.join(", ")}. Type your own to change them.` }) : null,
+      el("div", { class: "row" },
+        lineChart(columns(d.attention), d.candidates, layerNames(d.attention.length, false), `attention of “${d.pronoun}” (heads averaged)`, "coref-attention"),
+        lineChart(columns(d.similarity), d.candidates, layerNames(d.similarity.length, true), `cosine with “${d.pronoun}”`, "coref-similarity")));
   });
   const card = el("div", { class: "card" },
     el("h2", { text: "Who is the pronoun? (in the text above)" }),
-    el("p", { class: "note", text: "How much the pronoun attends to each candidate, per layer, and how similar their vectors become. Attention is a clue, not a proof: the model may carry the answer in other ways." }),
+    el("p", { class: "note", text: "How much the pronoun attends to each candidate, per layer, and how similar their vectors become. Attention is a clue, not a proof: the model may carry the answer in other ways. Leave the fields empty to let the text propose them; when the pronoun occurs more than once, say which occurrence." }),
     el("form", { class: "controls", onsubmit: run },
-      el("label", {}, "pronoun ", pronoun), el("label", {}, "candidates ", candidates), el("button", { type: "submit", text: "Score" })),
+      el("label", {}, "pronoun ", pronoun), el("label", {}, "occurrence ", occurrence),
+      el("label", {}, "candidates ", candidates), el("button", { type: "submit", text: "Score" })),
     result);
   return [card, run];
 }

@@ -4,7 +4,9 @@ import { post } from "../api.js";
 import { el, percent, tokenLabels, sequential, visible } from "../draw.js";
 
 const opts = { temperature: 1, top_k: "", top_p: 1 };
-const generated = [];  // [{token, looked: [[label, weight], …]}] since the text was last typed
+// The tokens appended by clicking, while the text is still the one they made: typing a new
+// text (or choosing another model) starts a new history.
+const history = { text: null, model: null, tokens: [] };  // tokens: [{token, looked}]
 
 function looked(d, labels) {
   // Where the last token attends (layers and heads averaged), the first token (a sink) left out.
@@ -21,6 +23,10 @@ export async function render(root, state) {
       ...decoders.map((m) => el("button", { onclick: () => state.setModel(m.name), text: `Switch to ${m.name}` }))));
     return;
   }
+  if (history.text !== state.text || history.model !== state.model) {
+    Object.assign(history, { text: state.text, model: state.model, tokens: [] });
+  }
+  const generated = history.tokens;
   const body = {
     model: state.model, text: state.text, k: 12, temperature: opts.temperature,
     top_k: opts.top_k === "" ? null : +opts.top_k, top_p: opts.top_p >= 1 ? null : opts.top_p,
@@ -29,10 +35,11 @@ export async function render(root, state) {
   const labels = tokenLabels(d, state.text);
   const rerender = () => { state.drawn.delete("next"); state.refresh(); };
 
-  const temp = el("input", { type: "range", id: "next-temperature", min: "0.1", max: "3", step: "0.05", value: opts.temperature,
+  const tLabel = (t) => (t === 0 ? "0 (greedy)" : t.toFixed(2));
+  const temp = el("input", { type: "range", id: "next-temperature", min: "0", max: "3", step: "0.05", value: opts.temperature,
     onchange: (e) => { opts.temperature = +e.target.value; rerender(); },
-    oninput: (e) => { tShown.textContent = (+e.target.value).toFixed(2); } });
-  const tShown = el("output", { text: opts.temperature.toFixed(2) });
+    oninput: (e) => { tShown.textContent = tLabel(+e.target.value); } });
+  const tShown = el("output", { id: "next-temperature-value", text: tLabel(opts.temperature) });
   const topk = el("input", { type: "number", id: "top-k", min: "1", placeholder: "off", value: opts.top_k, style: "width:6em",
     onchange: (e) => { opts.top_k = e.target.value; rerender(); } });
   const topp = el("input", { type: "range", id: "top-p", min: "0.05", max: "1", step: "0.05", value: opts.top_p,
@@ -45,7 +52,8 @@ export async function render(root, state) {
     class: "cand", "data-id": c.id, title: "click to append",
     onclick: () => {
       generated.push({ token: c.text, looked: null });
-      state.setText(state.text + c.text);
+      history.text = state.text + c.text;
+      state.setText(history.text);
     },
   }, el("span", { class: "tok", text: visible(c.text) }),
      el("div", {}, el("div", { class: "bar", style: `width:${(100 * c.p / top).toFixed(1)}%` })),
@@ -63,7 +71,7 @@ export async function render(root, state) {
   root.replaceChildren(
     el("div", { class: "card" },
       el("h2", { text: "What comes next?" }),
-      el("p", { class: "note", text: `The model's probabilities for the token after the text${d.kept < d.vocab ? ` (${d.kept} tokens kept by top-k / top-p)` : ""}. Temperature divides the scores before the softmax: low T sharpens, high T flattens. Click a token to append it.` }),
+      el("p", { class: "note", id: "next-note", text: `The model's probabilities for the token after the text${d.filtered ? `: ${d.kept} of ${d.vocab.toLocaleString("en")} tokens kept by top-k / top-p, the rest set to 0 and the kept ones renormalised` : ""}. Temperature divides the scores before the softmax: low T sharpens, high T flattens, T = 0 keeps only the most likely token (greedy). Click a token to append it.` }),
       el("div", { class: "controls" },
         el("label", {}, "temperature ", temp, " ", tShown),
         el("label", {}, "top-k ", topk),
