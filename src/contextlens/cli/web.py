@@ -28,7 +28,7 @@ def serve(
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not 0 < port < 65536:
         raise ContextlensError(f"port {port} is out of range; choose 1..65535")
-    web = create_app(names, index=index)
+    web = create_app(names, index=index, host=host)
     what = ", ".join(web.state.registry.names) + (f" and index {index}" if index else "")
     console.print(f"contextlens: serving {what} on http://{host}:{port}/")
     uvicorn.run(web, host=host, port=port, log_level="warning")
