@@ -82,6 +82,7 @@ class _Made:
 
     @classmethod
     def before_mkdir(cls, path: Path) -> "_Made":
+        """Note what is there before `path.mkdir(parents=True)`."""
         folders = []
         while not path.exists():
             folders.append(path)
@@ -89,6 +90,7 @@ class _Made:
         return cls(tuple(folders), frozenset(os.listdir(path)) if not folders else frozenset())
 
     def undo(self, path: Path) -> None:
+        """Delete the index files that were not there before, then the made folders if empty."""
         for f in path.iterdir() if path.is_dir() else ():
             if f.name not in self.before and is_index_file(f.name):
                 f.unlink(missing_ok=True)
@@ -154,13 +156,10 @@ class Index:
             raise ContextlensError(f"{path} is a file; give --index a folder (new or an index)")
         limit = model.pooling.max_length or model.max_length
         given = {"chunk_tokens": chunk_tokens, "overlap": overlap}
-        wanted = {
-            "chunk_tokens": min(DEFAULT_CHUNK_TOKENS, limit)
-            if chunk_tokens is None
-            else chunk_tokens,
-            "overlap": DEFAULT_OVERLAP if overlap is None else overlap,
-        }
-        check_chunking(sum(model.tokenize("x").special), *wanted.values(), limit)
+        defaults = {"chunk_tokens": min(DEFAULT_CHUNK_TOKENS, limit), "overlap": DEFAULT_OVERLAP}
+        wanted = {k: defaults[k] if v is None else v for k, v in given.items()}
+        n_special = sum(model.tokenize("x").special)
+        check_chunking(n_special, wanted["chunk_tokens"], wanted["overlap"], limit)
         made = None if (path / "index.db").exists() else _Made.before_mkdir(path)
         path.mkdir(parents=True, exist_ok=True)
         try:

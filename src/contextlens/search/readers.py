@@ -178,10 +178,9 @@ def read_file(path: Path, text_field: str = "text", id_field: str | None = None)
     """The documents in one file and what was skipped: (list[Document], list[Skipped])."""
     path = path.resolve()
     why = utf8_problem(str(path))
-    if why is None:
-        docs, skipped = _parse(path, text_field, id_field)
-        return _valid_unicode(docs, skipped)
-    return [], [Skipped(shown(path), f"its path is {why}")]
+    if why:
+        return [], [Skipped(shown(path), f"its path is {why}")]
+    return _valid_unicode(*_parse(path, text_field, id_field))
 
 
 def _valid_unicode(docs: list[Document], skipped: list[Skipped]):
