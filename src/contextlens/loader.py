@@ -4,10 +4,36 @@ from pathlib import Path
 
 from .errors import ContextlensError
 from .io.catalog import resolve
-from .io.hf import read_hf_dir, read_json
+from .io.hf import read_config, read_hf_dir, read_json
 from .io.tokenizer import Tokenizer
 from .lm import LanguageModel, Pooling
 from .models import build
+from .models.transformer import is_int
+
+
+def _is_module(entry) -> bool:
+    return isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("type", "path"))
+
+
+def _modules(path: Path) -> list[dict]:
+    """sentence-transformers' modules.json: a list of {"type": …, "path": …} objects."""
+    modules = read_json(path)
+    if not isinstance(modules, list) or not all(_is_module(m) for m in modules):
+        raise ContextlensError(
+            f'{path} is not a list of modules ([{{"type": …, "path": …}}, …]); restore the file'
+        )
+    return modules
+
+
+def _max_length(path: Path) -> int | None:
+    """sentence_bert_config.json's max_seq_length, if the file is there and sets it."""
+    value = read_config(path).get("max_seq_length") if path.exists() else None
+    if value is not None and not (is_int(value) and value > 0):
+        raise ContextlensError(
+            f"{path}: 'max_seq_length' is {value!r}; expected a positive integer (the most "
+            "tokens the embedding model reads)"
+        )
+    return value
 
 
 def _pooling(directory: Path, max_positions: int) -> Pooling:
@@ -15,12 +41,11 @@ def _pooling(directory: Path, max_positions: int) -> Pooling:
     modules_file = directory / "modules.json"
     if not modules_file.exists():
         return Pooling()  # mean over tokens, up to the model's positions
-    modules = read_json(modules_file)
     mode, normalize = "mean", False
-    for m in modules:
-        kind = m.get("type", "").rsplit(".", 1)[-1]
+    for m in _modules(modules_file):
+        kind = m["type"].rsplit(".", 1)[-1]
         if kind == "Pooling":
-            cfg = read_json(directory / m["path"] / "config.json")
+            cfg = read_config(directory / m["path"] / "config.json")
             for key, name in (
                 ("cls_token", "cls"),
                 ("max_tokens", "max"),
@@ -31,8 +56,7 @@ def _pooling(directory: Path, max_positions: int) -> Pooling:
                     mode = name
         elif kind == "Normalize":
             normalize = True
-    st = directory / "sentence_bert_config.json"
-    max_length = read_json(st).get("max_seq_length") if st.exists() else None
+    max_length = _max_length(directory / "sentence_bert_config.json")
     return Pooling(mode, normalize, min(max_length or max_positions, max_positions))
 
 

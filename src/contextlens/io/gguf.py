@@ -310,8 +310,8 @@ def _check_special_ids(meta: dict, n_tokens: int, source: Path | str) -> None:
     """The ids the tokenizer and generation use (BOS, EOS, end of turn or message) name tokens of
     the vocabulary."""
     for key in (f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "eot", "eom")):
-        i = meta.get(key, 0)
-        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n_tokens:
+        i = meta.get(key)
+        if i is not None and not (type(i) is int and 0 <= i < n_tokens):
             raise ContextlensError(
                 f"{source}: metadata {key!r} is {i!r}, not a token of the {n_tokens} in the "
                 "vocabulary; the file is corrupt"
@@ -322,11 +322,11 @@ def _merges(meta: dict, source: Path | str) -> list[tuple[str, str]]:
     """BPE's merges, "a b" -> ("a", "b"), if the file has any."""
     if "tokenizer.ggml.merges" not in meta:
         return []
-    merges = [tuple(m.split(" ")) for m in _strings(meta, "tokenizer.ggml.merges", source)]
-    bad = next((" ".join(m) for m in merges if len(m) != 2), None)
+    merges = [tuple(m.split(" ", 1)) for m in _strings(meta, "tokenizer.ggml.merges", source)]
+    bad = next((m[0] for m in merges if len(m) != 2), None)
     if bad is not None:
         raise ContextlensError(
-            f"{source}: the BPE merge {bad!r} is not two tokens apart by one space; the file is "
+            f"{source}: the BPE merge {bad!r} is not two tokens apart by a space; the file is "
             "corrupt"
         )
     return merges
