@@ -1,6 +1,5 @@
 """Word-vector files: each format round-trips and reads like gensim; bad files fail in one line."""
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ def error(fn, *args, **kwargs) -> str:
 
 def test_unknown_words_and_empty_queries(small):
     assert "'xyzzy' is not in the vocabulary of small" in error(small.most_similar, "xyzzy")
-    assert "try 'the'" in error(small.__getitem__, "The")
+    assert torch.equal(small["The"], small["the"])  # an all-lower-case vocabulary folds case
     assert "'qqq'" in error(small.analogy, "the", "qqq", "of")
     assert "'nope'" in error(small.similarity, "the", "nope")
     assert "'nope'" in error(small.doesnt_match, ["the", "of", "nope"])
@@ -104,8 +103,8 @@ def test_wrong_number_of_values(tmp_path):
     assert "line 3 has 3 values, expected 2" in error(load_vectors, path)
     path.write_text("a 1 x\n")
     assert "'x' where a number should be" in error(load_vectors, path)
-    path.write_text("5 2\na 1 2\nb 3 4\n")
-    assert "the header says 5 words but the file has 2 rows" in error(load_vectors, path)
+    path.write_text("3 2\na 1 2\nb 3 4\n")
+    assert "the header says 3 words but the file has 2 rows" in error(load_vectors, path)
     path.write_text("2 3\na 1 2\n")
     assert "header says 3 dimensions" in error(load_vectors, path)
 
@@ -116,9 +115,10 @@ def test_binary_file_cut_short(small, tmp_path):
     data = path.read_bytes()
     cut = tmp_path / "cut.bin"
     cut.write_bytes(data[: len(data) // 2])
-    assert re.search(r"ends inside word 15\d\d of 3000; it is truncated", error(load_vectors, cut))
-    cut.write_bytes(b"3000 50\n")
-    assert "ends inside word 1 of 3000" in error(load_vectors, cut)
+    assert "the file is truncated" in error(load_vectors, cut)  # found from its size alone
+    assert "has room for 1,545 at most" in error(load_vectors, cut)
+    cut.write_bytes(data[:-100])
+    assert "ends inside word 3000 of 3000; it is truncated" in error(load_vectors, cut)
     cut.write_bytes(data + b"extra 1234")
     assert "follow the 3000 words" in error(load_vectors, cut)
     assert "fastText model" in error(load_vectors, GENSIM_DATA / "crime-and-punishment.bin")

@@ -10,9 +10,12 @@ loop over the vocabulary:
     wv.similarity("king", "queen"), wv.doesnt_match(["breakfast", "lunch", "dinner", "car"])
 
 Scores follow gensim's `KeyedVectors` exactly (same formulas, same exclusion of the query words,
-same `restrict_vocab`), which the tests check on the same vectors.
+same `restrict_vocab`), which the tests check on the same vectors. Unlike gensim, a word missing
+from an all-lower-case vocabulary (GloVe 6B) is looked up lower-cased ("Paris" → "paris";
+`wv.lookup` tells which word was used), and an unknown word's error suggests close words.
 """
 
+import string
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,10 +24,11 @@ import torch
 
 from . import metrics
 from .errors import ContextlensError
-from .io.wordvectors import read_vectors, write_vectors
+from .io.wordvectors import non_finite_rows, read_vectors, write_vectors
 
 Query = str | torch.Tensor | np.ndarray | Sequence[float]
 COSMUL_EPS = 1e-6  # Levy & Goldberg's ε, as gensim adds it
+SUGGESTIONS = 3  # close words named when a word is unknown
 
 
 def _as_list(items) -> list:
@@ -39,17 +43,39 @@ def _as_list(items) -> list:
 
 
 class WordVectors:
-    """Words and their vectors `[n, d]`, with a lazily computed unit-length copy."""
+    """Words and their vectors `[n, d]`, with a lazily computed unit-length copy.
 
-    def __init__(self, words: list[str], vectors: torch.Tensor | np.ndarray, name: str = "vectors"):
+    `notes` says what loading left out or merged (skipped rows, repeated words). A repeated
+    word keeps its first row, as gensim does. A row with NaN or infinity is refused.
+    """
+
+    def __init__(
+        self,
+        words: list[str],
+        vectors: torch.Tensor | np.ndarray,
+        name: str = "vectors",
+        notes: Sequence[str] = (),
+    ):
         vectors = torch.as_tensor(vectors, dtype=torch.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(words):
             raise ContextlensError(
                 f"{len(words)} words need a [{len(words)}, d] matrix, got {list(vectors.shape)}"
             )
+        bad = non_finite_rows(vectors.detach().cpu().numpy())
+        if len(bad):
+            raise ContextlensError(
+                f"row {bad[0] + 1} (word {words[bad[0]]!r}) of {name} holds NaN or infinity, "
+                "which would rank it first for every query; drop or fix that row"
+            )
+        self.notes = list(notes)
         index = dict(zip(words, range(len(words)), strict=True))
-        if len(index) != len(words):  # duplicates: keep each word's first row, as gensim does
+        if len(index) != len(words):
             keep = sorted({w: i for i, w in reversed(list(enumerate(words)))}.values())
+            repeated = next(w for i, w in enumerate(words) if index[w] != i)
+            self.notes.append(
+                f"left out {len(words) - len(keep):,} later rows of repeated words (the first: "
+                f"{repeated!r}); each word keeps its first row, as gensim does"
+            )
             words, vectors = [words[i] for i in keep], vectors[keep]
             index = dict(zip(words, range(len(words)), strict=True))
         self.name = name
@@ -58,6 +84,7 @@ class WordVectors:
         self.vectors = vectors
         self._norms: torch.Tensor | None = None
         self._unit: torch.Tensor | None = None
+        self._lowercase: bool | None = None
 
     # -- the table -------------------------------------------------------------------------
 
@@ -88,17 +115,48 @@ class WordVectors:
             self._unit = self.vectors / self.norms.clamp_min(1e-12).unsqueeze(1)
         return self._unit
 
+    @property
+    def lowercase(self) -> bool:
+        """Whether no word of the vocabulary has an upper-case letter (GloVe 6B), found once."""
+        if self._lowercase is None:
+            text = "\n".join(self.words)
+            self._lowercase = text == text.lower()
+        return self._lowercase
+
+    def lookup(self, word: str) -> str:
+        """The vocabulary word that stands for `word`: itself, or its lower-case form when it is
+        missing and the vocabulary is all lower-case; else a ContextlensError naming it."""
+        if not isinstance(word, str):
+            raise ContextlensError(f"expected a word (a string), got {type(word).__name__}")
+        if word in self.index:
+            return word
+        if word.lower() in self.index and self.lowercase:
+            return word.lower()
+        hint = f"; try {word.lower()!r}" if word.lower() in self.index else self._suggest(word)
+        raise ContextlensError(
+            f"{word!r} is not in the vocabulary of {self.name} ({len(self):,} words){hint}"
+        )
+
+    def _suggest(self, word: str) -> str:
+        """A "did you mean" hint naming the commonest words one edit (a letter deleted, swapped,
+        changed or added) away from `word`; empty when there are none or the word is long."""
+        if len(word) > 40:
+            return ""
+        w = word.lower() if self.lowercase else word
+        letters = set(string.ascii_lowercase) | set(w)
+        splits = [(w[:i], w[i:]) for i in range(len(w) + 1)]
+        edits = {a + b[1:] for a, b in splits if b}
+        edits |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+        edits |= {a + c + b[1:] for a, b in splits if b for c in letters}
+        edits |= {a + c + b for a, b in splits for c in letters}
+        found = sorted(self.index[e] for e in edits if e in self.index)
+        if not found:
+            return ""
+        return "; did you mean " + ", ".join(repr(self.words[i]) for i in found[:SUGGESTIONS]) + "?"
+
     def row(self, word: str) -> int:
-        """The row of `word`, or a ContextlensError that names it."""
-        i = self.index.get(word)
-        if i is None:
-            if not isinstance(word, str):
-                raise ContextlensError(f"expected a word (a string), got {type(word).__name__}")
-            hint = f"; try {word.lower()!r}" if word.lower() in self.index else ""
-            raise ContextlensError(
-                f"{word!r} is not in the vocabulary of {self.name} ({len(self):,} words){hint}"
-            )
-        return i
+        """The row of `word` (see `lookup`), or a ContextlensError that names it."""
+        return self.index[self.lookup(word)]
 
     def rows(self, words: Sequence[str]) -> torch.Tensor:
         """Rows of several words: `[k]` int64."""
@@ -130,6 +188,10 @@ class WordVectors:
                     raise ContextlensError(
                         f"a query vector must have {self.dim} numbers, got shape {list(v.shape)}"
                     )
+                if not torch.isfinite(v).all():
+                    raise ContextlensError(
+                        "a query vector holds NaN or infinity; give finite numbers"
+                    )
                 out.append(metrics.normalize(v))
         return torch.stack(out)
 
@@ -142,7 +204,7 @@ class WordVectors:
         """The k best rows of `scores` `[r]`, leaving out the rows of the words in `exclude`."""
         if k < 1:
             raise ContextlensError(f"k must be ≥ 1 (got {k})")
-        rows = [self.index[w] for w in exclude if isinstance(w, str)]
+        rows = [self.row(w) for w in exclude if isinstance(w, str)]
         rows = [r for r in rows if r < len(scores)]
         if rows:
             scores = scores.index_fill(0, torch.tensor(rows), -torch.inf)
@@ -285,8 +347,9 @@ class WordVectors:
     ) -> dict[str, float]:
         """Pearson and Spearman of cosine vs human scores (WordSim-353, SimLex-999, MEN, …).
 
-        Returns `{"pearson", "spearman", "oov_ratio", "pairs", "oov"}`; pairs with an unknown
-        word are skipped and counted in `oov_ratio` (a fraction of all pairs).
+        Returns `{"pearson", "spearman", "oov_fraction", "pairs", "oov"}`; pairs with an unknown
+        word are skipped and counted in `oov_fraction`, a fraction of all pairs from 0 to 1
+        (gensim returns the same as a percentage).
         """
         from .analysis.wordvectors import evaluate_word_pairs
 
@@ -299,7 +362,15 @@ class WordVectors:
         return write_vectors(Path(path), self.words, self.vectors.numpy(), format)
 
 
-def load_vectors(path: Path, name: str | None = None) -> WordVectors:
-    """A `WordVectors` from a package directory or a GloVe / word2vec / fastText file."""
-    words, matrix = read_vectors(Path(path))
-    return WordVectors(words, torch.from_numpy(matrix), name or Path(path).name)
+def load_vectors(
+    path: Path, name: str | None = None, *, skip_bad_rows: bool = False
+) -> WordVectors:
+    """A `WordVectors` from a package directory or a GloVe / word2vec / fastText file.
+
+    A row with NaN or infinity is an error naming its line; `skip_bad_rows=True` leaves such
+    rows out instead, and `notes` says how many.
+    """
+    file = read_vectors(Path(path), skip_bad_rows)
+    return WordVectors(
+        file.words, torch.from_numpy(file.matrix), name or Path(path).name, file.notes
+    )

@@ -8,8 +8,9 @@
 Both follow gensim's `evaluate_word_analogies` / `evaluate_word_pairs` protocol so the numbers
 are comparable with published ones: words are matched upper-cased (the first, most frequent,
 case variant wins), only the first `restrict_vocab` words are used, and questions or pairs with
-an unknown word are skipped and counted as out-of-vocabulary. The analogy questions are scored
-in batches: one `[vocabulary, questions]` matrix product, then a blocked top-5 (`best_rows`).
+an unknown word are skipped and counted as out-of-vocabulary (`oov`, and `oov_fraction` from 0
+to 1, where gensim reports a percentage). The analogy questions are scored in batches: one
+`[vocabulary, questions]` matrix product, then a blocked top-5 (`best_rows`).
 """
 
 from dataclasses import dataclass, field
@@ -71,7 +72,8 @@ class AnalogyResult:
         return self.n_correct / self.evaluated if self.evaluated else 0.0
 
     @property
-    def oov_ratio(self) -> float:
+    def oov_fraction(self) -> float:
+        """Questions skipped, as a fraction of all questions (0 to 1, not a percentage)."""
         total = self.evaluated + self.oov
         return self.oov / total if total else 0.0
 
@@ -84,7 +86,7 @@ class AnalogyResult:
             "correct": self.n_correct,
             "evaluated": self.evaluated,
             "oov": self.oov,
-            "oov_ratio": self.oov_ratio,
+            "oov_fraction": self.oov_fraction,
             "sections": [
                 {
                     "section": s.name,
@@ -246,7 +248,9 @@ def evaluate_word_pairs(
     restrict_vocab: int = 300_000,
     case_insensitive: bool = True,
 ) -> dict[str, float]:
-    """Pearson and Spearman of cosine(word1, word2) vs the human score, and the OOV ratio."""
+    """Pearson and Spearman of cosine(word1, word2) vs the human score, and the pairs skipped
+    for an unknown word as `oov` (a count) and `oov_fraction` (0 to 1; gensim reports the
+    same as a percentage)."""
     pairs = read_word_pairs(Path(path), case_insensitive)
     vocab = _vocabulary(wv, restrict_vocab, case_insensitive)
     known = [(vocab[a], vocab[b], s) for a, b, s in pairs if a in vocab and b in vocab]
@@ -260,7 +264,7 @@ def evaluate_word_pairs(
     return {
         "pearson": float(pearsonr(gold, cosines).statistic),
         "spearman": float(spearmanr(gold, cosines).statistic),
-        "oov_ratio": (len(pairs) - len(known)) / len(pairs),
+        "oov_fraction": (len(pairs) - len(known)) / len(pairs),
         "pairs": len(known),
         "oov": len(pairs) - len(known),
     }

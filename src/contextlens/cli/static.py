@@ -1,12 +1,17 @@
 """Commands for static word vectors: neighbors, analogy, vectors, evaluate analogies|wordsim|…"""
 
+import sys
+from functools import cache
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..analysis.wordvectors import DATASETS, METHODS, evaluate_analogies, evaluate_word_pairs
 from ..errors import ContextlensError
-from ..static import WordVectors
+from ..io.catalog import resolve
+from ..io.wordvectors import SUFFIX_FORMAT
+from ..static import WordVectors, load_vectors
 from .app import JSON_OPTION, app, console, emit_json, evaluate_app, get_model, table
 from .tour import explain, section
 
@@ -17,17 +22,48 @@ TOP = typer.Option(10, "--top", "-k", help="how many words to list")
 RESTRICT = typer.Option(
     300_000, "--restrict-vocab", help="use only the first N (most frequent) words"
 )
+SKIP_BAD_ROWS = typer.Option(
+    False, "--skip-bad-rows", help="leave out rows holding NaN or infinity (a note counts them)"
+)
 
 
-def word_vectors(name: str) -> WordVectors:
-    """The static model `name`, or a clear error for a contextual one."""
-    m = get_model(name)
+def note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def word_vectors(name: str, skip_bad_rows: bool = False) -> WordVectors:
+    """The static model `name` (its load notes printed), or a clear error for a contextual one."""
+    m = _skipping_bad_rows(name) if skip_bad_rows else get_model(name)
     if not isinstance(m, WordVectors):
-        raise ContextlensError(
-            f"{name} is a contextual model; this command needs static word vectors "
-            "(-m glove-50 or a .txt/.vec/.bin file)"
-        )
+        raise _contextual(name)
+    for message in m.notes:
+        note(message)
     return m
+
+
+def _contextual(name: str) -> ContextlensError:
+    return ContextlensError(
+        f"{name} is a contextual model; this command needs static word vectors "
+        "(-m glove-50 or a .txt/.vec/.bin file)"
+    )
+
+
+@cache
+def _skipping_bad_rows(name: str) -> WordVectors:
+    """The word vectors `name`, without their rows that hold NaN or infinity."""
+    path, entry = resolve(name)
+    if (entry.kind != "static") if entry else (path.suffix not in SUFFIX_FORMAT):
+        raise _contextual(name)
+    return load_vectors(path, entry.name if entry else name, skip_bad_rows=True)
+
+
+def in_vocabulary(wv: WordVectors, words: list[str]) -> list[str]:
+    """The vocabulary words that stand for `words`; a note for each one lower-cased."""
+    used = [wv.lookup(w) for w in words]
+    for word, u in zip(words, used, strict=True):
+        if u != word:
+            note(f"{word!r} is not in {wv.name}, whose words are all lower-case; using {u!r}")
+    return used
 
 
 def _ranked(pairs: list[tuple[str, float]]) -> list[dict]:
@@ -35,7 +71,8 @@ def _ranked(pairs: list[tuple[str, float]]) -> list[dict]:
 
 
 def _show_ranked(title: str, pairs: list[tuple[str, float]], score: str) -> None:
-    table(title, ["#", "word", score], [(i, w, f"{s:.4f}") for i, (w, s) in enumerate(pairs, 1)])
+    rows = [(i, escape(w), f"{s:.4f}") for i, (w, s) in enumerate(pairs, 1)]
+    table(escape(title), ["#", "word", score], rows)
 
 
 @app.command()
@@ -43,10 +80,12 @@ def neighbors(
     word: str = typer.Argument(..., help="a word of the vocabulary"),
     model: str = STATIC_MODEL,
     k: int = TOP,
+    skip_bad_rows: bool = SKIP_BAD_ROWS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The K words whose vectors are closest to WORD's (cosine similarity)."""
-    wv = word_vectors(model)
+    wv = word_vectors(model, skip_bad_rows)
+    [word] = in_vocabulary(wv, [word])
     pairs = wv.most_similar(word, k=k)
     if as_json:
         return emit_json({"model": wv.name, "word": word, "neighbors": _ranked(pairs)})
@@ -61,17 +100,28 @@ def analogy(
     model: str = STATIC_MODEL,
     k: int = typer.Option(5, "--top", "-k", help="the answer and this many − 1 runners-up"),
     method: str = typer.Option("3cosadd", "--method", help="3cosadd (B − A + C) or 3cosmul"),
+    skip_bad_rows: bool = SKIP_BAD_ROWS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """A is to B as C is to ?: the words nearest B − A + C, leaving out A, B and C."""
-    wv = word_vectors(model)
+    wv = word_vectors(model, skip_bad_rows)
+    a, b, c = in_vocabulary(wv, [a, b, c])
     pairs = wv.analogy(a, b, c, k=k, method=method)
+    if not pairs:
+        raise ContextlensError(
+            f"{wv.name} has no word besides {a!r}, {b!r} and {c!r} to answer with; "
+            "give a larger vocabulary with -m"
+        )
     if as_json:
         return emit_json(
             {"model": wv.name, "a": a, "b": b, "c": c, "method": method, "answers": _ranked(pairs)}
         )
     word, score = pairs[0]
-    console.print(f"{a} : {b} :: {c} : [bold]{word}[/bold]   ({method} {score:.4f}, {wv.name})")
+    console.print(
+        escape(f"{a} : {b} :: {c} : ")
+        + f"[bold]{escape(word)}[/bold]   "
+        + escape(f"({method} {score:.4f}, {wv.name})")
+    )
     if len(pairs) > 1:
         _show_ranked("runners-up", pairs[1:], method)
 
@@ -80,17 +130,20 @@ def analogy(
 def vectors(
     words: list[str] = typer.Argument(..., help="one or more words"),
     model: str = STATIC_MODEL,
+    skip_bad_rows: bool = SKIP_BAD_ROWS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The raw numbers of each word's vector."""
-    wv = word_vectors(model)
+    wv = word_vectors(model, skip_bad_rows)
+    words = in_vocabulary(wv, words)
     rows = wv[words].tolist()
     if as_json:
         return emit_json(
             {"model": wv.name, "dim": wv.dim, "vectors": dict(zip(words, rows, strict=True))}
         )
     for word, row in zip(words, rows, strict=True):
-        console.print(f"[bold]{word}[/bold] [{wv.dim}]", " ".join(f"{x:.5g}" for x in row))
+        numbers = " ".join(f"{x:.5g}" for x in row)
+        console.print(f"[bold]{escape(word)}[/bold] {escape(f'[{wv.dim}]')}", numbers)
 
 
 @evaluate_app.command("analogies")
@@ -98,10 +151,11 @@ def evaluate_analogies_command(
     file: Path = typer.Argument(DATASETS["analogies"], help="analogy file (questions-words.txt)"),
     model: str = STATIC_MODEL,
     restrict_vocab: int = RESTRICT,
+    skip_bad_rows: bool = SKIP_BAD_ROWS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Google analogies: accuracy per section with 3CosAdd and 3CosMul side by side."""
-    wv = word_vectors(model)
+    wv = word_vectors(model, skip_bad_rows)
     results = {m: evaluate_analogies(wv, file, m, restrict_vocab) for m in METHODS}
     if as_json:
         return emit_json({"model": wv.name} | {m: r.to_dict() for m, r in results.items()})
@@ -120,15 +174,14 @@ def evaluate_analogies_command(
     console.print(f"[dim]{add.oov} questions skipped (a word outside the vocabulary)[/dim]")
 
 
-def _word_pairs(kind: str, file: Path, model: str, restrict_vocab: int, as_json: bool) -> None:
-    wv = word_vectors(model)
+def _word_pairs(kind: str, file: Path, wv: WordVectors, restrict_vocab: int, as_json: bool) -> None:
     r = {"model": wv.name, "file": str(file)} | evaluate_word_pairs(wv, file, restrict_vocab)
     if as_json:
         return emit_json(r)
     console.print(
         f"{kind} ({Path(file).name}, {wv.name}): Spearman [bold]{r['spearman']:.4f}[/bold]   "
         f"Pearson {r['pearson']:.4f}   {r['pairs']} pairs, {r['oov']} skipped "
-        f"({r['oov_ratio']:.1%} out of vocabulary)"
+        f"({r['oov_fraction']:.1%} out of vocabulary)"
     )
 
 
@@ -139,11 +192,14 @@ def _pairs_command(kind: str, title: str) -> None:
         file: Path = typer.Argument(DATASETS[kind], help=f"{title} file (word1 word2 score)"),
         model: str = STATIC_MODEL,
         restrict_vocab: int = RESTRICT,
+        skip_bad_rows: bool = SKIP_BAD_ROWS,
         as_json: bool = JSON_OPTION,
     ) -> None:
-        _word_pairs(title, file, model, restrict_vocab, as_json)
+        _word_pairs(title, file, word_vectors(model, skip_bad_rows), restrict_vocab, as_json)
 
-    command.__doc__ = f"{title}: Spearman/Pearson of cosine vs human scores, and OOV ratio."
+    command.__doc__ = (
+        f"{title}: Spearman/Pearson of cosine vs human scores, and the share of pairs skipped."
+    )
     evaluate_app.command(kind)(command)
 
 
