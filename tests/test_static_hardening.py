@@ -89,8 +89,8 @@ def test_skip_bad_rows_leaves_them_out_and_says_how_many(small, tmp_path):
     wv = load_vectors(path, skip_bad_rows=True)
     assert "man" not in wv and "woman" not in wv and len(wv) == len(small) - 2
     assert wv.notes == [
-        f"v.txt: skipped 2 rows holding NaN or infinity (the first: line "
-        f"{small.row('man') + 1} (word 'man'))"
+        f"v.txt: skipped 2 rows holding NaN or infinity, the first at line "
+        f"{small.row('man') + 1} (word 'man')"
     ]
     theirs = [w for w, _ in small.most_similar("king", k=8) if w not in ("man", "woman")]
     assert [w for w, _ in wv.most_similar("king", k=5)] == theirs[:5]
@@ -111,8 +111,8 @@ def test_cli_nan_rows(small, tmp_path, run_cli):
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "(word 'man') holds NaN or infinity" in err and "--skip-bad-rows" in err
     code, out, err = run_cli("neighbors", "king", "-m", path, "--skip-bad-rows", "--json")
-    assert code == 0 and err == "note: v.txt: skipped 1 rows holding NaN or infinity " + (
-        f"(the first: line {small.row('man') + 1} (word 'man'))\n"
+    assert code == 0 and err == "note: v.txt: skipped 1 row holding NaN or infinity, " + (
+        f"the first at line {small.row('man') + 1} (word 'man')\n"
     )
     assert "man" not in [n["word"] for n in json.loads(out)["neighbors"]]
     code, out, _ = run_cli("vectors", "king", "-m", path, "--skip-bad-rows", "--json")
@@ -120,7 +120,7 @@ def test_cli_nan_rows(small, tmp_path, run_cli):
     code, _, err = run_cli("analogy", "man", "king", "woman", "-m", path, "--skip-bad-rows")
     assert code == 2 and "'man' is not in the vocabulary of" in err
     code, _, err = run_cli("evaluate", "simlex", "-m", path, "--skip-bad-rows")
-    assert code == 0 and "skipped 1 rows" in err
+    assert code == 0 and "skipped 1 row holding" in err
     code, _, err = run_cli("neighbors", "king", "-m", "minilm", "--skip-bad-rows")
     assert code == 2 and "contextual model" in err
 
@@ -245,6 +245,7 @@ def test_repeated_words_keep_the_first_row_with_a_note(tmp_path, run_cli):
     ]
     code, _, err = run_cli("vectors", "a", "-m", path)
     assert code == 0 and err.startswith("note: left out 3 later rows")
+    assert WordVectors(["x", "x"], torch.eye(2)).notes[0].startswith("left out 1 later row of")
 
 
 # -- the OOV share is a fraction -------------------------------------------------------------

@@ -72,9 +72,10 @@ class WordVectors:
         if len(index) != len(words):
             keep = sorted({w: i for i, w in reversed(list(enumerate(words)))}.values())
             repeated = next(w for i, w in enumerate(words) if index[w] != i)
+            n = len(words) - len(keep)
             self.notes.append(
-                f"left out {len(words) - len(keep):,} later rows of repeated words (the first: "
-                f"{repeated!r}); each word keeps its first row, as gensim does"
+                f"left out {'1 later row' if n == 1 else f'{n:,} later rows'} of repeated words "
+                f"(the first: {repeated!r}); each word keeps its first row, as gensim does"
             )
             words, vectors = [words[i] for i in keep], vectors[keep]
             index = dict(zip(words, range(len(words)), strict=True))

@@ -103,7 +103,8 @@ def _leave_out(
     keep = np.ones(len(words), dtype=bool)
     keep[bad] = False
     kept = [w for w, k in zip(words, keep.tolist(), strict=True) if k]
-    note = f"{path.name}: skipped {len(bad):,} rows holding NaN or infinity (the first: {first})"
+    rows = "1 row" if len(bad) == 1 else f"{len(bad):,} rows"
+    note = f"{path.name}: skipped {rows} holding NaN or infinity, the first at {first}"
     return VectorFile(kept, matrix[keep], [note])
 
 
