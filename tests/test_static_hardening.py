@@ -96,6 +96,12 @@ def test_skip_bad_rows_leaves_them_out_and_says_how_many(small, tmp_path):
     assert [w for w, _ in wv.most_similar("king", k=5)] == theirs[:5]
 
 
+def test_a_file_of_only_bad_rows_is_refused_even_when_skipping(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("a nan 1\nb 1 inf\n")
+    assert "every row holds NaN or infinity" in error(load_vectors, path, skip_bad_rows=True)
+
+
 def test_tables_and_queries_built_in_python_refuse_nan(small):
     vectors = torch.ones(3, 4)
     vectors[1, 2] = math.inf

@@ -95,6 +95,8 @@ def _leave_out(
 ) -> VectorFile:
     """The table without the rows `bad` `[k]` (first found at `first`), or an error."""
     first = f"{first} (word {words[bad[0]]!r})"
+    if len(bad) == len(words):
+        raise ContextlensError(f"{path}: every row holds NaN or infinity; fix the file")
     if not skip:
         raise ContextlensError(
             f"{path}: {first} holds NaN or infinity, which would rank that word first for "
