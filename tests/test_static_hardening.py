@@ -271,6 +271,26 @@ def test_oov_is_a_fraction_everywhere(glove, tmp_path, run_cli):
     assert d["oov_fraction"] == d["oov"] / (d["oov"] + d["evaluated"])
 
 
+def test_analogy_evaluation_on_a_tiny_vocabulary_matches_gensim(tmp_path):
+    from gensim.models import KeyedVectors
+
+    words = ["a", "b", "c", "d", "e", "f"]
+    vectors = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    wv, kv = WordVectors(words, vectors), KeyedVectors(4)
+    kv.add_vectors(words, vectors.numpy())
+    path = tmp_path / "tiny.txt"
+    path.write_text(": s\na b c d\nb c d e\na c e b\nf e d c\nc a b f\n")
+    ours = wv.evaluate_analogies(path)
+    _, theirs = kv.evaluate_word_analogies(str(path))
+    s = ours.sections[0]
+    right = [q for q, ok in zip(s.questions, s.correct, strict=True) if ok]
+    assert (right, len(s.questions)) == (theirs[0]["correct"], 5)
+    three = WordVectors(words[:3], vectors[:3])
+    path.write_text(": s\na b c a\n")
+    result = three.evaluate_analogies(path)  # no word is left to answer with
+    assert (result.sections[0].answers, result.accuracy) == ([""], 0.0)
+
+
 # -- lookups: case and typos -----------------------------------------------------------------
 
 
@@ -328,6 +348,14 @@ def test_rich_markup_in_words_is_printed_as_is(tmp_path, run_cli):
     assert code == 0 and out == "[b]y [2] 1 1\n"
     code, _, err = run_cli("analogy", "plain", "[/bold]", "[red]x", "-m", path, "--skip-bad-rows")
     assert code == 0, err
+    questions = tmp_path / "[i].txt"
+    questions.write_text(": [/i]\nplain [/bold] [red]x [b]y\n")
+    code, out, err = run_cli("evaluate", "analogies", questions, "-m", path)
+    assert code == 0 and "analogies: [i].txt" in out and "│ [/i]" in out, err
+    pairs = tmp_path / "[i]-pairs.txt"
+    pairs.write_text("plain [b]y 1\n[/bold] [red]x 9\nplain [red]x 2\n")
+    code, out, err = run_cli("evaluate", "simlex", pairs, "-m", path)
+    assert code == 0 and out.startswith("SimLex-999 ([i]-pairs.txt, "), err
     three = tmp_path / "three.txt"
     three.write_text("[/bold] 1 0\n[red]x 0.9 0.1\nplain 0 1\n")
     code, _, err = run_cli("analogy", "plain", "[/bold]", "[red]x", "-m", three)

@@ -160,7 +160,8 @@ def best_rows(
 ) -> torch.Tensor:
     """The k best of the first r rows of `unit` for each question `abc` `[q, 3]`: `[q, k]`.
 
-    The rows of a, b and c are never among them. Instead of a top-k over every row of the
+    The rows of a, b and c are never among them; -1 fills the places of a vocabulary too small
+    to give k other words. Instead of a top-k over every row of the
     `[r, q]` scores, keep the maximum of each block of BLOCK words (one reduction); a
     question's k best words lie in its k + 3 best blocks (a, b, c may win 3 of them), whose
     words are scored again and ranked.
@@ -179,8 +180,8 @@ def best_rows(
     exact = _combine(queries @ candidates.transpose(1, 2), method)  # [q, C]
     asked = (columns.unsqueeze(2) == abc.unsqueeze(1)).any(2)
     exact = exact.masked_fill(asked | (columns >= r), -torch.inf)
-    best = torch.topk(exact, min(k, exact.shape[1]), dim=1).indices
-    return columns.gather(1, best)
+    best = torch.topk(exact, min(k, exact.shape[1]), dim=1)
+    return columns.gather(1, best.indices).masked_fill(best.values == -torch.inf, -1)
 
 
 def evaluate_analogies(
@@ -216,8 +217,8 @@ def evaluate_analogies(
         ]
         candidates = torch.cat(top).tolist()
         for (section, q), cands in zip(asked, candidates, strict=True):
-            words = [wv.words[i] for i in cands]
-            answer = next((w for w in words if key(w) not in q[:3]), words[-1])
+            words = [wv.words[i] for i in cands if i >= 0]
+            answer = next((w for w in words if key(w) not in q[:3]), words[-1] if words else "")
             section.questions.append(q)
             section.answers.append(answer)
             section.correct.append(key(answer) == q[3])

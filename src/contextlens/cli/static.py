@@ -28,6 +28,7 @@ SKIP_BAD_ROWS = typer.Option(
 
 
 def note(message: str) -> None:
+    """`message` as one `note: …` line on stderr (stdout stays tables or JSON)."""
     print(f"note: {message}", file=sys.stderr)
 
 
@@ -161,12 +162,12 @@ def evaluate_analogies_command(
         return emit_json({"model": wv.name} | {m: r.to_dict() for m, r in results.items()})
     add, mul = results["3cosadd"], results["3cosmul"]
     rows = [
-        (s.name, len(s.correct), f"{s.accuracy:.1%}", f"{t.accuracy:.1%}")
+        (escape(s.name), len(s.correct), f"{s.accuracy:.1%}", f"{t.accuracy:.1%}")
         for s, t in zip(add.sections, mul.sections, strict=True)
     ]
     rows.append(("all", add.evaluated, f"{add.accuracy:.1%}", f"{mul.accuracy:.1%}"))
     table(
-        f"analogies: {Path(file).name}, {wv.name}, first {restrict_vocab:,} words",
+        escape(f"analogies: {Path(file).name}, {wv.name}, first {restrict_vocab:,} words"),
         ["section", "questions", "3CosAdd", "3CosMul"],
         rows,
         {"questions": "right", "3CosAdd": "right", "3CosMul": "right"},
@@ -179,7 +180,8 @@ def _word_pairs(kind: str, file: Path, wv: WordVectors, restrict_vocab: int, as_
     if as_json:
         return emit_json(r)
     console.print(
-        f"{kind} ({Path(file).name}, {wv.name}): Spearman [bold]{r['spearman']:.4f}[/bold]   "
+        escape(f"{kind} ({Path(file).name}, {wv.name}): ")
+        + f"Spearman [bold]{r['spearman']:.4f}[/bold]   "
         f"Pearson {r['pearson']:.4f}   {r['pairs']} pairs, {r['oov']} skipped "
         f"({r['oov_fraction']:.1%} out of vocabulary)"
     )
