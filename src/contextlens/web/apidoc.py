@@ -19,7 +19,7 @@ def _type(schema: dict) -> str:
 
 def _limits(schema: dict) -> str:
     words = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
-    return " ".join(f"{sign} {schema[k]}" for k, sign in words.items() if k in schema)
+    return " ".join(f"{sign} {schema[k]:g}" for k, sign in words.items() if k in schema)
 
 
 def _fields(body: dict) -> str:

@@ -26,8 +26,11 @@ class In(BaseModel):
         return value
 
 
+MODEL = "a model this server serves (GET /api/models)"
+
+
 class TextIn(In):
-    model: str = Field(description="a model this server serves (GET /api/models)")
+    model: str = Field(description=MODEL)
     text: str = Field(description="the text to look at")
 
 
@@ -50,7 +53,7 @@ class NextIn(TextIn):
 
 
 class ShiftIn(In):
-    model: str
+    model: str = Field(description=MODEL)
     word: str = Field(description="the word to follow (a word of every sentence)")
     sentences: list[str] = Field(description="two or more; the first is the reference")
     occurrence: int | None = Field(
@@ -60,7 +63,7 @@ class ShiftIn(In):
 
 
 class CorefIn(TextIn):
-    pronoun: str | None = Field(None, description="the pronoun; null: the text's first pronoun")
+    pronoun: str | None = Field(None, description="the pronoun; null: the text's first one")
     occurrence: int | None = Field(
         None, description="which occurrence (1, 2, …) of the pronoun, when the text repeats it"
     )
@@ -75,13 +78,13 @@ class ProjectIn(TextIn):
 
 
 class TextsIn(In):
-    model: str
-    texts: list[str]
+    model: str = Field(description=MODEL)
+    texts: list[str] = Field(description="one or more (limits: GET /api/models)")
 
 
 class NeighboursIn(In):
-    model: str = "glove-50"
-    word: str
+    model: str = Field("glove-50", description="a word-vector table this server serves")
+    word: str = Field(description="a word of the table (Paris falls back to paris)")
     k: int = Field(10, ge=1, le=100)
 
 

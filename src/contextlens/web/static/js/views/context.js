@@ -62,7 +62,7 @@ function failing(out, fn) {
 
 function shiftCard(state) {
   const word = el("input", { type: "text", class: "small", id: "shift-word", value: form.word, style: "width:10em" });
-  const occurrence = el("input", { type: "number", class: "small", id: "shift-occurrence", min: 1, value: form.shiftOccurrence, placeholder: "the only one", style: "width:8em" });
+  const occurrence = el("input", { type: "number", class: "small", id: "shift-occurrence", min: 1, value: form.shiftOccurrence, placeholder: "1, 2, …", style: "width:6em" });
   const sentences = el("textarea", { id: "shift-sentences", rows: 4 }, form.sentences);
   const result = el("div", { id: "shift-result" });
   const run = failing(result, async () => {

@@ -142,7 +142,7 @@ export async function render(root, state) {
   method.value = form.method;
   root.replaceChildren(
     el("div", { class: "controls" }, el("label", {}, "2-D projection ", method),
-      el("span", { text: "PCA keeps the two directions of largest spread (distances stay comparable); UMAP and t-SNE keep each point's neighbours close (clusters show, distances between them do not mean much)." })),
+      el("span", { text: "PCA keeps the two directions of largest spread (distances stay comparable); UMAP and t-SNE keep each point's neighbours close (clusters show, distances between them do not mean much). A server's first UMAP map takes longer: umap-learn compiles its code then." })),
     table ? staticCard(table.name) : el("div", { class: "card" }, el("p", { class: "note", text: "No word-vector table is served; start the server with --models … glove-50 to explore neighbours and analogies." })),
     await contextualCard(state));
 }
