@@ -36,6 +36,37 @@ def test_words_group_tokens(minilm):
     assert sorted(i for u in units for i in u.tokens) == list(range(len(t)))  # a partition
 
 
+def test_words_of_unsegmented_text_emoji_and_combining_marks(minilm):
+    t = minilm.trace("我爱北京 and 🍕, cafe\u0301! 👩\u200d👩\u200d👧")
+    assert [u.text for u in words(t)] == [
+        "[CLS]", "我", "爱", "北", "京", "and", "🍕", ",", "cafe\u0301", "!",
+        "👩\u200d👩\u200d👧", "[SEP]",
+    ]  # fmt: skip
+    assert t.tokens[2] == "[UNK]"  # 爱 is not in minilm's vocabulary: still a word of the text
+    assert locate(t, "北京").tokens == (3, 4) and locate(t, "爱").text == "爱"
+
+
+def test_a_piece_of_a_word_made_of_whole_tokens(minilm):
+    t = minilm.trace("The riverbank was wet.")  # river ##bank
+    bank = locate(t, "bank")
+    assert (bank.text, bank.start, bank.end, bank.tokens) == ("bank", 9, 13, (3,))
+    assert locate(t, (9, 13)) == bank and locate(t, (4, 13)).text == "riverbank"
+    a = att.attends_to(t, "bank")
+    assert [w.text for w in a.words] == [
+        "[CLS]",
+        "The",
+        "river",
+        "bank",
+        "was",
+        "wet",
+        ".",
+        "[SEP]",
+    ]
+    torch.testing.assert_close(a.weights.sum(-1), torch.ones(6, 12))
+    with pytest.raises(cl.ContextlensError, match="only part of a token there.*'riverbank'"):
+        locate(t, "riverb")
+
+
 def test_locate_by_word_span_index(animal):
     it = locate(animal, "IT")  # case-insensitive
     assert (it.text, it.start, it.end) == ("it", 43, 45)

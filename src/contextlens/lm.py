@@ -101,16 +101,28 @@ class LanguageModel:
         tokens (or the "last", for a prompt to continue), special tokens kept, with a
         `Truncated` warning."""
         items, single = _as_list(texts)
+        encoded = self._encode(items, single, truncate, limit, keep, why)
+        return encoded[0] if single else encoded
+
+    def _encode(
+        self,
+        items: list[str],
+        single: bool,
+        truncate: bool = False,
+        limit: int | None = None,
+        keep: str = "first",
+        why: str = "",
+    ) -> list[Encoded]:
+        """`tokenize` for texts `_as_list` has checked; messages name "text 2" only in a list."""
         limit = limit or self.max_length
         for i, t in enumerate(items):
             if not t.strip():
                 where = "" if single else f" (item {i})"
                 raise ContextlensError(f"text is empty{where}; give at least one word")
-        encoded = [
+        return [
             self._fit(e, limit, truncate, keep, "text" if single else f"text {i + 1}", why)
             for i, e in enumerate(self.tokenizer.encode(items))
         ]
-        return encoded[0] if single else encoded
 
     def _fit(
         self, e: Encoded, limit: int, truncate: bool, keep: str, label: str, why: str
@@ -172,7 +184,7 @@ class LanguageModel:
                     f"layer {bad[0]} is out of range; {self.name} has layers 0..{n - 1} "
                     f"(hidden states 0..{n})"
                 )
-        encoded = self.tokenize(items, truncate=truncate)
+        encoded = self._encode(items, single, truncate)
         ids, mask = self._batch(encoded)
         rec = Recorder(hidden_states, attentions, qkv, frozenset(layers) if layers else None)
         self.model(ids, mask, record=rec)
@@ -215,7 +227,7 @@ class LanguageModel:
         if batch_size < 1:
             raise ContextlensError(f"batch_size must be ≥ 1 (got {batch_size})")
         items, single = _as_list(texts)
-        encoded = self.tokenize(items, truncate=truncate, limit=self.pooling.max_length)
+        encoded = self._encode(items, single, truncate, self.pooling.max_length)
         order = sorted(range(len(items)), key=lambda i: len(encoded[i].ids))
         out = torch.empty(len(items), self.config.d_model)
         for start in range(0, len(order), batch_size):
@@ -257,7 +269,7 @@ class LanguageModel:
         """
         self.require_decoder("next-token prediction")
         items, single = _as_list(texts)
-        ids, mask = self._batch(self.tokenize(items, truncate, keep="last"))
+        ids, mask = self._batch(self._encode(items, single, truncate, keep="last"))
         hidden = self.model(ids, mask)  # [b, s, d]
         last = hidden[torch.arange(len(items)), mask.sum(1) - 1]  # [b, d]
         logits = self.model.logits(last)  # [b, vocab]

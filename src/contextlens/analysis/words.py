@@ -7,8 +7,9 @@ words, several words for a phrase, else a piece of a word made of whole tokens),
 character span, or by a token index.
 
 Han characters and kana are written without spaces, so each is a word of its own (BERT's
-tokenizer splits them the same way; a token that covers several joins them again), and a
-combining mark (é written as e + ◌́, a Devanagari vowel sign) stays in the word it marks.
+tokenizer splits them the same way; a token that covers several joins them again); a
+combining mark (é written as e + ◌́, a Devanagari vowel sign) stays in the word it marks; and
+emoji are words apart from the punctuation around them.
 """
 
 import re
@@ -23,9 +24,10 @@ from ..trace import Trace
 
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
 LETTERS = rf"[^\W{CJK}]+"  # word characters other than Han and kana
+SYMBOL = "\ue000"  # stands in for an emoji (or other non-ASCII symbol) while splitting words
 # a Han or kana character, a word (with inner apostrophes: "didn't"), a possessive "'s" of its
-# own, or punctuation
-WORD = re.compile(rf"[{CJK}]|{LETTERS}(?:['’](?!s\b){LETTERS})*|['’]s\b|[^\w\s]+")
+# own, a run of emoji, or punctuation
+WORD = re.compile(rf"[{CJK}]|{LETTERS}(?:['’](?!s\b){LETTERS})*|['’]s\b|{SYMBOL}+|[^\w\s{SYMBOL}]+")
 VISIBLE = str.maketrans({"\n": "⏎", "\t": "⇥", " ": "·", "\r": "␍"})  # whitespace-only tokens
 
 
@@ -43,20 +45,29 @@ class Word:
         return self.text
 
 
-def _marks_as_letters(text: str) -> str:
-    """`text` with each combining mark that follows a letter or digit replaced by a letter (the
-    length stays), so that `WORD` keeps the mark inside its word."""
+def _for_splitting(text: str) -> str:
+    """`text` with characters replaced (the length stays) so that `WORD` splits it well: a
+    combining mark after a letter or digit becomes a letter, and a non-ASCII symbol becomes
+    SYMBOL, with the joiners, skin tones and variation selectors that follow it."""
     if text.isascii():
         return text
-    chars = list(text)
-    for i in range(1, len(chars)):
-        if chars[i - 1].isalnum() and unicodedata.category(chars[i]).startswith("M"):
-            chars[i] = "a"
-    return "".join(chars)
+    out: list[str] = []
+    for c in text:
+        kind = unicodedata.category(c)
+        after = out[-1] if out else ""
+        if kind.startswith("M") and after.isalnum():
+            out.append("a")
+        elif (kind.startswith("S") and not c.isascii()) or (
+            after == SYMBOL and (kind.startswith("M") or c == "\u200d")
+        ):
+            out.append(SYMBOL)
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def _spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in WORD.finditer(_marks_as_letters(text))]
+    return [m.span() for m in WORD.finditer(_for_splitting(text))]
 
 
 def markers(trace: Trace) -> list[bool]:

@@ -103,8 +103,7 @@ def embed(
 ) -> None:
     """Sentence embeddings of TEXTS with the model's own pooling (full vectors with --json).
 
-    A text over the model's limit is embedded from its first tokens, with a note (as
-    sentence-transformers does, which cuts silently)."""
+    A text over the model's limit is cut to its first tokens, with a note."""
     if show < 1:
         raise ContextlensError(f"--show must be ≥ 1 (got {show})")
     m = need_transformer(model, "embed")
@@ -135,7 +134,7 @@ def similarity(
 ) -> None:
     """How close A and B are: cosine of their embeddings (1 = same direction, 0 = unrelated).
 
-    A text over the model's limit is embedded from its first tokens, with a note."""
+    A text over the model's limit is cut to its first tokens, with a note."""
     m = get_model(model)
     if isinstance(m, LanguageModel):
         va, vb = m.embed([a, b], truncate=True)
@@ -167,9 +166,9 @@ def softmax(
 ) -> None:
     """Turn scores into probabilities: exp(s/T) / Σ exp(s/T).
 
-    -inf means "never" (probability 0); several inf scores share all the probability equally;
-    nan, or only -inf scores, is an error. With --json, infinite scores are the strings "inf"
-    and "-inf"."""
+    -inf means "never" (probability 0); several inf scores share the probability equally.
+
+    nan, or only -inf scores, is an error; --json writes infinite scores as "inf" and "-inf"."""
     probs = metrics.softmax(numbers, temperature=temperature).tolist()
     if as_json:
         scores = [s if math.isfinite(s) else str(s) for s in numbers]

@@ -23,8 +23,7 @@ def next_token(
 ) -> None:
     """The k most likely next tokens after TEXT, with their probabilities.
 
-    A prompt longer than the model's context keeps its last tokens (the most recent text),
-    with a note."""
+    A prompt over the model's context keeps its last tokens (the most recent text), with a note."""
     m = need_decoder(model, "next")
     top = m.next_token_probs(text, k=k, temperature=temperature, truncate=True)
     if as_json:
@@ -85,8 +84,7 @@ def generate(
 ) -> None:
     """Continue TEXT, streaming the new text as it is generated (KV cache, one token a step).
 
-    A prompt that leaves no room for -n new tokens in the model's context keeps its last tokens
-    (the most recent text), with a note."""
+    A prompt that leaves no room for -n new tokens keeps its last tokens, with a note."""
     opts = _generation_options(n, temperature, top_k, top_p, seed, stop)
     m = need_decoder(model, "generate")
     m.check_new_tokens(n)
@@ -116,8 +114,7 @@ def chat(
     """Talk to an instruction-tuned decoder with its own chat template (interactive, or one-shot
     with --message). Type an empty line or Ctrl-D to leave.
 
-    When the conversation outgrows the model's context, its last tokens are kept (the oldest
-    text is dropped), with a note."""
+    A conversation that outgrows the model's context keeps its last tokens, with a note."""
     opts = _generation_options(n, temperature, top_k, top_p, seed, None)
     m = need_decoder(model, "chat")
     m.check_new_tokens(n)
