@@ -1,8 +1,7 @@
 """Every error the server answers has one shape: `{"error": "<one line: what is wrong; how to
 fix it>"}` — bad JSON (400), wrong Host (400), unknown page, model or file (404), wrong method
-(405), too large (413), anything else the request got wrong (422), and our own failures (500)."""
-
-import logging
+(405), too large (413), anything else the request got wrong (422), and our own failures (500,
+its traceback in the server's log, not in the answer)."""
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,8 +10,6 @@ from starlette.exceptions import HTTPException
 
 from ..errors import ContextlensError
 from .models import NotFound
-
-log = logging.getLogger("contextlens.web")
 
 
 class TooLarge(ContextlensError):
@@ -61,8 +58,7 @@ def install(app: FastAPI) -> None:
         return answer(exc.status_code, http_message(request, exc), exc.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("%s %s failed", request.method, request.url.path)
+    async def _unexpected(request: Request, exc: Exception):  # the server logs the traceback
         return answer(
             500,
             f"the server failed on {request.url.path} ({type(exc).__name__}); this is a bug in "

@@ -42,6 +42,10 @@ function changed() {
   redraw();
 }
 
+// A view renders into a detached element that replaces the shown one only if no newer render
+// of that view started meanwhile: quick changes (a slider, a new text) never end on old data.
+const tickets = {};
+
 async function redraw() {
   const name = state.view;
   const root = $(`view-${name}`);
@@ -51,14 +55,18 @@ async function redraw() {
   state.drawn.add(name);
   showError("");
   root.setAttribute("aria-busy", "true");
+  const ticket = (tickets[name] = (tickets[name] || 0) + 1);
+  const fresh = document.createElement("div");
   try {
-    await VIEWS[name].render(root, state);
+    await VIEWS[name].render(fresh, state);
+    if (tickets[name] === ticket) root.replaceChildren(...fresh.childNodes);
   } catch (e) {
+    if (tickets[name] !== ticket) return;
     state.drawn.delete(name);
     root.replaceChildren();  // nothing left from the previous text or model
     showError(e.message);
   } finally {
-    root.setAttribute("aria-busy", "false");
+    if (tickets[name] === ticket) root.setAttribute("aria-busy", "false");
   }
 }
 
