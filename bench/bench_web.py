@@ -101,7 +101,7 @@ def percentile(xs: list[float], q: float) -> float:
 def in_process() -> dict[str, float]:
     """The peer: each request of the mix answered by the app in this process, without a socket
     (fresh texts each run, as in the load)."""
-    c = TestClient(create_app(["minilm", "smollm2"]))
+    c = TestClient(create_app(["minilm", "smollm2"]), base_url="http://127.0.0.1:8000")
     rounds = iter(range(-1, -(10**6), -1))
     return {
         label: timeit(lambda: c.post(route, json={"model": model, "text": text(next(rounds))}))  # noqa: B023
