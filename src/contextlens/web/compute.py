@@ -3,6 +3,7 @@ values and returns a JSON-ready dict. Long texts are aggregated here (top-k edge
 pooled thumbnails, per-layer summaries) so the page never receives every weight.
 """
 
+import math
 import warnings
 
 import torch
@@ -113,7 +114,7 @@ def steps(trace: Trace, layer: int, head: int | None, query: int, causal: bool) 
         "query": query,
         "head_dim": q.shape[-1],
         "scale": scale,
-        "scores": [[None if x != x else round(x, 4) for x in row] for row in scores.tolist()],
+        "scores": [[None if math.isnan(x) else round(x, 4) for x in h] for h in scores.tolist()],
         "weights": _round(weights, 5),
         "values": _round(v, 3),
         "output": _round(torch.einsum("hk,hkd->hd", weights, v), 3),
@@ -261,8 +262,8 @@ def _pronoun(units: list[Word], trace: Trace, pronoun: str | None, occurrence: i
         found.sort(key=lambda u: u.text.casefold() not in SUBJECTS)  # "she" before "her"
         if not found:
             raise ContextlensError(
-                f"the text has no pronoun ({', '.join(sorted(PRONOUNS)[:6])}, …); name the word "
-                "to follow with pronoun"
+                "the text has no pronoun (it, he, she, they, …); name the word to follow with "
+                "pronoun"
             )
         pronoun, occurrence = found[0].text, occurrence or 1
     return locate(trace, pronoun, occurrence, units)
@@ -300,7 +301,7 @@ def coref(
 ) -> dict:
     """Which candidate the pronoun points to, by layer: its attention to each candidate averaged
     over heads `[L, c]`, rolled-out attention `[L, c]` and vector cosine `[L+1, c]`. Without a
-    pronoun, the text's first (or `occurrence`-th) one; without candidates, proposed ones."""
+    pronoun, the text's first subject pronoun; without candidates, proposed ones."""
     units = words(trace)
     p = _pronoun(units, trace, pronoun, occurrence)
     proposed = candidates is None
