@@ -1,5 +1,6 @@
 """The one exception type users see (a single sentence naming the problem and the fix), the
-one warning (a text was cut to fit), and how data-file readers open their files."""
+notes (a result is usable but not quite what was asked: a text was cut to fit), and how
+data-file readers open their files."""
 
 from pathlib import Path
 
@@ -8,9 +9,13 @@ class ContextlensError(ValueError):
     """Bad input or a missing/corrupt file. The CLI prints the message alone and exits with 2."""
 
 
-class Truncated(UserWarning):
-    """A text was longer than the model takes and was cut (only where truncate=True asked for
-    it). The CLI prints the message as one `note: …` line."""
+class Note(UserWarning):
+    """Something to know about a result that is still given. The CLI prints the message as one
+    `note: …` line."""
+
+
+class Truncated(Note):
+    """A text was longer than the model takes and was cut (only where truncate=True asked)."""
 
 
 def regular_file(path: str | Path, what: str) -> Path:

@@ -6,7 +6,9 @@ links. Files are written to a temporary name and renamed, so a failure leaves no
 """
 
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..errors import ContextlensError  # noqa: E402
+from ..errors import ContextlensError, Note  # noqa: E402
 
 FORMATS = {".png": "png", ".svg": "svg"}
 MAX_LABELS = 60  # more words than this: label every n-th one
@@ -49,13 +51,33 @@ def _write(fig, fmt: str, path: Path) -> None:
     """Save to a temporary file beside `path`, then rename it: never a half-written picture."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
+        _missing_glyphs(caught, path)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a saved file is not
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _missing_glyphs(caught: list[warnings.WarningMessage], path: Path) -> None:
+    """matplotlib warns once per character its font lacks (Chinese, emoji …): one `Note` for
+    them all instead; other warnings pass on as they were."""
+    missing = []
+    for w in caught:
+        glyph = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
+        if glyph:
+            missing.append(chr(int(glyph.group(1))))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        shown = " ".join(dict.fromkeys(missing))
+        warnings.warn(
+            Note(f"the font has no glyphs for {shown}; they show as boxes in {path.name}"),
+            stacklevel=3,
+        )
 
 
 def _umask() -> int:

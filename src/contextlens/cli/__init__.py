@@ -1,5 +1,6 @@
 """`contextlens …`: the command line. Errors in the input print one line and exit with code 2;
-a text cut to fit the model prints one `note: …` line."""
+a note (a text cut to fit the model, a picture without some glyphs) prints one `note: …` line.
+"""
 
 import io
 import re
@@ -7,7 +8,7 @@ import sys
 import warnings
 from functools import partial
 
-from ..errors import ContextlensError, Truncated
+from ..errors import ContextlensError, Note
 from . import context, core, decoder, search, static, tour, web  # noqa: F401  (register commands)
 from .app import app
 
@@ -37,9 +38,9 @@ def strict_stdin() -> None:
 def show_note(
     message, category, filename, lineno, file=None, line=None, *, default, seen: set[str]
 ) -> None:
-    """A `Truncated` warning as one `note: …` line on stderr (once, however often it comes);
-    other warnings as usual."""
-    if issubclass(category, Truncated):
+    """A `Note` as one `note: …` line on stderr (once, however often it comes); other warnings
+    as usual."""
+    if issubclass(category, Note):
         if str(message) not in seen:
             seen.add(str(message))
             print(f"note: {message}", file=sys.stderr)
@@ -50,7 +51,7 @@ def show_note(
 def main() -> None:
     """Run the CLI; usage errors are typer's (exit 2), bad input is ours (one line, exit 2)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("always", Truncated)
+        warnings.simplefilter("always", Note)
         warnings.showwarning = partial(show_note, default=warnings.showwarning, seen=set())
         try:
             check_utf8(sys.argv)
