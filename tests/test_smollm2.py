@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from contextlens.web import show
+
 PROMPTS = [
     "The capital of France is",
     "def fibonacci(n):\n    if n < 2:\n        return n",
@@ -87,5 +89,5 @@ def test_recorded_queries_and_keys_give_the_attention_weights(smollm2):
     causal = torch.ones(n, n, dtype=torch.bool).tril()
     scores = (q @ k.transpose(-1, -2) / 64**0.5).masked_fill(~causal, float("-inf"))
     torch.testing.assert_close(scores.softmax(-1), t.attentions, atol=1e-5, rtol=0)
-    html = smollm2.trace("The capital of France is").show()._repr_html_()
+    html = show(smollm2.trace("The capital of France is"))._repr_html_()
     assert "headview" in html and "https://" not in html

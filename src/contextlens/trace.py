@@ -29,13 +29,6 @@ class Trace:
     layers: list[int] | None = None
     model: str = ""
 
-    def show(self, layer: int | None = None, head: int | None = None):
-        """In Jupyter: the head view of this trace, drawn inline by the web page's own code
-        (no CDN). Default: the middle layer, heads averaged."""
-        from .web import show  # the interface layer draws; the trace only holds the numbers
-
-        return show(self, layer=layer, head=head)
-
     def __len__(self) -> int:
         return len(self.ids)
 
