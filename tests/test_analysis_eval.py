@@ -11,6 +11,7 @@ import contextlens as cl
 from contextlens.analysis import attention as att
 from contextlens.analysis import coref, plots, wic
 from contextlens.analysis.words import words
+from contextlens.io.benchmarks import read_cases, read_wic, read_winobias
 
 DATA = Path(__file__).parent / "data"
 ANIMAL = "The animal didn't cross the street because it was too wide."
@@ -18,7 +19,7 @@ ANIMAL = "The animal didn't cross the street because it was too wide."
 
 # ── readers ─────────────────────────────────────────────────────────────────────────────────
 def test_read_wsc():
-    cases = coref.read_cases(DATA / "wsc-dev.jsonl")
+    cases = read_cases(DATA / "wsc-dev.jsonl")
     assert len(cases) == 142
     c = cases[0]
     assert c.candidates == ("The city councilmen", "The demonstrators") and c.answer == 0
@@ -27,7 +28,7 @@ def test_read_wsc():
 
 
 def test_read_winobias():
-    cases = coref.read_cases(DATA / "winobias", "winobias")
+    cases = read_cases(DATA / "winobias", "winobias")
     assert len(cases) == 4 * 396
     first, second = cases[0], cases[1]  # "[The developer] argued with the designer because [he]…"
     assert first.text.startswith("The developer argued with the designer because")
@@ -40,7 +41,7 @@ def test_read_winobias():
 
 
 def test_read_gap():
-    cases = coref.read_cases(DATA / "gap-development.tsv")
+    cases = read_cases(DATA / "gap-development.tsv")
     assert len(cases) == 2000
     c = cases[0]
     assert (c.pronoun, c.candidates, c.answer) == ("her", ("Cheryl Cassidy", "Pauline"), 0)
@@ -54,19 +55,19 @@ def test_reader_bad_inputs(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "It is.", "pronoun": "it", "candidates": ["a", "b"], "answer": "c"}\n')
     with pytest.raises(cl.ContextlensError, match=r"bad.jsonl:1: answer 'c' is not one of"):
-        coref.read_cases(bad)
+        read_cases(bad)
     bad.write_text("not json\n")
     with pytest.raises(cl.ContextlensError, match="bad.jsonl:1: expected a JSON object"):
-        coref.read_cases(bad)
+        read_cases(bad)
     with pytest.raises(cl.ContextlensError, match="cannot tell the format"):
-        coref.read_cases(tmp_path / "data.xyz")
+        read_cases(tmp_path / "data.xyz")
     with pytest.raises(cl.ContextlensError, match="does not exist"):
-        coref.read_cases(tmp_path / "missing.jsonl")
+        read_cases(tmp_path / "missing.jsonl")
     with pytest.raises(cl.ContextlensError, match="WinoBias format"):
-        coref.read_winobias(bad)
+        read_winobias(bad)
     bad.write_text("\n")
     with pytest.raises(cl.ContextlensError, match="holds no cases"):
-        coref.read_cases(bad)
+        read_cases(bad)
 
 
 # ── scoring and evaluation ──────────────────────────────────────────────────────────────────
@@ -89,7 +90,7 @@ def test_credit_counts_ties_fairly():
 
 
 def test_split_keeps_twins_together():
-    cases = coref.read_cases(DATA / "wsc-dev.jsonl")
+    cases = read_cases(DATA / "wsc-dev.jsonl")
     dev = coref.split(cases)
     groups: dict[str, set] = {}
     for c, d in zip(cases, dev.tolist(), strict=True):
@@ -99,7 +100,7 @@ def test_split_keeps_twins_together():
 
 
 def test_evaluate_wsc(minilm):
-    cases = coref.read_cases(DATA / "wsc-dev.jsonl")
+    cases = read_cases(DATA / "wsc-dev.jsonl")
     kept, f, skipped = coref.features(minilm, cases, batch_size=16)
     assert kept == cases and not skipped  # file order kept (traced shortest first)
     r = coref.evaluate(f, coref.split(kept))
@@ -116,7 +117,7 @@ def test_evaluate_wsc(minilm):
 
 
 def test_limit_keeps_groups(minilm):
-    cases = coref.read_cases(DATA / "wsc-dev.jsonl")
+    cases = read_cases(DATA / "wsc-dev.jsonl")
     assert len(coref.limit_cases(cases, 3)) == 4  # the third case's twin comes along
     with pytest.raises(cl.ContextlensError, match="--limit must be ≥ 1"):
         coref.limit_cases(cases, 0)
@@ -124,7 +125,7 @@ def test_limit_keeps_groups(minilm):
 
 # ── WiC ─────────────────────────────────────────────────────────────────────────────────────
 def test_read_wic_and_threshold():
-    pairs = wic.read_wic(DATA / "wic/dev.data.txt", DATA / "wic/dev.gold.txt")
+    pairs = read_wic(DATA / "wic/dev.data.txt", DATA / "wic/dev.gold.txt")
     assert len(pairs) == 638
     p = pairs[0]  # board N 2-2 "Room and board ." / "He nailed boards across the windows ."
     assert p.first[0][slice(*p.first[1])] == "board"
@@ -134,7 +135,7 @@ def test_read_wic_and_threshold():
 
 
 def test_evaluate_wic(minilm):
-    pairs = wic.read_wic(DATA / "wic/dev.data.txt", DATA / "wic/dev.gold.txt")[:80]
+    pairs = read_wic(DATA / "wic/dev.data.txt", DATA / "wic/dev.gold.txt")[:80]
     r = wic.evaluate_wic(minilm, pairs)
     assert [x["layer"] for x in r["layers"]] == list(range(7))
     assert (r["dev"], r["test"]) == (40, 40)
@@ -146,10 +147,10 @@ def test_wic_bad_inputs(tmp_path):
     data.write_text("bank\tN\t1-9\tThe bank .\tA bank .\n")
     gold.write_text("T\nF\n")
     with pytest.raises(cl.ContextlensError, match="1 pairs but .* 2 labels"):
-        wic.read_wic(data, gold)
+        read_wic(data, gold)
     gold.write_text("T\n")
     with pytest.raises(cl.ContextlensError, match="token index 9 is outside"):
-        wic.read_wic(data, gold)
+        read_wic(data, gold)
 
 
 # ── pictures ────────────────────────────────────────────────────────────────────────────────

@@ -9,37 +9,19 @@ of cases in file order; twin sentences stay together) and reports every method o
 "test", half, beside the first-candidate, majority and nearest-candidate baselines.
 """
 
-import csv
-import json
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from ..errors import ContextlensError, read_text
+from ..errors import ContextlensError
+from ..io.benchmarks import CorefCase, Span
 from ..trace import Trace
 from .attention import require_attentions, rollout, token_weights
 from .words import Word, find, locate, words
 
-Span = tuple[int, int]
 DETERMINERS = {"the", "a", "an", "this", "that", "his", "her", "their", "its"}
-
-
-@dataclass(frozen=True)
-class CorefCase:
-    """One pronoun and its candidate antecedents. Spans are character spans in `text`; where
-    a span is None the phrase is looked up (see `mention`)."""
-
-    text: str
-    pronoun: str
-    candidates: tuple[str, ...]
-    answer: int | None = None  # index into candidates
-    pronoun_span: Span | None = None
-    candidate_spans: tuple[Span | None, ...] | None = None
-    group: str = ""  # cases of one group (twin sentences) go to the same split
 
 
 # ── finding the words ───────────────────────────────────────────────────────────────────────
@@ -300,176 +282,6 @@ def evaluate(f: Features, dev: torch.Tensor) -> dict:
         },
         "test_by_head": mean(per_head, test).tolist(),
     }
-
-
-# ── readers ─────────────────────────────────────────────────────────────────────────────────
-def _open(path: Path) -> str:
-    return read_text(path, "a coreference data file (WSC/JSONL, WinoBias or GAP)")
-
-
-def _answer_index(answer, candidates: Sequence[str], where: str) -> int:
-    if isinstance(answer, int) and not isinstance(answer, bool):
-        if 0 <= answer < len(candidates):
-            return answer
-    elif isinstance(answer, str):
-        folded = [c.casefold() for c in candidates]
-        if answer.casefold() in folded:
-            return folded.index(answer.casefold())
-    raise ContextlensError(f"{where}: answer {answer!r} is not one of the candidates {candidates}")
-
-
-def read_jsonl(path: Path) -> list[CorefCase]:
-    """One JSON object a line: `text`, `pronoun`, `candidates`, `answer` (a candidate or its
-    index), optionally `pronoun_start` (character offset; needed if the pronoun recurs)."""
-    cases = []
-    for n, line in enumerate(_open(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-            text, pronoun, candidates = row["text"], row["pronoun"], tuple(row["candidates"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise ContextlensError(
-                f"{where}: expected a JSON object with text, pronoun, candidates and answer"
-            ) from None
-        start = row.get("pronoun_start")
-        span = (start, start + len(pronoun)) if isinstance(start, int) else None
-        if span and text[span[0] : span[1]].casefold() != pronoun.casefold():
-            raise ContextlensError(f"{where}: pronoun_start {start} does not point at {pronoun!r}")
-        cases.append(
-            CorefCase(
-                text,
-                pronoun,
-                candidates,
-                _answer_index(row.get("answer"), candidates, where),
-                span,
-                group="|".join(sorted(c.casefold() for c in candidates)),
-            )
-        )
-    return cases
-
-
-BRACKET = re.compile(r"\[([^\]]*)\]")
-
-
-def _unbracket(line: str) -> tuple[str, list[Span]]:
-    """'[The developer] argued … [he] …' → clean text and the bracketed character spans."""
-    text, spans, last = "", [], 0
-    for m in BRACKET.finditer(line):
-        text += line[last : m.start()]
-        inner = m.group(1)
-        pad = len(inner) - len(inner.lstrip())
-        spans.append((len(text) + pad, len(text) + len(inner.rstrip())))
-        text += inner
-        last = m.end()
-    return text + line[last:], spans
-
-
-def read_winobias(path: Path) -> list[CorefCase]:
-    """WinoBias `N text` lines (a file, or a directory of `*.dev`/`*.test` files): the first
-    bracket marks the antecedent, the second the pronoun. Lines come in twins (2k-1, 2k) about
-    the same two occupations, each twin bracketing the other; the two are the candidates."""
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    cases = []
-    for file in files:
-        lines = [ln for ln in _open(file).splitlines() if ln.strip()]
-        parsed = []
-        for n, line in enumerate(lines, start=1):
-            text, spans = _unbracket(re.sub(r"^\s*\d+\s+", "", line))
-            if len(spans) < 2:
-                raise ContextlensError(
-                    f"{file}:{n}: expected '[antecedent] … [pronoun]' brackets (WinoBias format)"
-                )
-            parsed.append((text, spans))
-        for k in range(0, len(parsed) - 1, 2):
-            pair = parsed[k : k + 2]
-            names = [t[s[0][0] : s[0][1]] for t, s in pair]
-            for n, (text, spans) in enumerate(pair):
-                cases.append(_winobias_case(text, spans, names, f"{file.name}:{k // 2}", n))
-    return cases
-
-
-def _winobias_case(text: str, spans: list[Span], names: list[str], group: str, n: int):
-    own = spans[0]
-    other = names[1 - n]
-    at = text.casefold().find(other.casefold())
-    cand_spans = [own, (at, at + len(other)) if at >= 0 else None]
-    found = sorted(zip(cand_spans, [names[n], other], strict=True), key=lambda x: x[0] or (1e9,))
-    return CorefCase(
-        text,
-        text[spans[1][0] : spans[1][1]],
-        tuple(name for _, name in found),
-        [s for s, _ in found].index(own),
-        spans[1],
-        tuple(s for s, _ in found),
-        group,
-    )
-
-
-GAP_FIELDS = ["ID", "Text", "Pronoun", "Pronoun-offset", "A", "A-offset", "A-coref", "B"]
-
-
-def read_gap(path: Path) -> list[CorefCase]:
-    """GAP TSV (header: ID, Text, Pronoun, Pronoun-offset, A, A-offset, A-coref, B, B-offset,
-    B-coref, …). Snippets where neither name is the pronoun's antecedent have answer None."""
-    rows = list(csv.DictReader(_open(path).splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or any(f not in rows[0] for f in GAP_FIELDS):
-        raise ContextlensError(f"{path}: expected a GAP TSV with header {', '.join(GAP_FIELDS)}, …")
-    cases = []
-    for n, r in enumerate(rows, start=2):
-        try:
-            p, a, b = int(r["Pronoun-offset"]), int(r["A-offset"]), int(r["B-offset"])
-        except (TypeError, ValueError):
-            raise ContextlensError(f"{path}:{n}: offsets must be whole numbers") from None
-        gold = [r["A-coref"].upper() == "TRUE", r["B-coref"].upper() == "TRUE"]
-        cases.append(
-            CorefCase(
-                r["Text"],
-                r["Pronoun"],
-                (r["A"], r["B"]),
-                gold.index(True) if gold.count(True) == 1 else None,
-                (p, p + len(r["Pronoun"])),
-                ((a, a + len(r["A"])), (b, b + len(r["B"]))),
-                r["ID"],
-            )
-        )
-    return cases
-
-
-READERS: dict[str, Callable[[Path], list[CorefCase]]] = {
-    "wsc": read_jsonl,
-    "jsonl": read_jsonl,
-    "winobias": read_winobias,
-    "gap": read_gap,
-}
-
-
-def guess_format(path: Path) -> str:
-    """The format from the file name: *.jsonl → jsonl, *.tsv → gap, WinoBias names/folders."""
-    path = Path(path)
-    name = path.name.lower()
-    if name.endswith(".jsonl") or name.endswith(".json"):
-        return "jsonl"
-    if name.endswith(".tsv"):
-        return "gap"
-    if "stereotyped" in name or path.is_dir() or name.endswith((".dev", ".test")):
-        return "winobias"
-    raise ContextlensError(
-        f"cannot tell the format of {path.name}; pass --format {'|'.join(READERS)}"
-    )
-
-
-def read_cases(path: Path, fmt: str | None = None) -> list[CorefCase]:
-    """Read a coreference file in format `fmt` (guessed from the name if None)."""
-    fmt = fmt or guess_format(path)
-    if fmt not in READERS:
-        raise ContextlensError(f"unknown format {fmt!r}; choose one of {', '.join(READERS)}")
-    cases = READERS[fmt](Path(path))
-    if not cases:
-        raise ContextlensError(f"{path} holds no cases; is it the right file (--format)?")
-    return cases
 
 
 def limit_cases(cases: list[CorefCase], limit: int | None) -> list[CorefCase]:

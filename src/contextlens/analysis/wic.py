@@ -6,63 +6,11 @@ the pairs (the even-numbered ones) and the accuracy is reported on the other hal
 shows at which layer the vectors start to carry the sense.
 """
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 
-from ..errors import ContextlensError, read_text
+from ..errors import ContextlensError
+from ..io.benchmarks import WicPair
 from .words import locate, word_vectors
-
-
-@dataclass(frozen=True)
-class WicPair:
-    word: str
-    first: tuple[str, tuple[int, int]]  # sentence and the target's character span
-    second: tuple[str, tuple[int, int]]
-    same: bool
-
-
-def _span(sentence: str, index: int, where: str) -> tuple[int, int]:
-    """Character span of the index-th space-separated token of a WiC sentence."""
-    pieces = sentence.split(" ")
-    if not 0 <= index < len(pieces):
-        raise ContextlensError(f"{where}: token index {index} is outside the sentence")
-    start = sum(len(p) + 1 for p in pieces[:index])
-    return start, start + len(pieces[index])
-
-
-def read_wic(data: Path, gold: Path) -> list[WicPair]:
-    """WiC files: data lines `word⇥POS⇥i-j⇥sentence1⇥sentence2`, gold lines `T` / `F`."""
-    rows = read_text(data, "a WiC data file (e.g. tests/data/wic/dev.data.txt)").splitlines()
-    labels = read_text(gold, "a WiC gold file (T or F a line)").split()
-    rows = [r for r in rows if r.strip()]
-    if len(rows) != len(labels):
-        raise ContextlensError(
-            f"{data} has {len(rows)} pairs but {gold} has {len(labels)} labels; they must match"
-        )
-    pairs = []
-    for n, (row, label) in enumerate(zip(rows, labels, strict=True), start=1):
-        where = f"{data}:{n}"
-        fields = row.split("\t")
-        if len(fields) != 5 or label not in ("T", "F"):
-            raise ContextlensError(
-                f"{where}: expected word, POS, i-j, sentence1, sentence2 (tab-separated) and a "
-                "T/F gold label"
-            )
-        try:
-            i, j = (int(x) for x in fields[2].split("-"))
-        except ValueError:
-            raise ContextlensError(f"{where}: token indices must look like 3-7") from None
-        pairs.append(
-            WicPair(
-                fields[0],
-                (fields[3], _span(fields[3], i, where)),
-                (fields[4], _span(fields[4], j, where)),
-                label == "T",
-            )
-        )
-    return pairs
 
 
 def cosines(model, pairs: list[WicPair], batch_size: int = 32) -> torch.Tensor:

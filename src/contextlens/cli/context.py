@@ -10,6 +10,7 @@ from ..analysis import context as ctx
 from ..analysis import coref, plots, wic
 from ..analysis.words import Word, locate, words
 from ..errors import ContextlensError
+from ..io.benchmarks import read_cases, read_wic
 from .app import (
     JSON_OPTION,
     MODEL_OPTION,
@@ -521,7 +522,7 @@ def evaluate_coref(
     on the rest (test), with first-candidate, majority and nearest-candidate baselines."""
     if batch_size < 1:
         raise ContextlensError(f"--batch-size must be ≥ 1 (got {batch_size})")
-    cases = coref.limit_cases(coref.read_cases(file, fmt), limit)
+    cases = coref.limit_cases(read_cases(file, fmt), limit)
     m = need_transformer(model, "evaluate coref")
     kept, feats, skipped = coref.features(m, cases, batch_size, _progress)
     r = {"model": m.name, "file": str(file), "read": len(cases), "skipped": dict(skipped)}
@@ -556,7 +557,7 @@ def evaluate_wic_command(
     other half."""
     if limit is not None and limit < 4:
         raise ContextlensError(f"--limit must be ≥ 4 (got {limit})")
-    pairs = wic.read_wic(data, gold)[:limit]
+    pairs = read_wic(data, gold)[:limit]
     m = need_transformer(model, "evaluate wic")
     r = {"model": m.name, "data": str(data)} | wic.evaluate_wic(m, pairs)
     if as_json:

@@ -6,8 +6,9 @@ from pathlib import Path
 import typer
 
 from .. import metrics
-from ..analysis.sts import evaluate_sts, read_sts
+from ..analysis.sts import evaluate_sts
 from ..errors import ContextlensError
+from ..io.benchmarks import read_sts
 from ..io.catalog import CATALOG
 from ..lm import LanguageModel
 from .app import (
