@@ -1,7 +1,7 @@
 """Static word vectors vs gensim KeyedVectors on the same glove-50 matrix (issue 4).
 
 - the full Google analogy evaluation (questions-words.txt, restrict_vocab=300,000):
-  `WordVectors.evaluate_analogies` vs gensim `evaluate_word_analogies` (accuracy must match);
+  `cl.evaluate_analogies` vs gensim `evaluate_word_analogies` (accuracy must match);
 - `most_similar` latency for single words and for analogies (3CosAdd);
 - loading a 400,000-word GloVe text file vs gensim `load_word2vec_format(no_header=True)`.
 
@@ -49,13 +49,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         questions = analogy_file(folder, 2_000 if args.quick else None)
-        ours = wv.evaluate_analogies(questions)
+        ours = cl.evaluate_analogies(wv, questions)
         theirs = [None]
 
         def gensim_eval():
             theirs[0] = kv.evaluate_word_analogies(str(questions))
 
-        t_ours = timeit(lambda: wv.evaluate_analogies(questions), repeat=2, warmup=0)
+        t_ours = timeit(lambda: cl.evaluate_analogies(wv, questions), repeat=2, warmup=0)
         t_theirs = timeit(gensim_eval, repeat=1, warmup=0)
         score, _ = theirs[0]
         if score != ours.accuracy:
@@ -69,7 +69,7 @@ def main() -> None:
                 t_theirs / t_ours,
             )
         )
-        cosmul = timeit(lambda: wv.evaluate_analogies(questions, "3cosmul"), repeat=1, warmup=0)
+        cosmul = timeit(lambda: cl.evaluate_analogies(wv, questions, "3cosmul"), repeat=1, warmup=0)
 
         for label, query in (
             ("most_similar('king'), 400k words", (["king"], [])),

@@ -108,13 +108,13 @@ def test_similarity_distance_and_vectors(wv, kv):
 
 def test_word_pair_evaluations_match_gensim(wv, kv):
     for name in ("wordsim", "simlex", "men"):
-        ours = wv.evaluate_word_pairs(DATASETS[name])
+        ours = cl.evaluate_word_pairs(wv, DATASETS[name])
         pearson, spearman, oov = kv.evaluate_word_pairs(str(DATASETS[name]))
         assert ours["pearson"] == pytest.approx(pearson.statistic, abs=1e-6)
         assert ours["spearman"] == pytest.approx(spearman.statistic, abs=1e-6)
         assert ours["oov_fraction"] * 100 == pytest.approx(oov, abs=1e-9)  # theirs: a percentage
         assert "oov_ratio" not in ours
-    simlex = wv.evaluate_word_pairs(DATASETS["simlex"])
+    simlex = cl.evaluate_word_pairs(wv, DATASETS["simlex"])
     assert (simlex["pairs"], simlex["oov"]) == (998, 1)
 
 
@@ -136,7 +136,7 @@ def analogy_subset(tmp_path_factory):
 
 
 def test_analogy_evaluation_matches_gensim(wv, kv, analogy_subset):
-    ours = wv.evaluate_analogies(analogy_subset, restrict_vocab=100_000)
+    ours = cl.evaluate_analogies(wv, analogy_subset, restrict_vocab=100_000)
     score, sections = kv.evaluate_word_analogies(str(analogy_subset), restrict_vocab=100_000)
     assert [s.name for s in ours.sections] + ["Total accuracy"] == [s["section"] for s in sections]
     for s, g in zip(ours.sections, sections, strict=False):
@@ -150,13 +150,13 @@ def test_analogy_evaluation_matches_gensim(wv, kv, analogy_subset):
 def test_cosmul_evaluation_matches_gensim_answers(wv, kv, tmp_path):
     """gensim has no 3CosMul evaluation: ask its most_similar_cosmul question by question."""
     subset = every_nth_question(tmp_path / "small.txt", 60)
-    result = wv.evaluate_analogies(subset, method="3cosmul", restrict_vocab=len(wv))
+    result = cl.evaluate_analogies(wv, subset, method="3cosmul", restrict_vocab=len(wv))
     asked = [(q, a) for s in result.sections for q, a in zip(s.questions, s.answers, strict=True)]
     for (a, b, c, _), answer in asked[::8]:
         top = kv.most_similar_cosmul([b.lower(), c.lower()], [a.lower()], topn=5)
         expected = next(w for w, _ in top if w.upper() not in (a, b, c))
         assert answer == expected, (a, b, c)
-    assert 0.3 < result.accuracy < wv.evaluate_analogies(subset).accuracy + 0.2
+    assert 0.3 < result.accuracy < cl.evaluate_analogies(wv, subset).accuracy + 0.2
 
 
 def test_cli(run_cli):

@@ -265,7 +265,7 @@ def test_oov_is_a_fraction_everywhere(glove, tmp_path, run_cli):
     lines = (Path(cl.__file__).parent / "data" / "questions-words.txt").read_text().split("\n")
     path = tmp_path / "questions.txt"
     path.write_text("\n".join(x for i, x in enumerate(lines) if x.startswith(":") or i % 40 == 0))
-    subset = glove.evaluate_analogies(path, restrict_vocab=20_000)
+    subset = cl.evaluate_analogies(glove, path, restrict_vocab=20_000)
     d = subset.to_dict()
     assert "oov_ratio" not in d and 0 < d["oov_fraction"] == subset.oov_fraction < 1
     assert d["oov_fraction"] == d["oov"] / (d["oov"] + d["evaluated"])
@@ -280,14 +280,14 @@ def test_analogy_evaluation_on_a_tiny_vocabulary_matches_gensim(tmp_path):
     kv.add_vectors(words, vectors.numpy())
     path = tmp_path / "tiny.txt"
     path.write_text(": s\na b c d\nb c d e\na c e b\nf e d c\nc a b f\n")
-    ours = wv.evaluate_analogies(path)
+    ours = cl.evaluate_analogies(wv, path)
     _, theirs = kv.evaluate_word_analogies(str(path))
     s = ours.sections[0]
     right = [q for q, ok in zip(s.questions, s.correct, strict=True) if ok]
     assert (right, len(s.questions)) == (theirs[0]["correct"], 5)
     three = WordVectors(words[:3], vectors[:3])
     path.write_text(": s\na b c a\n")
-    result = three.evaluate_analogies(path)  # no word is left to answer with
+    result = cl.evaluate_analogies(three, path)  # no word is left to answer with
     assert (result.sections[0].answers, result.accuracy) == ([""], 0.0)
 
 

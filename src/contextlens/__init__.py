@@ -4,6 +4,7 @@ import contextlens as cl
 m = cl.load("minilm")
 t = m.trace("The animal didn't cross the street because it was too wide.")
 t.tokens, t.hidden_states.shape, t.attentions.shape
+cl.show(t)                       # in Jupyter: the head view, drawn inline
 cl.cosine(*m.embed(["a sentence", "another"]))
 """
 
@@ -11,9 +12,10 @@ from .analysis.attention import attends_to, head_links, head_stats, rank_heads, 
 from .analysis.context import nearest_words, occurrences, right_context
 from .analysis.coref import CorefCase, probe
 from .analysis.words import locate, words
+from .analysis.wordvectors import evaluate_analogies, evaluate_word_pairs
 from .errors import ContextlensError
 from .lm import LanguageModel
-from .loader import load
+from .loader import load, load_model
 from .metrics import (
     cosine,
     cosine_matrix,
@@ -35,6 +37,8 @@ __all__ = [
     "ContextlensError",
     "CorefCase",
     "attends_to",
+    "evaluate_analogies",
+    "evaluate_word_pairs",
     "head_links",
     "head_stats",
     "locate",
@@ -57,8 +61,20 @@ __all__ = [
     "l1_norm",
     "l2_norm",
     "load",
+    "load_model",
     "load_vectors",
     "manhattan",
     "normalize",
+    "show",
     "softmax",
 ]
+
+
+def __getattr__(name: str):
+    """`cl.show(trace)` is the web layer's notebook view, imported on first use: the web layer
+    brings FastAPI, which the rest of the library does not need."""
+    if name == "show":
+        from .web.notebook import show
+
+        return show
+    raise AttributeError(f"module 'contextlens' has no attribute {name!r}")

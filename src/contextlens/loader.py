@@ -1,6 +1,8 @@
-"""`load(name_or_path)`: the one entry point from a catalog name or a path to a ready model."""
+"""From a catalog name or a path to a ready model: `load_model` gives a `LanguageModel`,
+`load_vectors` a `WordVectors`, and `load` whichever the name or file holds."""
 
 from pathlib import Path
+from typing import Literal, overload
 
 from .errors import ContextlensError
 from .io.catalog import resolve
@@ -9,6 +11,7 @@ from .io.tokenizer import Tokenizer
 from .lm import LanguageModel, Pooling
 from .models import build
 from .models.transformer import is_int
+from .static import WordVectors, holds_vectors, load_vectors
 
 
 def _is_module(entry) -> bool:
@@ -83,7 +86,7 @@ def load_hf_dir(directory: Path, name: str) -> LanguageModel:
 
 
 def load_gguf(path: Path, name: str) -> LanguageModel:
-    from .io.gguf import metadata_keys, read_gguf  # issue 3: llama.cpp files
+    from .io.gguf import metadata_keys, read_gguf
 
     hf_config, tensors, tokenizer = read_gguf(path)
     model = build(hf_config, tensors, str(path), metadata_keys(hf_config["model_type"]))
@@ -91,14 +94,7 @@ def load_gguf(path: Path, name: str) -> LanguageModel:
     return LanguageModel(name, model, tokenizer, Pooling())
 
 
-def load(name_or_path: str | Path):
-    """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file."""
-    path, entry = resolve(name_or_path)
-    name = entry.name if entry else str(name_or_path)
-    if (entry and entry.kind == "static") or path.suffix in (".txt", ".vec", ".bin"):
-        from .static import load_vectors  # issue 4: word-vector tables
-
-        return load_vectors(path, name)
+def _load_model(path: Path, name: str) -> LanguageModel:
     if path.suffix == ".gguf":
         return load_gguf(path, name)
     if path.is_dir() and (path / "config.json").exists():
@@ -109,3 +105,31 @@ def load(name_or_path: str | Path):
             "directory needs config.json, *.safetensors and tokenizer.json)"
         )
     raise ContextlensError(f"{path}: unrecognised model file; give a model directory")
+
+
+def load_model(name_or_path: str | Path) -> LanguageModel:
+    """A transformer from a catalog name (`minilm`, `smollm2`), a Hugging Face model directory
+    or a GGUF file."""
+    path, entry = resolve(name_or_path)
+    name = entry.name if entry else str(name_or_path)
+    if holds_vectors(path, entry):
+        raise ContextlensError(
+            f"{name} is a table of word vectors, not a transformer; load it with "
+            f"load_vectors({name!r})"
+        )
+    return _load_model(path, name)
+
+
+@overload
+def load(name_or_path: Literal["minilm", "smollm2"]) -> LanguageModel: ...
+@overload
+def load(name_or_path: Literal["glove-50"]) -> WordVectors: ...
+@overload
+def load(name_or_path: str | Path) -> LanguageModel | WordVectors: ...
+def load(name_or_path: str | Path) -> LanguageModel | WordVectors:
+    """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file."""
+    path, entry = resolve(name_or_path)
+    name = entry.name if entry else str(name_or_path)
+    if holds_vectors(path, entry):
+        return load_vectors(path, name)
+    return _load_model(path, name)

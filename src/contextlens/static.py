@@ -24,7 +24,8 @@ import torch
 
 from . import metrics
 from .errors import ContextlensError
-from .io.wordvectors import non_finite_rows, read_vectors, write_vectors
+from .io.catalog import CatalogEntry, resolve
+from .io.wordvectors import SUFFIX_FORMAT, non_finite_rows, read_vectors, write_vectors
 
 Query = str | torch.Tensor | np.ndarray | Sequence[float]
 COSMUL_EPS = 1e-6  # Levy & Goldberg's ε, as gensim adds it
@@ -323,39 +324,6 @@ class WordVectors:
             raise ContextlensError(f"{expression!r} ends with an operator; end it with a word")
         return total
 
-    # -- evaluation ------------------------------------------------------------------------
-
-    def evaluate_analogies(
-        self,
-        path: str | Path,
-        method: str = "3cosadd",
-        restrict_vocab: int = 300_000,
-        case_insensitive: bool = True,
-    ):
-        """Accuracy on an analogy file (`questions-words.txt` format), per section and overall.
-
-        Returns an `AnalogyResult`; see `contextlens.analysis.wordvectors`.
-        """
-        from .analysis.wordvectors import evaluate_analogies
-
-        return evaluate_analogies(self, path, method, restrict_vocab, case_insensitive)
-
-    def evaluate_word_pairs(
-        self,
-        path: str | Path,
-        restrict_vocab: int = 300_000,
-        case_insensitive: bool = True,
-    ) -> dict[str, float]:
-        """Pearson and Spearman of cosine vs human scores (WordSim-353, SimLex-999, MEN, …).
-
-        Returns `{"pearson", "spearman", "oov_fraction", "pairs", "oov"}`; pairs with an unknown
-        word are skipped and counted in `oov_fraction`, a fraction of all pairs from 0 to 1
-        (gensim returns the same as a percentage).
-        """
-        from .analysis.wordvectors import evaluate_word_pairs
-
-        return evaluate_word_pairs(self, path, restrict_vocab, case_insensitive)
-
     # -- files -----------------------------------------------------------------------------
 
     def save(self, path: str | Path, format: str | None = None) -> str:
@@ -363,15 +331,26 @@ class WordVectors:
         return write_vectors(Path(path), self.words, self.vectors.numpy(), format)
 
 
+def holds_vectors(path: Path, entry: CatalogEntry | None) -> bool:
+    """Whether a resolved catalog entry or file is a word-vector table (not a transformer)."""
+    return entry.kind == "static" if entry else path.suffix in SUFFIX_FORMAT
+
+
 def load_vectors(
-    path: Path, name: str | None = None, *, skip_bad_rows: bool = False
+    name_or_path: str | Path, name: str | None = None, *, skip_bad_rows: bool = False
 ) -> WordVectors:
-    """A `WordVectors` from a package directory or a GloVe / word2vec / fastText file.
+    """A `WordVectors` from a catalog name (`glove-50`), a package directory or a GloVe /
+    word2vec / fastText file.
 
     A row with NaN or infinity is an error naming its line; `skip_bad_rows=True` leaves such
     rows out instead, and `notes` says how many.
     """
-    file = read_vectors(Path(path), skip_bad_rows)
-    return WordVectors(
-        file.words, torch.from_numpy(file.matrix), name or Path(path).name, file.notes
-    )
+    path, entry = resolve(name_or_path)
+    if entry and entry.kind != "static":
+        raise ContextlensError(
+            f"{entry.name} is a transformer model, not word vectors; load it with "
+            f"load_model({entry.name!r})"
+        )
+    file = read_vectors(path, skip_bad_rows)
+    name = name or (entry.name if entry else path.name)
+    return WordVectors(file.words, torch.from_numpy(file.matrix), name, file.notes)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from scipy.stats import pearsonr, spearmanr
 
 from ..errors import ContextlensError
 from ..metrics import normalize
@@ -260,6 +259,8 @@ def evaluate_word_pairs(
             f"{path}: only {len(known)} of {len(pairs)} pairs have both words in {wv.name}; "
             "a correlation needs at least 3"
         )
+    from scipy.stats import pearsonr, spearmanr  # slow to import; only this score needs it
+
     a, b, gold = zip(*known, strict=True)
     cosines = (wv.unit[list(a)] * wv.unit[list(b)]).sum(1).double().numpy()
     return {

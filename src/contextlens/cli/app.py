@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..errors import ContextlensError
 from ..lm import LanguageModel
+from ..static import WordVectors
 
 app = typer.Typer(
     name="contextlens",
@@ -28,7 +29,7 @@ JSON_OPTION = typer.Option(False, "--json", help="print machine-readable JSON in
 
 
 @cache
-def get_model(name: str):
+def get_model(name: str) -> LanguageModel | WordVectors:
     """Load a model once per process (commands like `tour` use several)."""
     from ..loader import load
 

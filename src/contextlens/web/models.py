@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ContextlensError
 from ..io.catalog import CATALOG
+from ..lm import LanguageModel
 from ..trace import Trace
 
 
@@ -47,7 +48,8 @@ class Registry:
         """encoder / decoder / static from the catalog without loading (else load and ask)."""
         if name in CATALOG:
             return CATALOG[name].kind
-        return getattr(self.get(name), "kind", "static")
+        model = self.get(name)
+        return model.kind if isinstance(model, LanguageModel) else "static"
 
     def get(self, name: str):
         if name not in self._locks:
@@ -60,10 +62,10 @@ class Registry:
                 self.loads[name] += 1
             return self._models[name]
 
-    def language_model(self, name: str):
+    def language_model(self, name: str) -> LanguageModel:
         """A transformer model (not word vectors)."""
         model = self.get(name)
-        if not hasattr(model, "trace"):
+        if not isinstance(model, LanguageModel):
             raise ContextlensError(
                 f"{name} is a table of word vectors; this view needs a transformer model "
                 f"({', '.join(n for n in self.names if self.kind(n) != 'static')})"

@@ -4,13 +4,14 @@ word-vector table (`contextlens.load("glove-50")`, a `WordVectors`)."""
 import torch
 
 from ..errors import ContextlensError
+from ..static import WordVectors
 from .compute import to_2d
 
 
-def table(registry, name: str):
+def table(registry, name: str) -> WordVectors:
     """The word-vector table `name` (a served model of kind static)."""
     wv = registry.get(name)
-    if not hasattr(wv, "most_similar"):
+    if not isinstance(wv, WordVectors):
         raise ContextlensError(
             f"{name} is a transformer model; neighbours and analogies need a word-vector table "
             "such as glove-50 (serve it with --models … glove-50)"
