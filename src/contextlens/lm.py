@@ -13,7 +13,7 @@ from .metrics import check_temperature
 from .models import Transformer
 from .nn.record import Recorder
 from .sampling import check_sampling, choose
-from .trace import Trace
+from .trace import EmbeddingParts, Trace
 
 Texts = str | Sequence[str]
 
@@ -166,6 +166,7 @@ class LanguageModel:
         hidden_states: bool = True,
         attentions: bool = True,
         qkv: bool = False,
+        embedding_parts: bool = False,
         layers: Sequence[int] | None = None,
         truncate: bool = False,
     ) -> Trace | list[Trace]:
@@ -186,7 +187,9 @@ class LanguageModel:
                 )
         encoded = self._encode(items, single, truncate)
         ids, mask = self._batch(encoded)
-        rec = Recorder(hidden_states, attentions, qkv, frozenset(layers) if layers else None)
+        rec = Recorder(
+            hidden_states, attentions, qkv, embedding_parts, frozenset(layers) if layers else None
+        )
         self.model(ids, mask, record=rec)
 
         def stacked(kind: str, b: int, n: int) -> torch.Tensor | None:
@@ -200,6 +203,15 @@ class LanguageModel:
                 return t[:, b, :, :n, :n]
             return t[:, :, b, :, :n]  # qkv: [layers, 3, b, h, s, hd]
 
+        def parts(b: int, n: int) -> EmbeddingParts | None:
+            """Item b's embedding parts (its n real tokens), each `[n, d]`."""
+            if not embedding_parts:
+                return None
+            saved = rec.saved.items()
+            return EmbeddingParts(
+                **{k.removeprefix("embedding."): v[b, :n] for k, v in saved if "." in k}
+            )
+
         traces = [
             Trace(
                 text=t,
@@ -210,6 +222,7 @@ class LanguageModel:
                 hidden_states=stacked("hidden_states", b, len(e.ids)),
                 attentions=stacked("attentions", b, len(e.ids)),
                 qkv=stacked("qkv", b, len(e.ids)),
+                embedding_parts=parts(b, len(e.ids)),
                 layers=layers,
                 model=self.name,
             )

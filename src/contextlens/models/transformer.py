@@ -194,16 +194,31 @@ class Transformer(nn.Module):
         if self.lm_head is not None and cfg.tie_lm_head:
             self.lm_head.weight = self.tok.weight
 
-    def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The input embeddings that enter layer 1: ids [b, s], positions [s] -> [b, s, d]."""
-        x = self.tok(ids)
+    def embed(
+        self, ids: torch.Tensor, positions: torch.Tensor, record: Recorder | None = None
+    ) -> torch.Tensor:
+        """The input embeddings that enter layer 1: ids [b, s], positions [s] -> [b, s, d].
+
+        Their parts (token row, position, token type, sum, after the norm) go to `record` when
+        it asks for embedding_parts.
+        """
+        parts = {"token": self.tok(ids)}
         if self.pos is not None:
-            x = x + self.pos(positions)
+            parts["position"] = self.pos(positions)
         if self.cfg.position == "sinusoidal":
-            x = x + self.sinusoids[positions]
+            parts["position"] = self.sinusoids[positions]
         if self.types is not None:
-            x = x + self.types.weight[0]  # one segment: token type 0 everywhere
-        return self.emb_norm(x) if self.emb_norm is not None else x
+            parts["token_type"] = self.types.weight[0]  # one segment: token type 0 everywhere
+        x = parts["token"]
+        for name in ("position", "token_type"):
+            if name in parts:
+                x = x + parts[name]
+        parts["sum"] = x
+        if self.emb_norm is not None:
+            x = parts["normed"] = self.emb_norm(x)
+        if record is not None:
+            record.save_embedding_parts(parts)
+        return x
 
     def forward(
         self,
@@ -221,7 +236,7 @@ class Transformer(nn.Module):
         positions = torch.arange(start, start + s)
         if start + s > self.cfg.max_positions:
             raise ValueError(f"{start + s} positions exceed the model's {self.cfg.max_positions}")
-        x = self.embed(ids, positions)
+        x = self.embed(ids, positions, record)
         mask = attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype)
         if record is not None:
             record.n_layers = self.cfg.n_layers

@@ -7,17 +7,20 @@ import torch
 
 @dataclass
 class Recorder:
-    """Ask for `hidden_states`, `attentions` and/or `qkv`, optionally for some `layers` only.
+    """Ask for `hidden_states`, `attentions`, `qkv` and/or `embedding_parts`, optionally for some
+    `layers` only.
 
     What was not asked for is never materialised (attention weights not asked for let the fused
     kernel run). What was asked for is written straight into one stacked tensor per kind —
     `saved["attentions"]`: `[n_recorded, b, heads, q, k]` — so nothing is copied afterwards.
     Hidden-state layer i is the input of block i; index n_layers is the final output.
+    Embedding parts are kept as `saved["embedding.token"]` … `[b, s, d]`.
     """
 
     hidden_states: bool = False
     attentions: bool = False
     qkv: bool = False
+    embedding_parts: bool = False
     layers: frozenset[int] | None = None  # None = every layer
     saved: dict[str, torch.Tensor] = field(default_factory=dict)
     n_layers: int = 0  # set by the model when the pass begins
@@ -49,3 +52,12 @@ class Recorder:
             slot[0].copy_(q)
             for i, x in ((1, k), (2, v)):
                 slot[i].copy_(x.repeat_interleave(group, dim=1))
+
+    def save_embedding_parts(self, parts: dict[str, torch.Tensor]) -> None:
+        """The parts of the input embedding, each broadcast to the sum's `[b, s, d]`: token,
+        position (absent for RoPE), token_type (absent without type embeddings), sum and normed
+        (absent without an embedding norm)."""
+        if self.embedding_parts:
+            shape = parts["sum"].shape
+            for name, value in parts.items():
+                self.saved[f"embedding.{name}"] = value.expand(shape).clone()

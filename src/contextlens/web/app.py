@@ -88,7 +88,8 @@ def create_app(
             raise ContextlensError(f"give 1 to {limits.texts} texts (got {len(texts)})")
         return [check_text(t) for t in texts]
 
-    def traced(name: str, text: str, qkv: bool = False):
+    def checked(name: str, text: str):
+        """The model `name`, once `text` is known to fit this server's token limit."""
         model = reg.language_model(name)
         n = len(model.tokenizer.encode([check_text(text)])[0].ids)
         limit = min(limits.tokens, model.max_length)
@@ -97,7 +98,10 @@ def create_app(
                 f"text is {n} tokens, over the limit of {limit} for {name} on this server; "
                 "send a shorter text"
             )
-        return model, reg.trace(name, text, qkv=qkv)
+        return model
+
+    def traced(name: str, text: str, qkv: bool = False):
+        return checked(name, text), reg.trace(name, text, qkv=qkv)
 
     @app.get("/api/models", summary="The models this server serves")
     def list_models() -> dict:
@@ -116,7 +120,8 @@ def create_app(
 
     @app.post("/api/tokens", summary="Tokens → vectors: ids, embedding rows, positions, input")
     def tokens(req: TextIn) -> dict:
-        model, trace = traced(req.model, req.text)
+        model = checked(req.model, req.text)
+        trace = model.trace(req.text, hidden_states=False, attentions=False, embedding_parts=True)
         return compute.token_info(trace) | compute.vectors(model, trace)
 
     @app.post("/api/attention", summary="Head view of one layer/head, layer × head grid")

@@ -124,28 +124,20 @@ def steps(trace: Trace, layer: int, head: int | None, query: int, causal: bool) 
 def vectors(model, trace: Trace) -> dict:
     """Tokens → vectors: each token's embedding-matrix row, its position vector (learned or
     sinusoidal; None for RoPE, which rotates q/k inside attention instead) and the input
-    embedding that enters layer 1. Rows `[n, d]` for the first STRIP_TOKENS tokens."""
+    embedding that enters layer 1. Rows `[n, d]` for the first STRIP_TOKENS tokens, read from
+    the trace's embedding parts."""
+    parts = trace.embedding_parts
+    if parts is None:
+        raise ContextlensError("this trace has no embedding parts; trace with embedding_parts=True")
     n = min(len(trace), STRIP_TOKENS)
-    ids = torch.tensor(trace.ids[:n])
-    positions = torch.arange(n)
-    net = model.model
-    with torch.inference_mode():
-        token = net.tok.weight[ids]
-        if net.pos is not None:
-            position = net.pos.weight[positions]
-        elif model.config.position == "sinusoidal":
-            position = net.sinusoids[positions]
-        else:
-            position = None
-        enters = net.embed(ids[None], positions)[0]
     return {
         "shown": n,
-        "d_model": token.shape[-1],
+        "d_model": parts.token.shape[-1],
         "position_kind": model.config.position,
-        "norm": net.emb_norm is not None,
-        "token": _round(token, 3),
-        "position": None if position is None else _round(position, 3),
-        "input": _round(enters, 3),
+        "norm": parts.normed is not None,
+        "token": _round(parts.token[:n], 3),
+        "position": None if parts.position is None else _round(parts.position[:n], 3),
+        "input": _round(parts.input[:n], 3),
     }
 
 
