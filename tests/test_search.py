@@ -13,7 +13,8 @@ import torch
 
 import contextlens as cl
 from contextlens.errors import ContextlensError
-from contextlens.search import Index, chunk_text, explain, read_documents, read_qrels, read_queries
+from contextlens.io.retrieval import read_qrels, read_queries
+from contextlens.search import Index, chunk_text, explain, read_documents
 from contextlens.search.evaluate import mrr, ndcg, recall
 from contextlens.search.rag import answer
 from contextlens.search.vectors import Hnsw, exact_top

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import contextlens.search.index as index_module
+import contextlens.search.build as build_module
 from contextlens.cli import search as search_cli
 from contextlens.errors import ContextlensError
-from contextlens.search import DEFAULT_MODE, Index, read_qrels, read_queries, store
+from contextlens.io.retrieval import read_qrels, read_queries
+from contextlens.search import DEFAULT_MODE, Index
 from contextlens.search.vectors import load_snapshot
 
 SENTENCES = [f"Note {i} says that the {w} is kept in drawer {i}." for i, w in enumerate(
@@ -114,7 +115,7 @@ def test_failed_first_build_leaves_the_folder_as_it_was(
         error = RuntimeError("boom") if raised is RuntimeError else KeyboardInterrupt()
         monkeypatch.setattr(search_cli, "get_model", lambda name: Failing(minilm, error, on=2))
     if failure == "disk full at the snapshot":
-        monkeypatch.setattr(index_module, "save_snapshot", no_space)
+        monkeypatch.setattr(build_module, "save_snapshot", no_space)
     before = snapshot(tmp_path)
 
     command = ["index", "build", source, "--index", index, *args]
@@ -418,12 +419,12 @@ def test_a_broken_snapshot_is_repaired_and_searches_do_not_warn(minilm, tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Index.open(ix.path).search("kettle", k=3, mode="dense", model=minilm) == expected
-    assert store.live_vectors(ix.db, 384)[1].flags.writeable  # torch can share it, no warning
+    assert ix.store.live_vectors(384)[1].flags.writeable  # torch can share it, no warning
 
     report = getattr(ix, repair)([source], minilm)
     assert report.embedded == 0 and report.generation == generation
     ids, vectors = load_snapshot(ix.path, generation)
-    live_ids, live_vectors = store.live_vectors(ix.db, 384)
+    live_ids, live_vectors = ix.store.live_vectors(384)
     assert ids.tolist() == live_ids.tolist() and vectors.tobytes() == live_vectors.tobytes()
     before = broken.stat().st_mtime_ns
     ix.build([source], minilm)  # nothing to repair: the snapshot is not rewritten

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import ContextlensError, Truncated
+from ..io.retrieval import read_qrels, read_queries
 from ..search import (
     DEFAULT_MODE,
     Index,
@@ -19,8 +20,6 @@ from ..search import (
     explain,
     judged,
     list_indexes,
-    read_qrels,
-    read_queries,
 )
 from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
 from .tour import explain as say

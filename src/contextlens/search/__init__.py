@@ -1,19 +1,18 @@
 """Semantic search over your own documents: chunking, a crash-safe index, dense/BM25/hybrid
 search, explanations, retrieval evaluation and RAG prompts."""
 
+from .build import BuildReport, read_documents
 from .chunking import Chunk, chunk_text
 from .evaluate import evaluate, judged
 from .explain import Explanation, explain
-from .index import DEFAULT_MODE, BuildReport, Hit, Index, index_path, index_root, list_indexes
+from .index import DEFAULT_MODE, Hit, Index, index_path, index_root, list_indexes
 from .rag import Answer, answer
-from .readers import Document, read_documents, read_qrels, read_queries
 
 __all__ = [
     "DEFAULT_MODE",
     "Answer",
     "BuildReport",
     "Chunk",
-    "Document",
     "Explanation",
     "Hit",
     "Index",
@@ -26,6 +25,4 @@ __all__ = [
     "judged",
     "list_indexes",
     "read_documents",
-    "read_qrels",
-    "read_queries",
 ]

@@ -8,6 +8,7 @@ readers see the old index or the new one, never a mix.
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,11 @@ def is_index_file(name: str) -> bool:
     return name in FILES or is_snapshot_file(name)
 
 
-LIVE_CHUNKS = "chunks c JOIN documents d ON c.doc = d.id AND d.live = 1"
+_LIVE_CHUNKS = "chunks c JOIN documents d ON c.doc = d.id AND d.live = 1"
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit: `with transaction(db)`).
+    """A connection in autocommit mode (transactions are explicit: `with store.transaction()`).
     Refuses a file that is not a contextlens index rather than adding tables to it."""
     try:
         db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -62,80 +63,175 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class transaction:
-    """`with transaction(db):` BEGIN … COMMIT, or ROLLBACK on an exception."""
+class Transaction:
+    """`with store.transaction():` BEGIN … COMMIT, or ROLLBACK on an exception."""
 
-    def __init__(self, db: sqlite3.Connection, write: bool = False):
+    def __init__(self, db: sqlite3.Connection, write: bool):
         self.db, self.write = db, write
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> None:
         self.db.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
-        return self.db
 
     def __exit__(self, kind, value, tb) -> None:
         self.db.execute("ROLLBACK" if kind else "COMMIT")
 
 
-def get_meta(db: sqlite3.Connection) -> dict:
-    return {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+def _where_sql(where: dict[str, str] | None) -> tuple[str, list[str]]:
+    """` AND …` conditions (and their parameters) matching document metadata `key=glob`."""
+    if not where:
+        return "", []
+    sql = "".join(" AND CAST(json_extract(d.metadata, ?) AS TEXT) GLOB ?" for _ in where)
+    return sql, [x for k, v in where.items() for x in (f'$."{k}"', str(v))]
 
 
-def set_meta(db: sqlite3.Connection, **values) -> None:
-    db.executemany(
-        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-        [(k, json.dumps(v)) for k, v in values.items()],
-    )
+class Store:
+    """The database of the index at `path`: every statement the index runs is a method here.
+    Reads and writes that must agree run inside one `transaction()`."""
 
+    def __init__(self, path: Path):
+        self.db = connect(path)
 
-def insert_document(db: sqlite3.Connection, doc, chunks, vectors: np.ndarray, split: int) -> None:
-    """One staged document with its chunks and their vectors `[n_chunks, d]` float32."""
-    cur = db.execute(
-        "INSERT INTO documents(name, hash, metadata, live, split) VALUES (?, ?, ?, 0, ?)",
-        (doc.name, doc.hash, json.dumps(doc.metadata, ensure_ascii=False), split),
-    )
-    db.executemany(
-        "INSERT INTO chunks(doc, position, start, end, n_tokens, text, vector) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (cur.lastrowid, i, c.start, c.end, c.n_tokens, c.text, v.tobytes())
-            for i, (c, v) in enumerate(zip(chunks, vectors.astype(np.float32), strict=True))
-        ],
-    )
+    def transaction(self, write: bool = False) -> Transaction:
+        return Transaction(self.db, write)
 
+    def close(self) -> None:
+        self.db.close()
 
-def delete_documents(db: sqlite3.Connection, where: str, params=()) -> int:
-    """Delete the documents matching `where` (SQL on `documents`) and their chunks."""
-    ids = [r[0] for r in db.execute(f"SELECT id FROM documents WHERE {where}", params)]
-    for i in range(0, len(ids), 500):
-        part = ids[i : i + 500]
-        marks = ",".join("?" * len(part))
-        db.execute(f"DELETE FROM chunks WHERE doc IN ({marks})", part)
-        db.execute(f"DELETE FROM documents WHERE id IN ({marks})", part)
-    return len(ids)
+    # ── settings ────────────────────────────────────────────────────────────────────────────
+    def meta(self) -> dict:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
 
+    def set_meta(self, **values) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in values.items()],
+        )
 
-def publish(db: sqlite3.Connection, remove: list[str]) -> int:
-    """Make the staged documents live, replacing live ones of the same name and removing the
-    live documents named in `remove`; returns the new generation."""
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS gone(name TEXT PRIMARY KEY)")
-    db.execute("DELETE FROM gone")
-    db.executemany("INSERT OR IGNORE INTO gone VALUES (?)", [(n,) for n in remove])
-    delete_documents(
-        db,
-        "live = 1 AND (name IN (SELECT name FROM gone) "
-        "OR name IN (SELECT name FROM documents WHERE live = 0))",
-    )
-    db.execute("UPDATE documents SET live = 1 WHERE live = 0")
-    generation = get_meta(db).get("generation", 0) + 1
-    set_meta(db, generation=generation)
-    return generation
+    def generation(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return json.loads(row[0]) if row else 0
 
+    # ── writing ─────────────────────────────────────────────────────────────────────────────
+    def hashes(self, live: bool) -> dict[str, str]:
+        """Document name -> content hash, of the live documents or of the staged ones."""
+        return dict(self.db.execute("SELECT name, hash FROM documents WHERE live = ?", (live,)))
 
-def live_vectors(db: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(chunk ids `[n]` int64, vectors `[n, d]` float32) of the live index, in chunk-id order."""
-    rows = db.execute(f"SELECT c.id, c.vector FROM {LIVE_CHUNKS} ORDER BY c.id").fetchall()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    data = bytearray()  # writable, so that torch can share it without copying
-    for r in rows:
-        data += r[1]
-    return ids, np.frombuffer(data, dtype=np.float32).reshape(-1, dim)
+    def insert_document(self, doc, chunks, vectors: np.ndarray, split: int) -> None:
+        """One staged document with its chunks and their vectors `[n_chunks, d]` float32."""
+        cur = self.db.execute(
+            "INSERT INTO documents(name, hash, metadata, live, split) VALUES (?, ?, ?, 0, ?)",
+            (doc.name, doc.hash, json.dumps(doc.metadata, ensure_ascii=False), split),
+        )
+        self.db.executemany(
+            "INSERT INTO chunks(doc, position, start, end, n_tokens, text, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (cur.lastrowid, i, c.start, c.end, c.n_tokens, c.text, v.tobytes())
+                for i, (c, v) in enumerate(zip(chunks, vectors.astype(np.float32), strict=True))
+            ],
+        )
+
+    def drop_staged(self, name: str) -> None:
+        """Delete the staged (not yet published) document `name` and its chunks."""
+        self._delete_documents("live = 0 AND name = ?", (name,))
+
+    def _delete_documents(self, where: str, params: Iterable = ()) -> int:
+        """Delete the documents matching `where` (SQL on `documents`) and their chunks."""
+        ids = [r[0] for r in self.db.execute(f"SELECT id FROM documents WHERE {where}", params)]
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            self.db.execute(f"DELETE FROM chunks WHERE doc IN ({marks})", part)
+            self.db.execute(f"DELETE FROM documents WHERE id IN ({marks})", part)
+        return len(ids)
+
+    def publish(self, remove: list[str]) -> int:
+        """Make the staged documents live, replacing live ones of the same name and removing
+        the live documents named in `remove`; returns the new generation."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS gone(name TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM gone")
+        self.db.executemany("INSERT OR IGNORE INTO gone VALUES (?)", [(n,) for n in remove])
+        self._delete_documents(
+            "live = 1 AND (name IN (SELECT name FROM gone) "
+            "OR name IN (SELECT name FROM documents WHERE live = 0))",
+        )
+        self.db.execute("UPDATE documents SET live = 1 WHERE live = 0")
+        generation = self.meta().get("generation", 0) + 1
+        self.set_meta(generation=generation)
+        return generation
+
+    # ── reading ─────────────────────────────────────────────────────────────────────────────
+    def live_names(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM documents WHERE live = 1")]
+
+    def live_chunk_count(self) -> int:
+        return self.db.execute(f"SELECT count(*) FROM {_LIVE_CHUNKS}").fetchone()[0]
+
+    def live_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids `[n]` int64, vectors `[n, d]` float32) of the live index, by chunk id."""
+        sql = f"SELECT c.id, c.vector FROM {_LIVE_CHUNKS} ORDER BY c.id"
+        rows = self.db.execute(sql).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        data = bytearray()  # writable, so that torch can share it without copying
+        for r in rows:
+            data += r[1]
+        return ids, np.frombuffer(data, dtype=np.float32).reshape(-1, dim)
+
+    def counts(self) -> dict[str, int]:
+        """Live documents, chunks, tokens and split sentences, and staged documents."""
+        docs, split = self.db.execute(
+            "SELECT count(*), coalesce(sum(split), 0) FROM documents WHERE live = 1"
+        ).fetchone()
+        chunks, tokens = self.db.execute(
+            f"SELECT count(*), coalesce(sum(c.n_tokens), 0) FROM {_LIVE_CHUNKS}"
+        ).fetchone()
+        staged = self.db.execute("SELECT count(*) FROM documents WHERE live = 0").fetchone()[0]
+        return {
+            "documents": docs,
+            "chunks": chunks,
+            "tokens": tokens,
+            "split_sentences": split,
+            "staged_documents": staged,
+        }
+
+    def documents(self) -> list[dict]:
+        """The live documents by name: name, number of chunks, metadata."""
+        rows = self.db.execute(
+            "SELECT d.name, count(c.id), d.metadata FROM documents d JOIN chunks c ON c.doc = d.id "
+            "WHERE d.live = 1 GROUP BY d.id ORDER BY d.name"
+        )
+        return [{"name": n, "chunks": c, "metadata": json.loads(m)} for n, c, m in rows]
+
+    def chunk_ids(self, where: dict[str, str]) -> set[int]:
+        """Live chunk ids whose document metadata match every `key=glob` of `where`."""
+        sql, params = _where_sql(where)
+        return {
+            r[0] for r in self.db.execute(f"SELECT c.id FROM {_LIVE_CHUNKS} WHERE 1{sql}", params)
+        }
+
+    def bm25(
+        self, words: list[str], k: int, where: dict[str, str] | None
+    ) -> list[tuple[int, float]]:
+        """The k live chunks (id, BM25 score) best matching any of `words`, best first, among
+        those whose document metadata match `where`."""
+        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+        sql, params = _where_sql(where)
+        rows = self.db.execute(
+            "SELECT c.id, -bm25(chunks_fts) FROM chunks_fts "
+            f"JOIN {_LIVE_CHUNKS} AND c.id = chunks_fts.rowid "
+            f"WHERE chunks_fts MATCH ?{sql} ORDER BY bm25(chunks_fts) LIMIT ?",
+            [match, *params, k],
+        )
+        return [(int(i), float(s)) for i, s in rows]
+
+    def chunks(self, ids: list[int]) -> dict[int, tuple]:
+        """Chunk id -> (document name, position, start, end, text, metadata dict)."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT c.id, d.name, c.position, c.start, c.end, c.text, d.metadata "
+            f"FROM {_LIVE_CHUNKS} WHERE c.id IN ({marks})",
+            ids,
+        )
+        return {r[0]: (*r[1:6], json.loads(r[6])) for r in rows}

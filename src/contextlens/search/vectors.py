@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+ANN_THRESHOLD = 100_000  # chunks: from this many up, the HNSW graph is the default
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 256
