@@ -1,4 +1,4 @@
-"""Attention and context summaries on a long (≈500-token) text (issue 5): how long each summary
+"""Attention and context summaries on a long (≈500-token) text: how long each summary
 and picture takes, next to one transformers eager forward pass with output_attentions on the
 same text (the peer), for minilm and smollm2. Ratio = ours / transformers' forward.
 
@@ -99,7 +99,7 @@ def main() -> None:
                 t = timeit(fn, repeat=3)
                 lines.append(f"| {name} | {step} | {t:.3f} | {t / t_peer:.2f} |")
                 print(lines[-1], flush=True)
-    write_section("context", "## Attention and context summaries (issue 5)\n\n" + "\n".join(lines))
+    write_section("context", "## Attention and context summaries\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Decoders (issue 3) on SmolLM2-135M-Instruct, same GGUF file, same process:
+"""Decoders on SmolLM2-135M-Instruct, same GGUF file, same process:
 load time, `trace` with every attention vs transformers eager with output_attentions, and greedy
 generation of 128 new tokens vs transformers `generate` (KV cache on both sides).
 
@@ -92,7 +92,7 @@ def main() -> None:
 
     write_section(
         "decoder",
-        f"""## Decoder: SmolLM2-135M-Instruct from GGUF (issue 3)
+        f"""## Decoder: SmolLM2-135M-Instruct from GGUF
 
 `.venv/bin/python bench/bench_decoder.py` — {machine()}.
 Ceilings measured in the same run: fp32 matmul (1024³) torch {ceiling["torch_gflops"]:.0f}

@@ -1,4 +1,4 @@
-"""The engine (issue 2): `trace` with every attention and hidden state vs transformers' eager
+"""The engine: `trace` with every attention and hidden state vs transformers' eager
 BertModel with output_attentions/output_hidden_states, and `embed` throughput on 2,000 real
 sentences vs sentence-transformers `encode`. Same weights, same texts, same process.
 
@@ -70,7 +70,7 @@ def main() -> None:
 
     write_section(
         "engine",
-        f"""## Engine: all-MiniLM-L6-v2 (issue 2)
+        f"""## Engine: all-MiniLM-L6-v2
 
 `.venv/bin/python bench/bench_engine.py` — {machine()}.
 fp32 matmul ceiling measured in the same run (best of 30, 1024³):

@@ -104,7 +104,7 @@ def main() -> None:
     small = "--small" in sys.argv
     sizes = [2_000, 10_000] if small else [10_000, 100_000, 1_000_000]
     lines = [
-        "## Search: ingestion and queries (issue 6)",
+        "## Search: ingestion and queries",
         "",
         f"Machine: {machine()}. Command: `.venv/bin/python bench/bench_search.py"
         f"{' --small' if small else ''}`.",

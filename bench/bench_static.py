@@ -1,4 +1,4 @@
-"""Static word vectors vs gensim KeyedVectors on the same glove-50 matrix (issue 4).
+"""Static word vectors vs gensim KeyedVectors on the same glove-50 matrix.
 
 - the full Google analogy evaluation (questions-words.txt, restrict_vocab=300,000):
   `cl.evaluate_analogies` vs gensim `evaluate_word_analogies` (accuracy must match);
@@ -103,7 +103,7 @@ def main() -> None:
     table = "\n".join(f"| {a} | {b} | {c} | **{x:.1f}×** |" for a, b, c, x in rows)
     write_section(
         "static",
-        f"""## Static word vectors: glove-50 vs gensim KeyedVectors (issue 4)
+        f"""## Static word vectors: glove-50 vs gensim KeyedVectors
 
 `.venv/bin/python bench/bench_static.py{" --quick" if args.quick else ""}` — {machine()}.
 fp32 matmul ceiling in the same run (1024³): torch {ceiling["torch_gflops"]:.0f} GFLOP/s,

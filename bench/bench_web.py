@@ -1,4 +1,4 @@
-"""Load test of the web explorer (issue 7), loopback only and bounded: a real `contextlens serve`
+"""Load test of the web explorer, loopback only and bounded: a real `contextlens serve`
 process, C concurrent clients each sending R requests of a fixed mix, latency percentiles per
 route, throughput, and the server's memory (peak and after the load, vs after the models loaded:
 weights are loaded once and shared, so memory does not grow with clients). The peer is the same
@@ -161,7 +161,7 @@ def main() -> None:
         "requests; the peak includes the cached traces of 500-token texts).",
     ]
     print("\n".join(lines))
-    write_section("web", "## Web explorer under load (issue 7)\n\n" + "\n".join(lines))
+    write_section("web", "## Web explorer under load\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

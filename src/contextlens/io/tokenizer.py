@@ -90,9 +90,6 @@ class Tokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return self.tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
-    def token_id(self, token: str) -> int | None:
-        return self.tok.token_to_id(token)
-
 
 def _check_unknown_token(tok: HFTokenizer, path: Path) -> None:
     """WordPiece and BPE put their unknown-token stand-in (e.g. [UNK]) where a piece of text is
