@@ -392,3 +392,15 @@ def test_cli_words_that_are_not_utf8_from_a_real_shell():
 def test_library_words_that_are_not_utf8(glove):
     message = error(glove.most_similar, "caf\udce9")
     assert message.startswith("'caf\\udce9' is not in the vocabulary of glove-50")
+
+
+def test_each_typed_loader_loads_its_own_kind_and_names_the_other(glove, small, tmp_path):
+    path = tmp_path / "small.txt"
+    small.save(path)
+    assert "load it with load_vectors('glove-50')" in error(cl.load_model, "glove-50")
+    assert f"load it with load_vectors({str(path)!r})" in error(cl.load_model, path)
+    assert "load it with load_model('minilm')" in error(cl.load_vectors, "minilm")
+    named = cl.load_vectors("glove-50")
+    assert named.name == "glove-50" and torch.equal(named.vectors, glove.vectors)
+    assert cl.load_vectors(path).name == "small.txt"
+    assert isinstance(cl.load(path), WordVectors)
