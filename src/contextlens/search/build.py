@@ -65,7 +65,8 @@ class Made:
 def read_documents(
     paths: list[str | Path], text_field: str = "text", id_field: str | None = None
 ) -> tuple[list[Document], list[Skipped]]:
-    """Every document under `paths` (files, or folders walked recursively; hidden files skipped)."""
+    """Every document under `paths` (files, or folders walked recursively; hidden files and an
+    index's own files skipped), and what was skipped."""
     if not paths:
         raise ContextlensError("no paths given; name the files or folders to index")
     docs, skipped = [], []

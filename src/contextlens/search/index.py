@@ -1,6 +1,7 @@
 """`Index`: a folder of documents made searchable by meaning (dense), by words (BM25) or both.
 
-An index is a directory: `index.db` (SQLite, see `store`) and the snapshot files of `vectors`.
+An index is a directory: `index.db` (SQLite; every statement is in `store`) and the snapshot
+files of `vectors`. `build` writes them; `Index` opens, builds through it and searches.
 It records the model and chunk settings that made it and refuses queries from another model.
 
     ix = Index.create("notes", model=m)            # or Index.open("notes")
