@@ -42,7 +42,7 @@ def ingestion(n_docs: int) -> list[str]:
         t0 = time.perf_counter()
         report = ix.build([folder], m)
         ours = time.perf_counter() - t0
-        texts = [r[0] for r in ix.db.execute("SELECT text FROM chunks")]
+        texts = ix.store.live_texts()
         theirs = timeit(lambda: st.encode(texts, batch_size=32), repeat=1, warmup=0)
         embed_only = timeit(lambda: m.embed(texts, batch_size=32), repeat=1, warmup=0)
         ix.close()

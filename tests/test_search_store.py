@@ -52,6 +52,7 @@ def test_staged_published_replaced_and_removed(tmp_path):
     counts = store.counts()
     assert (counts["documents"], counts["chunks"], counts["tokens"]) == (1, 1, 4)
     assert [d["name"] for d in store.documents()] == ["a.txt"]
+    assert store.live_texts() == [newer.text]
     store.close()
 
 

@@ -167,6 +167,10 @@ class Store:
     def live_chunk_count(self) -> int:
         return self.db.execute(f"SELECT count(*) FROM {_LIVE_CHUNKS}").fetchone()[0]
 
+    def live_texts(self) -> list[str]:
+        """The texts of the live chunks, in chunk-id order."""
+        return [r[0] for r in self.db.execute(f"SELECT c.text FROM {_LIVE_CHUNKS} ORDER BY c.id")]
+
     def live_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids `[n]` int64, vectors `[n, d]` float32) of the live index, by chunk id."""
         sql = f"SELECT c.id, c.vector FROM {_LIVE_CHUNKS} ORDER BY c.id"
