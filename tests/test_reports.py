@@ -1,6 +1,8 @@
 """Reports: the trace records what the input embedding is made of, and each report's JSON is the
 same whether the CLI (--json) or the web API gives it."""
 
+import json
+
 import pytest
 import torch
 
@@ -30,3 +32,45 @@ def test_embedding_parts_are_recorded_only_when_asked(minilm):
     assert minilm.trace("hi").embedding_parts is None
     t = minilm.trace("hi", hidden_states=False, attentions=False, embedding_parts=True)
     assert t.hidden_states is None and t.embedding_parts.token.shape[0] == len(t)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from fastapi.testclient import TestClient
+
+    from contextlens.web import create_app
+
+    return TestClient(create_app(["minilm", "smollm2"]), base_url="http://127.0.0.1:8000")
+
+
+def web(client, path: str, **body) -> dict:
+    r = client.post(path, json=body)
+    assert r.status_code == 200, r.json()
+    return r.json()
+
+
+def cli(run_cli, *args: str) -> dict:
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+IT = "The animal didn't cross the street because it was too tired."
+
+
+@pytest.mark.parametrize("name", ["minilm", "smollm2"])
+def test_coref_cli_and_web_give_the_same_report(run_cli, client, name):
+    c = cli(run_cli, "coref", IT, "--pronoun", "it", "--candidates", "animal,street", "-m", name)
+    w = web(
+        client, "/api/coref", model=name, text=IT, pronoun="it", candidates=["animal", "street"]
+    )
+    assert [x["word"] for x in c["candidates"]] == w["candidates"] == ["animal", "street"]
+    assert (c["pronoun"]["word"], [c["pronoun"]["start"], c["pronoun"]["end"]]) == (
+        w["pronoun"],
+        w["pronoun_at"],
+    )
+    methods = {x["method"]: x["scores"] for x in c["methods"]}
+    for n, row in enumerate(w["attention"]):
+        assert methods[f"attention, layer {n} (heads averaged)"] == pytest.approx(row, abs=1e-4)
+    assert methods["attention rollout, last layer"] == pytest.approx(w["rollout"][-1], abs=1e-4)
+    assert methods["similarity, last layer"] == pytest.approx(w["similarity"][-1], abs=1e-4)

@@ -18,7 +18,7 @@ import torch
 from ..errors import ContextlensError
 from ..io.benchmarks import CorefCase, Span
 from ..trace import Trace
-from .attention import require_attentions, rollout, token_weights
+from .attention import check_layer_head, require_attentions, rollout, token_weights
 from .words import Word, find, locate, words
 
 DETERMINERS = {"the", "a", "an", "this", "that", "his", "her", "their", "its"}
@@ -107,6 +107,115 @@ def score(trace: Trace, case: CorefCase) -> Scores:
         torch.nn.functional.cosine_similarity(p_vec[:, None], c_vec, dim=-1),
         torch.tensor([abs(min(pron.tokens) - max(h.tokens)) for h in heads], dtype=torch.float),
     )
+
+
+# ── one text: which word does its pronoun point to ─────────────────────────────────────────
+PRONOUNS = {
+    "it", "he", "she", "they", "him", "her", "them", "its", "his", "their", "theirs", "hers",
+    "himself", "herself", "itself", "themselves",
+}  # fmt: skip
+SUBJECTS = {"it", "he", "she", "they"}
+FUNCTION_WORDS = PRONOUNS | DETERMINERS | {
+    "i", "you", "we", "me", "us", "my", "your", "our", "and", "or", "but", "because", "so", "if",
+    "when", "while", "than", "then", "of", "to", "in", "on", "at", "by", "for", "with", "from",
+    "into", "over", "under", "about", "after", "before", "is", "was", "are", "were", "be",
+    "been", "being", "am", "do", "does", "did", "have", "has", "had", "not", "no", "too", "very",
+    "who", "which", "what", "that", "these", "those", "there", "here", "as", "also", "just",
+    "can", "could", "will", "would", "should", "may", "might", "must", "all", "some", "any",
+}  # fmt: skip
+MAX_CANDIDATES = 5
+
+
+def find_pronoun(units: list[Word], trace: Trace, pronoun: str | None, occurrence: int | None):
+    """The pronoun's word: `pronoun` (its `occurrence`-th), or else the text's first subject
+    pronoun (it, he, she, they), or else its first pronoun."""
+    if pronoun is None:
+        found = [u for u in units if not u.special and u.text.casefold() in PRONOUNS]
+        found.sort(key=lambda u: u.text.casefold() not in SUBJECTS)  # "she" before "her"
+        if not found:
+            raise ContextlensError(
+                "the text has no pronoun (it, he, she, they, …); name the word to follow with "
+                "pronoun"
+            )
+        pronoun, occurrence = found[0].text, occurrence or 1
+    return locate(trace, pronoun, occurrence, units)
+
+
+def propose_candidates(units: list[Word], pronoun: Word) -> list[str]:
+    """Words the pronoun may point to, guessed from the text: the content words before it
+    (not function words, not the pronoun), preferring those right after a determiner ("the
+    animal") — nouns, mostly; the nearest MAX_CANDIDATES, in text order."""
+    content = [
+        (i, u)
+        for i, u in enumerate(units)
+        if not u.special
+        and u.text.isalpha()
+        and u.text.casefold() not in FUNCTION_WORDS
+        and u.start != pronoun.start
+    ]
+    before = [(i, u) for i, u in content if u.end <= pronoun.start]
+    nouns = [(i, u) for i, u in before if i and units[i - 1].text.casefold() in DETERMINERS]
+    pool = nouns if len(nouns) >= 2 else before if len(before) >= 2 else content
+    names = list(dict.fromkeys(u.text for _, u in pool))
+    if len(names) < 2:
+        raise ContextlensError(
+            "the text has fewer than two words besides the pronoun to choose between; "
+            "give the candidates"
+        )
+    return names[-MAX_CANDIDATES:]
+
+
+@dataclass
+class CorefReport:
+    """Which candidate the pronoun of one text points to.
+
+    given: the candidates as the user wrote them, or as proposed from the text (`proposed`).
+    scores: the pronoun's attention, rollout and similarity to each candidate (see `Scores`).
+    """
+
+    text: str
+    given: list[str]
+    proposed: bool
+    scores: Scores
+
+    def methods(self, head: tuple[int, int] | None = None) -> list[tuple[str, torch.Tensor]]:
+        """Each way of choosing, named, with its scores `[c]`: every layer's heads averaged, all
+        layers and heads, rollout, the strongest head in this text, similarity at the last
+        layer, and `head` (layer, head) when given."""
+        s = self.scores
+        check_layer_head(s.attention, *(head or (None, None)))
+        hl, hh = divmod(int(s.attention.amax(-1).flatten().argmax()), s.attention.shape[1])
+        rows = [
+            (f"attention, layer {n} (heads averaged)", s.attention[n].mean(0))
+            for n in range(s.attention.shape[0])
+        ]
+        rows += [
+            ("attention, all layers and heads", s.attention.mean((0, 1))),
+            ("attention rollout, last layer", s.rollout[-1]),
+            (f"strongest head in this sentence: layer {hl} head {hh}", s.attention[hl, hh]),
+            ("similarity, last layer", s.similarity[-1]),
+        ]
+        if head:
+            rows.append((f"attention, layer {head[0]} head {head[1]}", s.attention[head]))
+        return rows
+
+
+def coref_report(
+    trace: Trace,
+    pronoun: str | None,
+    candidates: list[str] | None,
+    occurrence: int | None = None,
+) -> CorefReport:
+    """Score the candidates for the pronoun of a traced text (hidden states and attentions).
+    Without a pronoun, the text's first subject pronoun; without candidates, proposed ones."""
+    units = words(trace)
+    p = find_pronoun(units, trace, pronoun, occurrence)
+    proposed = candidates is None
+    names = propose_candidates(units, p) if proposed else candidates
+    if len(names) < 2:
+        raise ContextlensError("give at least two candidates to choose between")
+    case = CorefCase(trace.text, p.text, tuple(names), pronoun_span=(p.start, p.end))
+    return CorefReport(trace.text, list(names), proposed, score(trace, case))
 
 
 def probe(model, case: CorefCase) -> Scores:

@@ -8,7 +8,7 @@ import typer
 from ..analysis import attention as att
 from ..analysis import context as ctx
 from ..analysis import coref, plots, wic
-from ..analysis.words import Word, locate, words
+from ..analysis.words import Word, words
 from ..errors import ContextlensError
 from ..io.benchmarks import read_cases, read_wic
 from .app import (
@@ -423,44 +423,20 @@ def parse_head(value: str | None) -> tuple[int, int] | None:
     return layer, head
 
 
-def coref_report(
-    m, text: str, pronoun: str, candidates: list[str], occurrence=None, head=None
-) -> dict:
+def coref_json(m, r: coref.CorefReport, head: tuple[int, int] | None) -> dict:
     """Each method's scores for the candidates and its winner."""
-    trace = m.trace(text, truncate=True)
-    p = locate(trace, pronoun, occurrence)
-    case = coref.CorefCase(text, pronoun, tuple(candidates), pronoun_span=(p.start, p.end))
-    if len(candidates) < 2:
-        raise ContextlensError("give at least two --candidates to choose between")
-    s = coref.score(trace, case)
-    att.check_layer_head(s.attention, *(head or (None, None)))
-    strongest = int(s.attention.amax(-1).flatten().argmax())
-    n_heads = s.attention.shape[1]
-    hl, hh = divmod(strongest, n_heads)
-    methods = [
-        (f"attention, layer {n} (heads averaged)", s.attention[n].mean(0))
-        for n in range(s.attention.shape[0])
-    ]
-    methods += [
-        ("attention, all layers and heads", s.attention.mean((0, 1))),
-        ("attention rollout, last layer", s.rollout[-1]),
-        (f"strongest head in this sentence: layer {hl} head {hh}", s.attention[hl, hh]),
-        ("similarity, last layer", s.similarity[-1]),
-    ]
-    if head:
-        methods.append((f"attention, layer {head[0]} head {head[1]}", s.attention[head]))
-    rows = [
-        {"method": name, "scores": v.tolist(), "winner": candidates[int(v.argmax())]}
-        for name, v in methods
-    ]
+    s = r.scores
     return {
         "model": m.name,
-        "text": text,
+        "text": r.text,
         "pronoun": _word(s.pronoun),
         "candidates": [
-            {**_word(w), "as_given": c} for w, c in zip(s.candidates, candidates, strict=True)
+            {**_word(w), "as_given": c} for w, c in zip(s.candidates, r.given, strict=True)
         ],
-        "methods": rows,
+        "methods": [
+            {"method": name, "scores": v.tolist(), "winner": r.given[int(v.argmax())]}
+            for name, v in r.methods(head)
+        ],
     }
 
 
@@ -481,7 +457,8 @@ def coref_command(
     (per layer, all layers, rollout, the strongest head) and by contextual similarity."""
     m = need_transformer(model, "coref")
     names = _split_candidates([candidates, *ctx.args])
-    r = coref_report(m, text, pronoun, names, occurrence, parse_head(head))
+    report = coref.coref_report(m.trace(text, truncate=True), pronoun, names, occurrence)
+    r = coref_json(m, report, parse_head(head))
     if as_json:
         return emit_json(r)
     names = [c["as_given"] for c in r["candidates"]]
@@ -639,8 +616,8 @@ def tour_context() -> None:
         m = get_model(name)
         for end in ("tired", "wide"):
             text = ANIMAL.replace("wide", end)
-            x = coref_report(m, text, "it", ["animal", "street"])["methods"]
-            scores = next(r for r in x if r["method"].startswith("attention, all"))["scores"]
+            r = coref.coref_report(m.trace(text, truncate=True), "it", ["animal", "street"])
+            scores = r.scores.attention.mean((0, 1)).tolist()
             console.print(
                 f"  {name:8} …too {end + ':':7} animal {scores[0]:.3f}  street {scores[1]:.3f}",
                 markup=False,

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from ..analysis.attention import check_layer_head, head_stats, require_attentions
 from ..analysis.context import nearest_words, occurrences, project_2d
-from ..analysis.coref import DETERMINERS, CorefCase, score
-from ..analysis.words import Word, locate, words
+from ..analysis.coref import coref_report
+from ..analysis.words import words
 from ..errors import ContextlensError
 from ..sampling import check_sampling, next_token_distribution
 from ..trace import Trace
@@ -230,61 +230,6 @@ def shift(model, word: str, sentences: list[str], k: int, occurrence: int | None
     }
 
 
-PRONOUNS = {
-    "it", "he", "she", "they", "him", "her", "them", "its", "his", "their", "theirs", "hers",
-    "himself", "herself", "itself", "themselves",
-}  # fmt: skip
-SUBJECTS = {"it", "he", "she", "they"}
-FUNCTION_WORDS = PRONOUNS | DETERMINERS | {
-    "i", "you", "we", "me", "us", "my", "your", "our", "and", "or", "but", "because", "so", "if",
-    "when", "while", "than", "then", "of", "to", "in", "on", "at", "by", "for", "with", "from",
-    "into", "over", "under", "about", "after", "before", "is", "was", "are", "were", "be",
-    "been", "being", "am", "do", "does", "did", "have", "has", "had", "not", "no", "too", "very",
-    "who", "which", "what", "that", "these", "those", "there", "here", "as", "also", "just",
-    "can", "could", "will", "would", "should", "may", "might", "must", "all", "some", "any",
-}  # fmt: skip
-MAX_CANDIDATES = 5
-
-
-def _pronoun(units: list[Word], trace: Trace, pronoun: str | None, occurrence: int | None):
-    """The pronoun's word: `pronoun` (its `occurrence`-th), or else the text's first subject
-    pronoun (it, he, she, they), or else its first pronoun."""
-    if pronoun is None:
-        found = [u for u in units if not u.special and u.text.casefold() in PRONOUNS]
-        found.sort(key=lambda u: u.text.casefold() not in SUBJECTS)  # "she" before "her"
-        if not found:
-            raise ContextlensError(
-                "the text has no pronoun (it, he, she, they, …); name the word to follow with "
-                "pronoun"
-            )
-        pronoun, occurrence = found[0].text, occurrence or 1
-    return locate(trace, pronoun, occurrence, units)
-
-
-def propose_candidates(units: list[Word], pronoun: Word) -> list[str]:
-    """Words the pronoun may point to, guessed from the text: the content words before it
-    (not function words, not the pronoun), preferring those right after a determiner ("the
-    animal") — nouns, mostly; the nearest MAX_CANDIDATES, in text order."""
-    content = [
-        (i, u)
-        for i, u in enumerate(units)
-        if not u.special
-        and u.text.isalpha()
-        and u.text.casefold() not in FUNCTION_WORDS
-        and u.start != pronoun.start
-    ]
-    before = [(i, u) for i, u in content if u.end <= pronoun.start]
-    nouns = [(i, u) for i, u in before if i and units[i - 1].text.casefold() in DETERMINERS]
-    pool = nouns if len(nouns) >= 2 else before if len(before) >= 2 else content
-    names = list(dict.fromkeys(u.text for _, u in pool))
-    if len(names) < 2:
-        raise ContextlensError(
-            "the text has fewer than two words besides the pronoun to choose between; "
-            "give the candidates"
-        )
-    return names[-MAX_CANDIDATES:]
-
-
 def coref(
     trace: Trace,
     pronoun: str | None,
@@ -292,20 +237,14 @@ def coref(
     occurrence: int | None = None,
 ) -> dict:
     """Which candidate the pronoun points to, by layer: its attention to each candidate averaged
-    over heads `[L, c]`, rolled-out attention `[L, c]` and vector cosine `[L+1, c]`. Without a
-    pronoun, the text's first subject pronoun; without candidates, proposed ones."""
-    units = words(trace)
-    p = _pronoun(units, trace, pronoun, occurrence)
-    proposed = candidates is None
-    names = propose_candidates(units, p) if proposed else candidates
-    if len(names) < 2:
-        raise ContextlensError("give at least two candidates to choose between")
-    s = score(trace, CorefCase(trace.text, p.text, tuple(names), pronoun_span=(p.start, p.end)))
+    over heads `[L, c]`, rolled-out attention `[L, c]` and vector cosine `[L+1, c]`."""
+    r = coref_report(trace, pronoun, candidates, occurrence)
+    s = r.scores
     return {
         "pronoun": s.pronoun.text,
-        "pronoun_at": [p.start, p.end],
+        "pronoun_at": [s.pronoun.start, s.pronoun.end],
         "candidates": [w.text for w in s.candidates],
-        "proposed": proposed,
+        "proposed": r.proposed,
         "attention": _round(s.attention.mean(1), 4),
         "rollout": _round(s.rollout, 4),
         "similarity": _round(s.similarity, 4),
