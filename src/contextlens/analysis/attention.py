@@ -80,10 +80,6 @@ class AttendsTo:
     weights: torch.Tensor
     rollout: torch.Tensor
 
-    def head_mean(self) -> torch.Tensor:
-        """`[L, w]`: averaged over heads."""
-        return self.weights.mean(1)
-
     def all_layers(self) -> torch.Tensor:
         """`[w]`: averaged over layers and heads."""
         return self.weights.mean((0, 1))

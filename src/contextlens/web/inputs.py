@@ -4,6 +4,8 @@ lone surrogate ("\\ud800"), which no tokenizer or UTF-8 answer can carry, so it 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..search import DEFAULT_MODE
+
 PROJECTIONS = ("pca", "umap", "tsne")
 TEMPERATURE = (0.0, 100.0)  # the valid range; 0 means greedy
 
@@ -99,7 +101,7 @@ class AnalogyIn(In):
 class SearchIn(In):
     query: str
     k: int = Field(5, ge=1, le=50)
-    mode: str = Field("hybrid", description="dense | bm25 | hybrid")
+    mode: str = Field(DEFAULT_MODE, description="dense | bm25 | hybrid")
 
 
 class WordsIn(In):
