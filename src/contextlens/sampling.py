@@ -23,6 +23,15 @@ def check_sampling(
         raise ContextlensError(f"seed must be a whole number in 0..2**64-1 (got {seed})")
 
 
+def scaled_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits `[vocab]` / T with the largest at 0, in float64 so that a tiny T neither overflows
+    nor divides by zero; T = 0 is its limit, greedy: the top logit at 0, the others -inf."""
+    shifted = logits.double() - logits.max()
+    if temperature == 0:
+        return shifted.masked_fill(shifted < 0, -torch.inf)
+    return shifted / temperature
+
+
 def next_token_distribution(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -33,8 +42,9 @@ def next_token_distribution(
 
     top-k keeps the k most likely tokens; top-p keeps the smallest set of most likely tokens
     whose probabilities add up to at least p. The rest get probability 0; the kept renormalise.
+    Temperature 0 is greedy: all the mass on the top token.
     """
-    logits = logits.float() / temperature
+    logits = scaled_logits(logits, temperature).float()
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -25,6 +25,7 @@ app.add_typer(evaluate_app, name="evaluate")
 console = Console(highlight=False)
 
 MODEL_OPTION = typer.Option("minilm", "--model", "-m", help="catalog name or path to a model")
+TEXT = typer.Argument(..., help="the text (over the model's limit: its first tokens, with a note)")
 JSON_OPTION = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
 
 

@@ -14,6 +14,7 @@ from ..io.benchmarks import read_cases, read_wic
 from .app import (
     JSON_OPTION,
     MODEL_OPTION,
+    TEXT,
     app,
     console,
     emit_json,
@@ -24,7 +25,6 @@ from .app import (
 )
 from .tour import explain, section
 
-TEXT = typer.Argument(..., help="the text (over the model's limit: its first tokens, with a note)")
 TOP = typer.Option(5, "--top", "-k", help="how many words (or heads) to list")
 PLOT = typer.Option(None, "--plot", help="save a picture to this .png or .svg file")
 OCCURRENCE = typer.Option(

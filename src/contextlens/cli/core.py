@@ -14,6 +14,7 @@ from ..lm import LanguageModel
 from .app import (
     JSON_OPTION,
     MODEL_OPTION,
+    TEXT,
     app,
     console,
     emit_json,
@@ -23,8 +24,6 @@ from .app import (
     table,
 )
 from .tour import explain, section
-
-TEXT = typer.Argument(..., help="the text (over the model's limit: its first tokens, with a note)")
 
 
 @app.command()

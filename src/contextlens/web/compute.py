@@ -150,15 +150,6 @@ def check_temperature(temperature: float) -> None:
         )
 
 
-def scaled_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """logits `[vocab]` / T with the largest at 0, in float64 so that a tiny T neither overflows
-    nor divides by zero; T = 0 is its limit, greedy: the top logit at 0, the others -inf."""
-    shifted = logits.double() - logits.max()
-    if temperature == 0:
-        return shifted.masked_fill(shifted < 0, -torch.inf)
-    return shifted / temperature
-
-
 def next_token(
     model,
     trace: Trace,
@@ -179,7 +170,7 @@ def next_token(
     check_temperature(temperature)
     check_sampling(temperature, top_k, top_p)
     logits = model.model.logits(trace.hidden_states[-1, -1].float())  # [vocab]
-    probs = next_token_distribution(scaled_logits(logits, temperature), 1.0, top_k, top_p)
+    probs = next_token_distribution(logits, temperature, top_k, top_p)
     plain = logits.float().softmax(-1)
     kept = int((probs > 0).sum())
     v, i = probs.topk(min(k, kept))
