@@ -120,8 +120,7 @@ def create_app(
 
     @app.post("/api/tokens", summary="Tokens → vectors: ids, embedding rows, positions, input")
     def tokens(req: TextIn) -> dict:
-        model = checked(req.model, req.text)
-        trace = model.trace(req.text, hidden_states=False, attentions=False, embedding_parts=True)
+        model, trace = traced(req.model, req.text)
         return compute.token_info(trace) | compute.vectors(model, trace)
 
     @app.post("/api/attention", summary="Head view of one layer/head, layer × head grid")

@@ -73,13 +73,14 @@ class Registry:
         return model
 
     def trace(self, name: str, text: str, qkv: bool = False) -> Trace:
-        """A full trace (hidden states, attentions, and q/k/v when asked) of `text`, cached."""
+        """A full trace (embedding parts, hidden states, attentions, and q/k/v when asked) of
+        `text`, cached: every view of the same text reads the same pass."""
         key = (name, text, qkv)
         with self._traces_lock:
             if key in self._traces:
                 self._traces.move_to_end(key)
                 return self._traces[key]
-        trace = self.language_model(name).trace(text, qkv=qkv)
+        trace = self.language_model(name).trace(text, qkv=qkv, embedding_parts=True)
         with self._traces_lock:
             self._traces[key] = trace
             while len(self._traces) > self.cache_size:
