@@ -4,6 +4,7 @@ from pathlib import Path
 
 from .errors import ContextlensError
 from .io.catalog import resolve
+from .io.gguf import WEIGHTS
 from .io.hf import read_hf_dir, read_json
 from .io.tokenizer import Tokenizer
 from .lm import LanguageModel, Pooling
@@ -57,16 +58,26 @@ def load_hf_dir(directory: Path, name: str) -> LanguageModel:
     return LanguageModel(name, model, tokenizer, _pooling(directory, model.cfg.max_positions))
 
 
-def load_gguf(path: Path, name: str) -> LanguageModel:
-    from .io.gguf import read_gguf  # issue 3: llama.cpp files
+def load_gguf(path: Path, name: str, weights: str) -> LanguageModel:
+    from .io.gguf import read_gguf
 
-    hf_config, tensors, tokenizer = read_gguf(path)
+    hf_config, tensors, tokenizer = read_gguf(path, weights)
     model = build(hf_config, tensors, source=str(path))
     return LanguageModel(name, model, tokenizer, Pooling())
 
 
-def load(name_or_path: str | Path):
-    """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file."""
+def load(name_or_path: str | Path, weights: str = "exact"):
+    """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file.
+
+    weights: how a GGUF file's quantised matrices are held. "exact" (the default) dequantises
+    them to float32 once at load: the reference numerics every parity test checks, at 4 bytes a
+    parameter. "native" keeps them as the file stores them (memory-mapped, Q4_0/Q4_1/Q8_0/F16/BF16
+    multiplied directly, other formats dequantised a layer at a time): about the file's size in
+    memory, a fraction of a second to load, faster generation, outputs close to but not equal to
+    exact mode (docs/gguf.md measures how close). Hugging Face directories hold float weights
+    already; for them both modes are the same."""
+    if weights not in WEIGHTS:
+        raise ContextlensError(f"weights={weights!r} is not a mode; use 'exact' or 'native'")
     path, entry = resolve(name_or_path)
     name = entry.name if entry else str(name_or_path)
     if (entry and entry.kind == "static") or path.suffix in (".txt", ".vec", ".bin"):
@@ -74,7 +85,7 @@ def load(name_or_path: str | Path):
 
         return load_vectors(path, name)
     if path.suffix == ".gguf":
-        return load_gguf(path, name)
+        return load_gguf(path, name, weights)
     if path.is_dir() and (path / "config.json").exists():
         return load_hf_dir(path, name)
     if path.is_dir():

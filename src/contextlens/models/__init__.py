@@ -5,6 +5,11 @@ An architecture module provides `config(hf_config) -> TransformerConfig`, `PREFI
 from checkpoint names), `WEIGHTS` and `LAYER_WEIGHTS` (our name -> checkpoint name(s); a list is
 concatenated along dim 0, `{p}` stands for weight and bias), `LAYER_PREFIX`, and optionally
 `transform(name, tensor)` for layout changes.
+
+A tensor may also be an `io.gguf.StoredTensor` (native mode: a matrix kept in its file's block
+format, already in nn.Linear's [out, in] orientation): its layer becomes an `nn.quant.QuantLinear`
+(several stored matrices stacked along out, as Q, K, V are, stay separate parts of one layer) and
+an embedding table a `QuantEmbedding`; a tied LM head shares the table's stored bytes.
 """
 
 from types import ModuleType
@@ -12,6 +17,8 @@ from types import ModuleType
 import torch
 
 from ..errors import ContextlensError
+from ..io.gguf import StoredTensor
+from ..nn.quant import QuantEmbedding, QuantLinear, dequantize
 from . import bert, gpt2, llama
 from .transformer import Transformer, TransformerConfig
 
@@ -37,7 +44,9 @@ def weight_names(arch: ModuleType, cfg: TransformerConfig) -> dict[str, list[str
     return names
 
 
-def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Transformer:
+def build(
+    hf_config: dict, tensors: dict[str, torch.Tensor | StoredTensor], source: str
+) -> Transformer:
     """A Transformer holding the checkpoint's weights. `source` names the files in errors."""
     kind = hf_config.get("model_type")
     if kind not in ARCHITECTURES:
@@ -59,7 +68,7 @@ def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Tra
         model = Transformer(cfg)
     wanted = model.state_dict()
     tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
-    state = {}
+    state, stored = {}, {}
     for ours, theirs in weight_names(arch, cfg).items():
         if ours not in wanted or ours in tied:
             continue  # a bias of a bias-free model; a head that shares the embedding
@@ -69,20 +78,44 @@ def build(hf_config: dict, tensors: dict[str, torch.Tensor], source: str) -> Tra
                 f"{source}: weight {missing[0]!r} is missing; the file is incomplete or not "
                 f"a {kind} checkpoint"
             )
-        parts = [transform(t, tensors[t]) for t in theirs]
-        state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
-        if state[ours].shape != wanted[ours].shape:
+        parts = [tensors[t] for t in theirs]
+        if all(isinstance(p, StoredTensor) for p in parts):
+            shape = (sum(p.shape[0] for p in parts), parts[0].shape[1])
+            stored[ours] = parts
+        else:  # float tensors (a stored one among them is dequantised, already [out, in])
+            parts = [
+                dequantize(p) if isinstance(p, StoredTensor) else transform(t, p)
+                for t, p in zip(theirs, parts, strict=True)
+            ]
+            state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
+            shape = tuple(state[ours].shape)
+        if shape != wanted[ours].shape:
             raise ContextlensError(
-                f"{source}: weight {theirs[0]!r} has shape {tuple(state[ours].shape)}, "
+                f"{source}: weight {theirs[0]!r} has shape {shape}, "
                 f"expected {tuple(wanted[ours].shape)} from the config"
             )
-    left = [k for k in wanted if k not in state and k not in tied]
+    left = [k for k in wanted if k not in state and k not in stored and k not in tied]
     if left:
         raise ContextlensError(f"{source}: no weights for {left[0]!r}")
     model.load_state_dict(state, strict=False, assign=True)
-    if tied:
+    for ours, parts in stored.items():
+        _use_stored(model, ours.removesuffix(".weight"), parts, state)
+    if tied and isinstance(model.tok, QuantEmbedding):
+        model.lm_head = QuantLinear([model.tok.table])  # the same stored bytes
+    elif tied:
         model.lm_head.weight = model.tok.weight  # assign=True replaced the shared parameter
     return model.eval().requires_grad_(False)
+
+
+def _use_stored(model: Transformer, name: str, parts: list, state: dict) -> None:
+    """Put a QuantLinear (or, for a lookup table, a QuantEmbedding) where module `name` is."""
+    parent, _, child = name.rpartition(".")
+    old = model.get_submodule(name)
+    if isinstance(old, torch.nn.Embedding):
+        new = QuantEmbedding(parts[0])
+    else:
+        new = QuantLinear(parts, state.get(f"{name}.bias"))
+    setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
 __all__ = ["ARCHITECTURES", "Transformer", "TransformerConfig", "build"]
