@@ -2,6 +2,7 @@
 
 import json
 import sys
+from enum import Enum
 from functools import cache
 
 import typer
@@ -24,12 +25,35 @@ MODEL_OPTION = typer.Option("minilm", "--model", "-m", help="catalog name or pat
 JSON_OPTION = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
 
 
-@cache
+WEIGHTS = {"mode": "exact"}  # set by --weights before any command runs
+Weights = Enum("Weights", {"exact": "exact", "native": "native"}, type=str)
+
+
+@app.callback()
+def options(
+    weights: Weights = typer.Option(
+        "exact",
+        "--weights",
+        help="How a GGUF model (smollm2, any .gguf) holds its weights, for every command. exact "
+        "(the default everywhere): dequantised to float32, the reference numerics the parity "
+        "tests check, so layers, heads and probabilities are the model's own. native: kept as "
+        "the file stores them (Q4/Q8/F16), about the file's size in memory and faster "
+        "generation; use it for models too large for float32.",
+    ),
+) -> None:
+    WEIGHTS["mode"] = weights.value
+
+
 def get_model(name: str):
-    """Load a model once per process (commands like `tour` use several)."""
+    """Load a model once per process and weights mode (commands like `tour` use several)."""
+    return _load(name, WEIGHTS["mode"])
+
+
+@cache
+def _load(name: str, weights: str):
     from ..loader import load
 
-    return load(name)
+    return load(name, weights=weights)
 
 
 def emit_json(data) -> None:
