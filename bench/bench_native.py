@@ -184,41 +184,53 @@ def write_synthetic(path: Path, shape: dict, tokenizer_meta: dict) -> int:
 # ---- kernels --------------------------------------------------------------------------------
 
 
-def kernel_rows() -> list[str]:
+def kernel_cells(k: int, n: int) -> dict:
+    """name -> f(x) for every way of computing x [m, k] · Wᵀ with W [n, k]."""
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from common import best_time
     from gguf import GGMLQuantizationType as Q
     from gguf import quants
 
     from contextlens.io.gguf import StoredTensor
     from contextlens.nn.quant import QuantLinear
 
+    w = torch.randn(n, k) / k**0.5
+    wt = w.T.contiguous()
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+        torch.randint(0, 16, (n, k), dtype=torch.int32), 1
+    )
+    scales_zeros = torch.randn(k // 32, n, 2)
+    q8 = torch.randint(-128, 127, (n, k), dtype=torch.int8)
+    cells = {
+        "fp32 F.linear": lambda x: F.linear(x, w),
+        "fp32 x @ W[in,out]": lambda x: x @ wt,
+        "torch int4pack": lambda x: torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x, packed, 32, scales_zeros
+        ),
+        "torch int8pack": lambda x: torch.ops.aten._weight_int8pack_mm(x, q8, w[:, 0]),
+    }
+    for kind in (Q.Q4_0, Q.Q4_1, Q.Q8_0):
+        raw = np.ascontiguousarray(quants.quantize(w.numpy(), kind)).view(np.uint8)
+        layer = QuantLinear([StoredTensor(kind, (n, k), torch.from_numpy(raw))])
+        cells[f"ours {kind.name}"] = layer
+    return cells
+
+
+def kernel_rows() -> list[str]:
+    import torch
+    from common import best_time
+
     rows = []
     for k, n in ((576, 576), (576, 1536), (1536, 576), (576, 49152)):
-        w = torch.randn(n, k) / k**0.5
-        wt = w.T.contiguous()
-        q = torch.randint(0, 16, (n, k), dtype=torch.int32)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        scales_zeros = torch.randn(k // 32, n, 2)
-        q8 = torch.randint(-128, 127, (n, k), dtype=torch.int8)
-        ours = {}
-        for kind in (Q.Q4_0, Q.Q4_1, Q.Q8_0):
-            raw = np.ascontiguousarray(quants.quantize(w.numpy(), kind)).view(np.uint8)
-            ours[kind.name] = QuantLinear([StoredTensor(kind, (n, k), torch.from_numpy(raw))])
+        cells = kernel_cells(k, n)
         for m in (1, 16):
             x = torch.randn(m, k)
-            cells = {
-                "fp32 F.linear": lambda x=x: F.linear(x, w),
-                "fp32 x @ W[in,out]": lambda x=x: x @ wt,
-                "torch int4pack": lambda x=x: torch.ops.aten._weight_int4pack_mm_for_cpu(
-                    x, packed, 32, scales_zeros
-                ),
-                "torch int8pack": lambda x=x: torch.ops.aten._weight_int8pack_mm(x, q8, w[:, 0]),
-            } | {f"ours {name}": lambda x=x, layer=layer: layer(x) for name, layer in ours.items()}
             repeat = 10 if n > 10000 else 50
-            ms = [best_time(f, repeat=repeat, warmup=3) * 1e3 for f in cells.values()]
+            ms = [
+                best_time(lambda f=f, x=x: f(x), repeat=repeat, warmup=3) * 1e3
+                for f in cells.values()
+            ]
             rows.append(f"| {k}→{n} | {m} | " + " | ".join(f"{t:.3f}" for t in ms) + " |")
     header = "| W | rows | " + " | ".join(cells) + " |"
     return [header, "|" + "---|" * (len(cells) + 2), *rows]

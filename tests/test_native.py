@@ -156,7 +156,8 @@ def test_native_load_keeps_memory_near_the_file_size():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded, used = map(int, out.stdout.split())
     size = CATALOG["smollm2"].path().stat().st_size
-    print(f"resident after load +{loaded / 2**20:.0f} MiB, after generating +{used / 2**20:.0f} MiB")
+    mib = 2**20
+    print(f"resident: +{loaded / mib:.0f} MiB after load, +{used / mib:.0f} MiB after generating")
     assert used <= 1.5 * size
 
 
