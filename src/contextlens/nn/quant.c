@@ -130,6 +130,44 @@ static inline float hsum(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+
+/* one row times one input row, scales applied per block rather than per value:
+   sum_b d_b * (q_b · x_b) + lo_b * sum(x_b), where w = d * q + lo */
+static float row_dot(int fmt, const uint8_t *row, int k, const float *x, const float *xsum) {
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0;
+    int bytes = fmt == Q4_0 ? 18 : fmt == Q4_1 ? 20 : 34;
+    for (int b = 0; b < k / 32; b++) {
+        const uint8_t *p = row + (long)b * bytes;
+        const float *xb = x + 32 * b;
+        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        __m256i q0, q1, q2, q3;
+        float d = half_to_float(load16(p));
+        if (fmt == Q8_0) {
+            q0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 2)));
+            q1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 10)));
+            q2 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 18)));
+            q3 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 26)));
+        } else {
+            __m128i q = _mm_loadu_si128((const __m128i *)(p + (fmt == Q4_0 ? 2 : 4)));
+            __m128i low = _mm_and_si128(q, _mm_set1_epi8(15));
+            __m128i high = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(15));
+            q0 = _mm256_cvtepu8_epi32(low);
+            q1 = _mm256_cvtepu8_epi32(_mm_srli_si128(low, 8));
+            q2 = _mm256_cvtepu8_epi32(high);
+            q3 = _mm256_cvtepu8_epi32(_mm_srli_si128(high, 8));
+            offset += (fmt == Q4_0 ? -8.0f * d : half_to_float(load16(p + 2))) * xsum[b];
+        }
+        __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(q0), x0);
+        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(q1), x1);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q2), x2, s);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q3), x3, t);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_add_ps(s, t), acc);
+    }
+    return hsum(acc) + offset;
+}
+
 #endif
 
 #define TILE 8 /* input rows multiplied per pass over a weight row */
@@ -172,6 +210,18 @@ int cl_matmul(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, cons
               int m, float *y, long ldy, int threads) {
     long rb = row_bytes(fmt, k);
     if (rb < 0 || k % 32) return -1;
+#ifdef __AVX2__
+    if (m == 1 && (fmt == Q4_0 || fmt == Q4_1 || fmt == Q8_0)) { /* generation: one token */
+        float xsum[k / 32];
+        for (int b = 0; b < k / 32; b++) {
+            xsum[b] = 0;
+            for (int j = 0; j < 32; j++) xsum[b] += x[32 * b + j];
+        }
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int r = 0; r < n; r++) y[r] = row_dot(fmt, w + rb * (rows ? rows[r] : r), k, x, xsum);
+        return 0;
+    }
+#endif
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < n; r++) {
         const uint8_t *row = w + rb * (rows ? rows[r] : r);
