@@ -5,6 +5,7 @@ m = cl.load("minilm")
 t = m.trace("The animal didn't cross the street because it was too wide.")
 t.tokens, t.hidden_states.shape, t.attentions.shape
 cl.cosine(*m.embed(["a sentence", "another"]))
+lm = cl.load("smollm2", weights="native")   # a GGUF file's quantised weights kept as stored
 """
 
 from .analysis.attention import attends_to, head_links, head_stats, rank_heads, rollout
@@ -25,6 +26,7 @@ from .metrics import (
     normalize,
     softmax,
 )
+from .nn.quant import NativeWeightsWarning
 from .search import Hit, Index
 from .static import WordVectors, load_vectors
 from .trace import Trace
@@ -48,6 +50,7 @@ __all__ = [
     "Hit",
     "Index",
     "LanguageModel",
+    "NativeWeightsWarning",
     "Trace",
     "WordVectors",
     "cosine",
