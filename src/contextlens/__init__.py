@@ -26,7 +26,6 @@ from .metrics import (
     normalize,
     softmax,
 )
-from .nn.quant import NativeWeightsWarning
 from .search import Hit, Index
 from .static import WordVectors, load_vectors
 from .trace import Trace
@@ -50,7 +49,6 @@ __all__ = [
     "Hit",
     "Index",
     "LanguageModel",
-    "NativeWeightsWarning",
     "Trace",
     "WordVectors",
     "cosine",

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from .errors import ContextlensError
 from .io.catalog import resolve
-from .io.gguf import WEIGHTS
 from .io.hf import read_hf_dir, read_json
 from .io.tokenizer import Tokenizer
 from .lm import LanguageModel, Pooling
@@ -61,9 +60,12 @@ def load_hf_dir(directory: Path, name: str) -> LanguageModel:
 def load_gguf(path: Path, name: str, weights: str) -> LanguageModel:
     from .io.gguf import read_gguf
 
-    hf_config, tensors, tokenizer = read_gguf(path, weights)
+    hf_config, tensors, tokenizer = read_gguf(path, native=weights == "native")
     model = build(hf_config, tensors, source=str(path))
     return LanguageModel(name, model, tokenizer, Pooling())
+
+
+WEIGHTS = ("exact", "native")
 
 
 def load(name_or_path: str | Path, weights: str = "exact"):

@@ -442,9 +442,6 @@ class StoredTensor:
     rows: torch.Tensor | None = None
 
 
-WEIGHTS = ("exact", "native")
-
-
 def _native(t: TensorInfo, ours: str, arch: Architecture, config: dict):
     """A matrix in a block format stays as stored; vectors and float32 tensors become float32."""
     if len(t.shape) != 2 or t.kind == GGMLQuantizationType.F32:
@@ -455,18 +452,16 @@ def _native(t: TensorInfo, ours: str, arch: Architecture, config: dict):
 
 
 def read_gguf(
-    path: Path, weights: str = "exact"
+    path: Path, native: bool = False
 ) -> tuple[dict, dict[str, torch.Tensor | StoredTensor], Tokenizer]:
     """(Hugging Face config dict, tensors by Hugging Face name, tokenizer) of a GGUF file of
     architecture llama or gpt2.
 
-    weights="exact": float32 tensors with the shapes and layouts of a Hugging Face checkpoint, e.g.
-    `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim, d_model].
-    weights="native": every matrix stored in a block format (Q4_0, Q8_0, F16, K-quants, …) is a
+    Float32 tensors with the shapes and layouts of a Hugging Face checkpoint, e.g.
+    `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim, d_model]; with native=True,
+    every matrix stored in a block format (Q4_0, Q8_0, F16, K-quants, …) is a
     `StoredTensor` in nn.Linear's [out, in] orientation, nothing dequantised or copied; the rest
     as in exact mode."""
-    if weights not in WEIGHTS:
-        raise ContextlensError(f"weights={weights!r} is not a mode; use 'exact' or 'native'")
     gguf = open_gguf(path)
     meta = gguf.metadata
     name = meta.get("general.architecture")
@@ -491,7 +486,7 @@ def read_gguf(
                 f"{path}: tensor {t.name!r} has no place in a {name} model as contextlens reads "
                 "it (an unsupported variant of the architecture)"
             )
-        if weights == "native":
+        if native:
             tensors[ours] = _native(t, ours, arch, config)
         else:
             tensors[ours] = arch.layout(ours, t.dequantize(path), config)

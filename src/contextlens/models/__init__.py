@@ -17,8 +17,6 @@ from types import ModuleType
 import torch
 
 from ..errors import ContextlensError
-from ..io.gguf import StoredTensor
-from ..nn.quant import QuantEmbedding, QuantLinear, dequantize
 from . import bert, gpt2, llama
 from .transformer import Transformer, TransformerConfig
 
@@ -44,10 +42,9 @@ def weight_names(arch: ModuleType, cfg: TransformerConfig) -> dict[str, list[str
     return names
 
 
-def build(
-    hf_config: dict, tensors: dict[str, torch.Tensor | StoredTensor], source: str
-) -> Transformer:
-    """A Transformer holding the checkpoint's weights. `source` names the files in errors."""
+def build(hf_config: dict, tensors: dict, source: str) -> Transformer:
+    """A Transformer holding the checkpoint's weights (name -> tensor or StoredTensor). `source`
+    names the files in errors."""
     kind = hf_config.get("model_type")
     if kind not in ARCHITECTURES:
         raise ContextlensError(
@@ -64,6 +61,9 @@ def build(
     for prefix in arch.PREFIXES:
         tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
     transform = getattr(arch, "transform", lambda name, t: t)
+    # not at module level: nn.quant brings the gguf package, slow to import
+    from ..nn.quant import QuantEmbedding, QuantLinear, StoredTensor, dequantize
+
     with torch.device("meta"):  # no memory, no random init: the checkpoint supplies everything
         model = Transformer(cfg)
     wanted = model.state_dict()
@@ -109,6 +109,8 @@ def build(
 
 def _use_stored(model: Transformer, name: str, parts: list, state: dict) -> None:
     """Put a QuantLinear (or, for a lookup table, a QuantEmbedding) where module `name` is."""
+    from ..nn.quant import QuantEmbedding, QuantLinear
+
     parent, _, child = name.rpartition(".")
     old = model.get_submodule(name)
     if isinstance(old, torch.nn.Embedding):
