@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import torch
+
 from .errors import ContextlensError
 from .io.catalog import resolve
 from .io.hf import read_hf_dir, read_json
@@ -68,8 +70,15 @@ def load_gguf(path: Path, name: str, weights: str) -> LanguageModel:
 WEIGHTS = ("exact", "native")
 
 
-def load(name_or_path: str | Path, weights: str = "exact"):
+def _place(lm: LanguageModel, device, dtype) -> LanguageModel:
+    return lm if device is None and dtype is None else lm.to(device, dtype)
+
+
+def load(name_or_path: str | Path, weights: str = "exact", device=None, dtype=None):
     """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file.
+
+    device ("cpu", "cuda", "cuda:1") and dtype (torch.float32, bfloat16, float16) place a
+    transformer model once loaded (`LanguageModel.to`); native weights run on the CPU only.
 
     weights: how a GGUF file's quantised matrices are held. "exact" (the default) dequantises
     them to float32 once at load: the reference numerics every parity test checks, at 4 bytes a
@@ -80,6 +89,11 @@ def load(name_or_path: str | Path, weights: str = "exact"):
     already; for them both modes are the same."""
     if weights not in WEIGHTS:
         raise ContextlensError(f"weights={weights!r} is not a mode; use 'exact' or 'native'")
+    if weights == "native" and device is not None and torch.device(device).type != "cpu":
+        raise ContextlensError(
+            f"native (quantised) weights run on the CPU; for device={device!r} load with "
+            "weights='exact'"
+        )
     path, entry = resolve(name_or_path)
     name = entry.name if entry else str(name_or_path)
     if (entry and entry.kind == "static") or path.suffix in (".txt", ".vec", ".bin"):
@@ -87,9 +101,9 @@ def load(name_or_path: str | Path, weights: str = "exact"):
 
         return load_vectors(path, name)
     if path.suffix == ".gguf":
-        return load_gguf(path, name, weights)
+        return _place(load_gguf(path, name, weights), device, dtype)
     if path.is_dir() and (path / "config.json").exists():
-        return load_hf_dir(path, name)
+        return _place(load_hf_dir(path, name), device, dtype)
     if path.is_dir():
         raise ContextlensError(
             f"{path} is not a model directory: config.json is missing (a Hugging Face model "

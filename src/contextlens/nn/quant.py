@@ -183,19 +183,21 @@ class QuantLinear(nn.Module):
 class QuantEmbedding(nn.Module):
     """A lookup table over a stored [vocab, d] matrix: only the rows asked for are dequantised.
 
-    ids [...] -> [..., d] float32.
+    ids [...] -> [..., d], in the model's dtype (an empty buffer follows `.to(dtype)`).
     """
 
     def __init__(self, table: StoredTensor):
         super().__init__()
         self.table = table
         self.num_embeddings, self.embedding_dim = table.shape
+        self.register_buffer("like", torch.empty(0), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1).cpu()
         if flat.numel() and not 0 <= int(flat.min()) <= int(flat.max()) < self.num_embeddings:
             raise IndexError(f"token ids must lie in [0, {self.num_embeddings})")
-        return dequantize(self.table, flat).reshape(*ids.shape, self.embedding_dim)
+        rows = dequantize(self.table, flat).reshape(*ids.shape, self.embedding_dim)
+        return rows.to(self.like.dtype)
 
     @property
     def weight(self) -> torch.Tensor:
