@@ -378,29 +378,36 @@ def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
         )
     spelling = byte_spelling()
     alphabet = set(spelling)
-    # a token stored as plain text (some llama.cpp files do) is respelled in the byte alphabet
-    vocab = {
-        t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8")): i
-        for i, t in enumerate(tokens)
-    }
+    if set("".join(tokens)) <= alphabet:  # the usual case, without a loop over the vocabulary
+        vocab = dict(zip(tokens, range(len(tokens)), strict=True))
+    else:  # a token stored as plain text (some llama.cpp files do) is respelled in the alphabet
+        vocab = {
+            t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8")): i
+            for i, t in enumerate(tokens)
+        }
     merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
     tok = HFTokenizer(models.BPE(vocab, merges))
     tok.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre", "gpt-2"), source)
     tok.decoder = decoders.ByteLevel()
+    types = np.asarray(types)
+
+    def of_type(kind: TokenType) -> list[str]:
+        return [tokens[i] for i in np.flatnonzero(types == kind)]
+
     # control tokens (<|im_start|>, …) are matched whole and are special; a "control" token
     # outside the byte alphabet is a mislabel in the file and is left alone (as transformers does)
     tok.add_special_tokens(
         [
             AddedToken(t, normalized=False, special=True)
-            for t, k in zip(tokens, types, strict=True)
-            if k == TokenType.CONTROL and set(t) <= alphabet
+            for t in of_type(TokenType.CONTROL)
+            if set(t) <= alphabet
         ]
     )
     tok.add_tokens(
         [
             AddedToken(t, normalized=False, special=False)
-            for t, k in zip(tokens, types, strict=True)
-            if k == TokenType.USER_DEFINED and t in vocab
+            for t in of_type(TokenType.USER_DEFINED)
+            if t in vocab
         ]
     )
     bos = meta.get("tokenizer.ggml.bos_token_id")

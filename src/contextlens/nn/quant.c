@@ -171,6 +171,9 @@ static float row_dot(int fmt, const uint8_t *row, int k, const float *x, const f
 #endif
 
 #define TILE 8 /* input rows multiplied per pass over a weight row */
+/* smaller products run on one thread: waking a team costs more than it saves, and on a shared
+   machine one descheduled thread stalls the whole team */
+#define PARALLEL_MIN (1L << 20)
 
 /* y[i, r] for the input rows i0 .. i0 + mt - 1 (mt <= TILE) */
 static void row_times_inputs(int fmt, const uint8_t *row, int k, const float *x, int mt,
@@ -217,12 +220,12 @@ int cl_matmul(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, cons
             xsum[b] = 0;
             for (int j = 0; j < 32; j++) xsum[b] += x[32 * b + j];
         }
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)n * k >= PARALLEL_MIN)
         for (int r = 0; r < n; r++) y[r] = row_dot(fmt, w + rb * (rows ? rows[r] : r), k, x, xsum);
         return 0;
     }
 #endif
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)n * k >= PARALLEL_MIN)
     for (int r = 0; r < n; r++) {
         const uint8_t *row = w + rb * (rows ? rows[r] : r);
         for (int i0 = 0; i0 < m; i0 += TILE) {
@@ -237,7 +240,7 @@ int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, flo
                int threads) {
     long rb = row_bytes(fmt, k);
     if (rb < 0 || k % 32) return -1;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)n * k >= PARALLEL_MIN)
     for (int r = 0; r < n; r++) {
         const uint8_t *row = w + rb * (rows ? rows[r] : r);
         for (int b = 0; b < k / 32; b++) block_values(fmt, row, b, out + (long)r * k + 32 * b);
