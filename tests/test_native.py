@@ -161,7 +161,17 @@ def test_native_load_keeps_memory_near_the_file_size():
     assert used <= 1.5 * size
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_native_weights_with_half_precision_activations(dtype):
+    lm = cl.load("smollm2", weights="native", dtype=dtype)
+    assert lm.generate("The capital of France is", max_new_tokens=2).startswith(" Paris")
+    t = lm.trace("The capital of France is")
+    assert t.hidden_states.dtype == t.attentions.dtype == dtype
+
+
 def test_bad_mode_and_device(native):
+    with pytest.raises(ContextlensError, match="native .* run on the CPU; for device='cuda' load"):
+        cl.load("smollm2", weights="native", device="cuda")
     with pytest.raises(ContextlensError, match="weights='fp8' is not a mode; use 'exact' or"):
         cl.load("smollm2", weights="fp8")
     with pytest.raises(ContextlensError, match="native .* weights run on the CPU"):
