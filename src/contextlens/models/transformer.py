@@ -115,6 +115,9 @@ class Transformer(nn.Module):
         if self.lm_head is not None and cfg.tie_lm_head:
             self.lm_head.weight = self.tok.weight
         self.register_load_state_dict_post_hook(Transformer._lay_out_weights)
+        # empty, follows .to(): where and in what dtype activations live, whatever the weights
+        # are (a quantised table has none to ask); on the CPU even while built on "meta"
+        self.register_buffer("like", torch.empty(0, device="cpu"), persistent=False)
 
     @staticmethod
     def _lay_out_weights(model: "Transformer", _incompatible) -> None:
@@ -134,12 +137,12 @@ class Transformer(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.tok.weight.device
+        return self.like.device
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype activations are computed in (the embedding table's)."""
-        return self.tok.weight.dtype
+        """The dtype activations are computed in."""
+        return self.like.dtype
 
     def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """The input embeddings that enter layer 1: ids [b, s], positions [s] -> [b, s, d]."""
