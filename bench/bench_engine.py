@@ -28,10 +28,12 @@ def sentences(n: int) -> list[str]:
     return list(seen)[:n]
 
 
-def linear_floor(model: torch.nn.Module, rows: int) -> float:
-    """Best seconds to run every linear layer of `model` once on a random `[1, rows, in]` input:
-    the matrix products a pass over `rows` tokens cannot avoid, with the kernels it uses."""
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+def linear_floor(model: torch.nn.Module, rows: int, head: bool = False) -> float:
+    """Best seconds to run every linear layer of the blocks (and the LM head if `head`) once on
+    a random `[1, rows, in]` input: the matrix products a pass over `rows` tokens cannot avoid,
+    with the kernels it uses."""
+    layers = [m for m in model.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    layers += [model.lm_head] if head else []
     inputs = [torch.randn(1, rows, m.in_features, dtype=m.weight.dtype) for m in layers]
 
     def run():
