@@ -135,7 +135,9 @@ class LanguageModel:
         (torch.float32, bfloat16, float16 or their names), in place; returns the model.
 
         Everything a pass makes — masks, positions, KV cache, recorded tensors — follows.
-        Unavailable devices and unsupported dtypes are a one-line error naming what works.
+        Casting back to float32 after a narrower dtype does not restore the digits lost (load
+        again for the exact numbers). Unavailable devices and unsupported dtypes are a one-line
+        error naming what works.
         """
         dev = resolve_device(device) if device is not None else None
         dt = resolve_dtype(dtype) if dtype is not None else None
