@@ -1,6 +1,8 @@
-"""Decoders on SmolLM2-135M-Instruct, same GGUF file, same process:
+"""Decoders on SmolLM2-135M-Instruct in exact (fp32) mode, same GGUF file, same process:
 load time, `trace` with every attention vs transformers eager with output_attentions, and greedy
-generation of 128 new tokens vs transformers `generate` (KV cache on both sides).
+generation of 128 new tokens vs transformers `generate` (KV cache on both sides). Each is set
+against its floor: the model's linear layers alone, same kernels. Resident memory of each mode,
+in fresh processes, is bench_native.py's.
 
     .venv/bin/python bench/bench_decoder.py
 """
@@ -9,6 +11,7 @@ import sys
 import time
 
 import torch
+from bench_engine import linear_floor, load_note
 from common import best_time, machine, matmul_ceiling, timeit, write_section
 
 import contextlens as cl
@@ -29,8 +32,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     path = cl.io.catalog.CATALOG["smollm2"].path()
+    note = load_note()
     t0 = time.perf_counter()
-    ours = cl.load("smollm2")
+    ours = cl.load("smollm2", weights="exact")
     load_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     hf = AutoModelForCausalLM.from_pretrained(
@@ -40,8 +44,9 @@ def main() -> None:
     ceiling = matmul_ceiling()
     bandwidth = memory_bandwidth()
     weight_bytes = sum(p.numel() for p in ours.model.parameters()) * 4
+    size = path.stat().st_size
     rows = [
-        f"| load the GGUF file | {load_ours:.2f} s | {load_hf:.2f} s | "
+        f"| load the GGUF file ({size / 1e6:.0f} MB) | {load_ours:.2f} s | {load_hf:.2f} s | "
         f"**{load_hf / load_ours:.1f}×** | |"
     ]
 
@@ -57,12 +62,14 @@ def main() -> None:
         repeat = 10 if len(ids) <= 128 else 5
         t_hf = timeit(lambda x=x: hf(x, output_attentions=True, output_hidden_states=True), repeat)
         t_ours = timeit(lambda text=text: ours.trace(text), repeat)
+        floor = linear_floor(ours.model, len(ids))
         flops = 2 * len(ids) * weight_bytes / 4
         rows.append(
             f"| trace, {len(ids)} tokens, all attentions + hidden states | {t_ours * 1e3:.1f} ms "
             f"| {t_hf * 1e3:.1f} ms | **{t_hf / t_ours:.2f}×** | "
             f"{flops / t_ours / 1e9:.0f} GFLOP/s in weight matmuls "
-            f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of the matmul ceiling) |"
+            f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of the matmul ceiling); "
+            f"linear layers alone {floor * 1e3:.1f} ms = {floor / t_ours:.0%} of our time |"
         )
         print(rows[-1], file=sys.stderr)
 
@@ -82,11 +89,14 @@ def main() -> None:
     t_hf, t_ours = timeit(theirs, repeat=3), timeit(mine, repeat=3)
     tps_hf, tps_ours = n_hf / t_hf, n_ours / t_ours
     ceiling_tps = bandwidth * 1e9 / weight_bytes
+    step_floor = linear_floor(ours.model, 1, head=True)
     rows.append(
         f"| greedy generation, {n_ours} new tokens (transformers: {n_hf}) | {tps_ours:.1f} tok/s "
         f"| {tps_hf:.1f} tok/s | **{tps_ours / tps_hf:.2f}×** | each step reads "
         f"{weight_bytes / 1e6:.0f} MB of fp32 weights: {ceiling_tps:.0f} tok/s at the measured "
-        f"{bandwidth:.0f} GB/s copy bandwidth; we reach {tps_ours / ceiling_tps:.0%} |"
+        f"{bandwidth:.0f} GB/s copy bandwidth; we reach {tps_ours / ceiling_tps:.0%}. Linear "
+        f"layers and head alone on one token: {1 / step_floor:.1f} steps/s = "
+        f"{step_floor * tps_ours:.0%} of our step |"
     )
     print(rows[-1], file=sys.stderr)
 
@@ -94,7 +104,7 @@ def main() -> None:
         "decoder",
         f"""## Decoder: SmolLM2-135M-Instruct from GGUF
 
-`.venv/bin/python bench/bench_decoder.py` — {machine()}.
+`.venv/bin/python bench/bench_decoder.py` — {machine()}; {note}.
 Ceilings measured in the same run: fp32 matmul (1024³) torch {ceiling["torch_gflops"]:.0f}
 GFLOP/s, numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s; memory copy {bandwidth:.0f} GB/s.
 Peer: transformers `AutoModelForCausalLM.from_pretrained(dir, gguf_file=…)` (eager attention,

@@ -1,16 +1,19 @@
 """The engine: `trace` with every attention and hidden state vs transformers' eager
 BertModel with output_attentions/output_hidden_states, and `embed` throughput on 2,000 real
 sentences vs sentence-transformers `encode`. Same weights, same texts, same process.
+Each trace is also set against its floor: the same model's linear layers alone, run on inputs
+of the same length with the same kernels.
 
     .venv/bin/python bench/bench_engine.py
 """
 
 import csv
+import os
 import sys
 from pathlib import Path
 
 import torch
-from common import machine, matmul_ceiling, timeit, write_section
+from common import best_time, machine, matmul_ceiling, timeit, write_section
 
 import contextlens as cl
 
@@ -25,6 +28,30 @@ def sentences(n: int) -> list[str]:
     return list(seen)[:n]
 
 
+def linear_floor(model: torch.nn.Module, rows: int, head: bool = False) -> float:
+    """Best seconds to run every linear layer of the blocks (and the LM head if `head`) once on
+    a random `[1, rows, in]` input: the matrix products a pass over `rows` tokens cannot avoid,
+    with the kernels it uses."""
+    layers = [m for m in model.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    layers += [model.lm_head] if head else []
+    inputs = [torch.randn(1, rows, m.in_features, dtype=m.weight.dtype) for m in layers]
+
+    def run():
+        for m, x in zip(layers, inputs, strict=True):
+            m(x)
+
+    return best_time(run, repeat=10, warmup=2)
+
+
+def load_note() -> str:
+    """The load average when the run began: figures taken on a busy machine say so."""
+    load = os.getloadavg()[0]
+    busy = load > 0.5 * (os.cpu_count() or 1)
+    return f"load average {load:.1f} on {os.cpu_count()} cores" + (
+        " — a busy machine: timings are noisy, rerun on a quiet one" if busy else ""
+    )
+
+
 def main() -> None:
     torch.set_grad_enabled(False)
     from sentence_transformers import SentenceTransformer
@@ -35,6 +62,7 @@ def main() -> None:
     hf_tok = AutoTokenizer.from_pretrained(path)
     hf = BertModel.from_pretrained(path, attn_implementation="eager").eval()
     st = SentenceTransformer(str(path), device="cpu")
+    note = load_note()
     ceiling = matmul_ceiling()
 
     base = " ".join(sentences(400))
@@ -51,11 +79,13 @@ def main() -> None:
             lambda enc=enc: hf(**enc, output_attentions=True, output_hidden_states=True), repeat
         )
         t_ours = timeit(lambda text=text: ours.trace(text), repeat)
+        floor = linear_floor(ours.model, n)
         flops = 2 * n * 6 * (4 * 384 * 384 + 2 * 384 * 1536) + 4 * 6 * n * n * 384
         rows.append(
             f"| trace, {n} tokens | {t_ours * 1e3:.2f} ms | {t_theirs * 1e3:.2f} ms | "
             f"**{t_theirs / t_ours:.2f}×** | {flops / t_ours / 1e9:.1f} GFLOP/s "
-            f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of torch matmul) |"
+            f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of torch matmul); "
+            f"linear layers alone {floor * 1e3:.2f} ms = {floor / t_ours:.0%} of our time |"
         )
         print(rows[-1], file=sys.stderr)
 
@@ -72,7 +102,7 @@ def main() -> None:
         "engine",
         f"""## Engine: all-MiniLM-L6-v2
 
-`.venv/bin/python bench/bench_engine.py` — {machine()}.
+`.venv/bin/python bench/bench_engine.py` — {machine()}; {note}.
 fp32 matmul ceiling measured in the same run (best of 30, 1024³):
 torch {ceiling["torch_gflops"]:.0f} GFLOP/s, numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s.
 Peers: transformers `BertModel` (eager attention, `output_attentions=True,

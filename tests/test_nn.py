@@ -8,10 +8,13 @@ import torch
 from contextlens.nn import (
     MLP,
     Attention,
+    KVCache,
+    Pass,
     RMSNorm,
     RoPE,
     attend,
     attention_mask,
+    column_major,
     rope_angle,
     sinusoidal_positions,
 )
@@ -120,18 +123,31 @@ def test_kv_cache_matches_full_attention():
     rope = RoPE(8, 10000.0, 32)
     attn = Attention(32, 4, 2, bias=False, rope=rope).eval()
     x = torch.randn(1, 9, 32)
-    full_mask = attention_mask(None, True, 9, 9, torch.float32)
-    full, _ = attn(x, full_mask, torch.arange(9), 0)
-    from contextlens.nn import KVCache
-
+    full = attn(x, Pass(torch.arange(9), attention_mask(None, True, 9, 9, torch.float32)))
     cache = KVCache(1, 1, 2, 8, 16)
-    first, _ = attn(
-        x[:, :5], attention_mask(None, True, 5, 5, torch.float32), torch.arange(5), 0, cache
-    )
+    mask = attention_mask(None, True, 5, 5, torch.float32)
+    first = attn(x[:, :5], Pass(torch.arange(5), mask, cache))
     cache.length = 5
     steps = [first]
     for i in range(5, 9):
-        y, _ = attn(x[:, i : i + 1], None, torch.arange(i, i + 1), 0, cache)
+        steps.append(attn(x[:, i : i + 1], Pass(torch.arange(i, i + 1), None, cache)))
         cache.length += 1
-        steps.append(y)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
+
+
+def test_column_major_keeps_values_and_shape_and_changes_only_the_layout():
+    w = torch.randn(6, 4)
+    c = column_major(w)
+    assert c.shape == w.shape and torch.equal(c, w)
+    assert c.t().is_contiguous() and not c.is_contiguous()
+    assert column_major(c) is c  # already in [in, out] order: no copy
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(torch.nn.functional.linear(x, c), x @ w.T)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cache_and_mask_take_the_dtype_asked_for(dtype):
+    cache = KVCache(2, 1, 2, 8, 16, dtype=dtype)
+    assert {t.dtype for t in cache.k + cache.v} == {dtype}
+    mask = attention_mask(None, True, 4, 4, dtype)
+    assert mask.dtype == dtype and mask[0, 0, 0, 1] == torch.finfo(dtype).min

@@ -6,6 +6,7 @@ t = m.trace("The animal didn't cross the street because it was too wide.")
 t.tokens, t.hidden_states.shape, t.attentions.shape
 cl.show(t)                       # in Jupyter: the head view, drawn inline
 cl.cosine(*m.embed(["a sentence", "another"]))
+lm = cl.load("smollm2", weights="native")   # a GGUF file's quantised weights kept as stored
 """
 
 from .analysis.attention import attends_to, head_links, head_stats, rank_heads, rollout

@@ -17,6 +17,57 @@ from .trace import EmbeddingParts, Trace
 
 Texts = str | Sequence[str]
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+
+
+def available_devices() -> list[str]:
+    """The devices this torch can run on here, e.g. ["cpu"] or ["cpu", "cuda", "cuda:1"]."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu"] + (["cuda"] if n else []) + [f"cuda:{i}" for i in range(1, n)]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "cpu", "cuda", "cuda:1" … as a torch device, or a one-line error naming what exists."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ContextlensError(
+            f"unknown device {device!r}; available here: {', '.join(available_devices())}"
+        )
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            why = (
+                "this torch was built without CUDA"
+                if torch.version.cuda is None
+                else ("no CUDA GPU is visible")
+            )
+            raise ContextlensError(
+                f"device {device!r} asked for, but {why}; available here: "
+                f"{', '.join(available_devices())}"
+            )
+        if (dev.index or 0) >= n:
+            raise ContextlensError(
+                f"device {device!r} does not exist; available here: "
+                f"{', '.join(available_devices())}"
+            )
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """torch.float32 / bfloat16 / float16, or their names ("float32", "bf16", "fp16" …)."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype.lower().removeprefix("torch.")
+        name = DTYPE_ALIASES.get(name, name)
+        if name in DTYPES:
+            return DTYPES[name]
+    raise ContextlensError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+
 
 def render_chat(template: str, messages: list[dict], tokenizer: Tokenizer) -> str:
     """Render a Hugging Face chat template (Jinja) with a generation prompt."""
@@ -72,6 +123,30 @@ class LanguageModel:
         return self.model.cfg
 
     @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def to(
+        self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+    ) -> "LanguageModel":
+        """Move the model to `device` ("cpu", "cuda", "cuda:1") and/or cast it to `dtype`
+        (torch.float32, bfloat16, float16 or their names), in place; returns the model.
+
+        Everything a pass makes — masks, positions, KV cache, recorded tensors — follows.
+        Casting back to float32 after a narrower dtype does not restore the digits lost (load
+        again for the exact numbers). Unavailable devices and unsupported dtypes are a one-line
+        error naming what works.
+        """
+        dev = resolve_device(device) if device is not None else None
+        dt = resolve_dtype(dtype) if dtype is not None else None
+        self.model.to(device=dev, dtype=dt)
+        return self
+
+    @property
     def kind(self) -> str:
         return "decoder" if self.config.causal else "encoder"
 
@@ -81,9 +156,13 @@ class LanguageModel:
 
     def __repr__(self) -> str:
         c = self.config
+        where = "" if self.device.type == "cpu" else f", {self.device}"
+        where += (
+            "" if self.dtype == torch.float32 else f", {str(self.dtype).removeprefix('torch.')}"
+        )
         return (
             f"LanguageModel({self.name!r}: {c.architecture} {self.kind}, {c.n_layers} layers × "
-            f"{c.n_heads} heads, d_model={c.d_model}, vocab={c.vocab_size})"
+            f"{c.n_heads} heads, d_model={c.d_model}, vocab={c.vocab_size}{where})"
         )
 
     # ── text → tokens ───────────────────────────────────────────────────────────────────────
@@ -149,7 +228,8 @@ class LanguageModel:
     # ── the forward pass ────────────────────────────────────────────────────────────────────
     @staticmethod
     def _batch(encoded: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-pad to the longest: (ids [b, s], pad_mask [b, s] True for real tokens)."""
+        """Right-pad to the longest: (ids [b, s], pad_mask [b, s] True for real tokens), on the
+        CPU (the model moves them to its device)."""
         s = max(len(e.ids) for e in encoded)
         ids = torch.zeros(len(encoded), s, dtype=torch.long)
         mask = torch.zeros(len(encoded), s, dtype=torch.bool)
@@ -170,7 +250,8 @@ class LanguageModel:
         layers: Sequence[int] | None = None,
         truncate: bool = False,
     ) -> Trace | list[Trace]:
-        """Run the model and keep the intermediates asked for (see `Trace` for shapes).
+        """Run the model and keep the intermediates asked for (see `Trace` for shapes; the
+        tensors have the model's dtype and live on its device).
 
         `layers` restricts recording to some layers (0-based; hidden-state index n_layers is the
         final output). A list of texts is run as one padded batch and gives a list of traces.
@@ -233,7 +314,8 @@ class LanguageModel:
     # ── sentence embeddings ─────────────────────────────────────────────────────────────────
     @torch.inference_mode()
     def embed(self, texts: Texts, batch_size: int = 32, truncate: bool = False) -> torch.Tensor:
-        """One vector per text with the model's own pooling: `[n, d_model]` (`[d_model]` for one).
+        """One vector per text with the model's own pooling: `[n, d_model]` (`[d_model]` for one),
+        float32 on the model's device (pooled in float32 whatever the model's dtype).
 
         Texts are sorted by length and run in padded batches of `batch_size`.
         """
@@ -242,7 +324,7 @@ class LanguageModel:
         items, single = _as_list(texts)
         encoded = self._encode(items, single, truncate, self.pooling.max_length)
         order = sorted(range(len(items)), key=lambda i: len(encoded[i].ids))
-        out = torch.empty(len(items), self.config.d_model)
+        out = torch.empty(len(items), self.config.d_model, device=self.device)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             ids, mask = self._batch([encoded[i] for i in chunk])
@@ -250,7 +332,9 @@ class LanguageModel:
         return out[0] if single else out
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """hidden [b, s, d], mask [b, s] -> [b, d] by the model's pooling."""
+        """hidden [b, s, d], mask [b, s] -> [b, d] float32 by the model's pooling."""
+        hidden = hidden.float()
+        mask = mask.to(hidden.device)
         m = mask.unsqueeze(-1).to(hidden.dtype)  # [b, s, 1]
         mode = self.pooling.mode
         if mode == "mean":
@@ -274,7 +358,8 @@ class LanguageModel:
 
     @torch.inference_mode()
     def next_token_logits(self, texts: Texts, truncate: bool = False) -> torch.Tensor:
-        """The LM head's logits for the token after each text: `[vocab]` (`[n, vocab]` for a list).
+        """The LM head's logits for the token after each text: `[vocab]` (`[n, vocab]` for a list),
+        float32 on the model's device.
 
         A list runs as one right-padded batch: causal attention never looks at the padding,
         so each row is read at its own last real token. truncate=True keeps the last tokens of
@@ -285,7 +370,7 @@ class LanguageModel:
         ids, mask = self._batch(self._encode(items, single, truncate, keep="last"))
         hidden = self.model(ids, mask)  # [b, s, d]
         last = hidden[torch.arange(len(items)), mask.sum(1) - 1]  # [b, d]
-        logits = self.model.logits(last)  # [b, vocab]
+        logits = self.model.logits(last).float()  # [b, vocab]
         return logits[0] if single else logits
 
     def next_token_probs(
@@ -318,7 +403,9 @@ class LanguageModel:
     ):
         """Yield new token ids one by one after the prompt `ids`: prefill once, then one token
         per step through the KV cache (use_cache=False recomputes the whole sequence each step).
-        An end-of-sequence id is yielded and ends generation unless stop_at_eos=False."""
+        An end-of-sequence id is yielded and ends generation unless stop_at_eos=False.
+        Tokens are chosen from float32 logits on the CPU, so a seed draws the same tokens on
+        any device."""
         self.require_decoder("generation")
         self.check_new_tokens(max_new_tokens)
         check_sampling(temperature, top_k, top_p, seed)
@@ -335,7 +422,7 @@ class LanguageModel:
         step = torch.tensor([seq])
         for _ in range(max_new_tokens):
             hidden = self.model(step, cache=cache)  # [1, s, d]
-            logits = self.model.logits(hidden[0, -1])  # [vocab]
+            logits = self.model.logits(hidden[0, -1]).float().cpu()  # [vocab]
             token = choose(logits, temperature, top_k, top_p, generator)
             yield token
             if stop_at_eos and token in self.tokenizer.eos_ids:

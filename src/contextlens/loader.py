@@ -4,6 +4,8 @@
 from pathlib import Path
 from typing import Literal, overload
 
+import torch
+
 from .errors import ContextlensError
 from .io.catalog import resolve
 from .io.hf import read_config, read_hf_dir, read_json
@@ -85,31 +87,49 @@ def load_hf_dir(directory: Path, name: str) -> LanguageModel:
     return LanguageModel(name, model, tokenizer, _pooling(directory, model.cfg.max_positions))
 
 
-def load_gguf(path: Path, name: str) -> LanguageModel:
+def load_gguf(path: Path, name: str, weights: str = "exact") -> LanguageModel:
     from .io.gguf import metadata_keys, read_gguf
 
-    hf_config, tensors, tokenizer = read_gguf(path)
+    hf_config, tensors, tokenizer = read_gguf(path, native=weights == "native")
     model = build(hf_config, tensors, str(path), metadata_keys(hf_config["model_type"]))
     tokenizer.check_fits(model.cfg.vocab_size, str(path))
     return LanguageModel(name, model, tokenizer, Pooling())
 
 
-def _load_model(path: Path, name: str) -> LanguageModel:
+WEIGHTS = ("exact", "native")
+
+
+def _check_mode(weights: str, device) -> None:
+    if weights not in WEIGHTS:
+        raise ContextlensError(f"weights={weights!r} is not a mode; use 'exact' or 'native'")
+    if weights == "native" and device is not None and torch.device(device).type != "cpu":
+        raise ContextlensError(
+            f"native (quantised) weights run on the CPU; for device={device!r} load with "
+            "weights='exact'"
+        )
+
+
+def _load_model(path: Path, name: str, weights: str, device, dtype) -> LanguageModel:
+    _check_mode(weights, device)
     if path.suffix == ".gguf":
-        return load_gguf(path, name)
-    if path.is_dir() and (path / "config.json").exists():
-        return load_hf_dir(path, name)
-    if path.is_dir():
+        lm = load_gguf(path, name, weights)
+    elif path.is_dir() and (path / "config.json").exists():
+        lm = load_hf_dir(path, name)
+    elif path.is_dir():
         raise ContextlensError(
             f"{path} is not a model directory: config.json is missing (a Hugging Face model "
             "directory needs config.json, *.safetensors and tokenizer.json)"
         )
-    raise ContextlensError(f"{path}: unrecognised model file; give a model directory")
+    else:
+        raise ContextlensError(f"{path}: unrecognised model file; give a model directory")
+    return lm if device is None and dtype is None else lm.to(device, dtype)
 
 
-def load_model(name_or_path: str | Path) -> LanguageModel:
+def load_model(
+    name_or_path: str | Path, weights: str = "exact", device=None, dtype=None
+) -> LanguageModel:
     """A transformer from a catalog name (`minilm`, `smollm2`), a Hugging Face model directory
-    or a GGUF file."""
+    or a GGUF file; `load` says what weights, device and dtype mean."""
     path, entry = resolve(name_or_path)
     name = entry.name if entry else str(name_or_path)
     if holds_vectors(path, entry):
@@ -117,19 +137,38 @@ def load_model(name_or_path: str | Path) -> LanguageModel:
             f"{name} is a table of word vectors, not a transformer; load it with "
             f"load_vectors({name!r})"
         )
-    return _load_model(path, name)
+    return _load_model(path, name, weights, device, dtype)
 
 
 @overload
-def load(name_or_path: Literal["minilm", "smollm2"]) -> LanguageModel: ...
+def load(
+    name_or_path: Literal["minilm", "smollm2"], weights: str = ..., device=..., dtype=...
+) -> LanguageModel: ...
 @overload
-def load(name_or_path: Literal["glove-50"]) -> WordVectors: ...
+def load(
+    name_or_path: Literal["glove-50"], weights: str = ..., device=..., dtype=...
+) -> WordVectors: ...
 @overload
-def load(name_or_path: str | Path) -> LanguageModel | WordVectors: ...
-def load(name_or_path: str | Path) -> LanguageModel | WordVectors:
-    """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file."""
+def load(
+    name_or_path: str | Path, weights: str = ..., device=..., dtype=...
+) -> LanguageModel | WordVectors: ...
+def load(
+    name_or_path: str | Path, weights: str = "exact", device=None, dtype=None
+) -> LanguageModel | WordVectors:
+    """A catalog name (`minilm`, `smollm2`, `glove-50`) or a path to a model directory or file.
+
+    device ("cpu", "cuda", "cuda:1") and dtype (torch.float32, bfloat16, float16) place a
+    transformer model once loaded (`LanguageModel.to`); native weights run on the CPU only.
+
+    weights: how a GGUF file's quantised matrices are held. "exact" (the default) dequantises
+    them to float32 once at load: the reference numerics every parity test checks, at 4 bytes a
+    parameter. "native" keeps them as the file stores them (memory-mapped, Q4_0/Q4_1/Q8_0/F16/BF16
+    multiplied directly, other formats dequantised a layer at a time): about the file's size in
+    memory, a fraction of a second to load, faster generation, outputs close to but not equal to
+    exact mode (docs/gguf.md measures how close). Hugging Face directories hold float weights
+    already; for them both modes are the same. Word-vector tables take none of these."""
     path, entry = resolve(name_or_path)
     name = entry.name if entry else str(name_or_path)
     if holds_vectors(path, entry):
         return load_vectors(path, name)
-    return _load_model(path, name)
+    return _load_model(path, name, weights, device, dtype)

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from enum import Enum
 from functools import cache
 
 import typer
@@ -29,12 +30,35 @@ TEXT = typer.Argument(..., help="the text (over the model's limit: its first tok
 JSON_OPTION = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
 
 
-@cache
+WEIGHTS = {"mode": "exact"}  # set by --weights before any command runs
+Weights = Enum("Weights", {"exact": "exact", "native": "native"}, type=str)
+
+
+@app.callback()
+def options(
+    weights: Weights = typer.Option(
+        "exact",
+        "--weights",
+        help="How a GGUF model (smollm2, any .gguf) holds its weights, for every command. exact "
+        "(the default everywhere): dequantised to float32, the reference numerics the parity "
+        "tests check, so layers, heads and probabilities are the model's own. native: kept as "
+        "the file stores them (Q4/Q8/F16), about the file's size in memory and faster "
+        "generation; use it for models too large for float32.",
+    ),
+) -> None:
+    WEIGHTS["mode"] = weights.value
+
+
 def get_model(name: str) -> LanguageModel | WordVectors:
-    """Load a model once per process (commands like `tour` use several)."""
+    """Load a model once per process and weights mode (commands like `tour` use several)."""
+    return _load(name, WEIGHTS["mode"])
+
+
+@cache
+def _load(name: str, weights: str) -> LanguageModel | WordVectors:
     from ..loader import load
 
-    return load(name)
+    return load(name, weights=weights)
 
 
 def need_transformer(name: str, command: str) -> LanguageModel:

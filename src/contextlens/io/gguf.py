@@ -11,13 +11,14 @@ projections are permuted within each head (it pairs rotary dimensions as (0, 1),
 Hugging Face pairs (i, i + d/2)), and GPT-2's Conv1D weights are stored transposed.
 """
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor, TokenType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, TokenType
 from gguf.quants import dequantize as gguf_dequantize
 from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as HFTokenizer
@@ -28,8 +29,99 @@ from .tokenizer import Tokenizer
 MAGIC = b"GGUF"
 
 
-def open_gguf(path: Path) -> GGUFReader:
-    """Parse the header, metadata and tensor table (the data stays memory-mapped)."""
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of the file: its bytes (a view of the memory map) and how to read them."""
+
+    name: str
+    kind: GGMLQuantizationType
+    shape: tuple[int, ...]  # numpy/torch order: [rows, cols] (GGUF lists dimensions reversed)
+    data: np.ndarray  # uint8 [rows, bytes per row], in the file's block format
+
+    def dequantize(self, source: Path | str = "") -> torch.Tensor:
+        """The tensor as float32, shape `self.shape`."""
+        try:
+            values = gguf_dequantize(self.data, self.kind)
+        except NotImplementedError:
+            raise ContextlensError(
+                f"{source}: tensor {self.name!r} is stored as {self.kind.name}, which the gguf "
+                "package cannot dequantise; convert the model to another quantisation (e.g. "
+                "Q8_0 or Q4_K)"
+            ) from None
+        # the mapped F32 data is copy-on-write: copy it (dequantised arrays are new already)
+        return torch.from_numpy(np.require(values, np.float32, ["C", "W"])).reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class GGUFFile:
+    path: Path
+    metadata: dict  # key -> str | int | float | bool | list
+    tensors: list[TensorInfo]
+
+
+# GGUF value types (gguf.GGUFValueType) -> struct format; 8 is a string, 9 an array
+SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q"}
+SCALARS[12] = "d"
+STRING, ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
+
+
+class _Cursor:
+    """Reads GGUF's little-endian header fields from a buffer, front to back."""
+
+    def __init__(self, buf: memoryview):
+        self.buf, self.pos = buf, 0
+
+    def scalar(self, fmt: str):
+        (value,) = struct.unpack_from("<" + fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def string(self) -> str:
+        n = self.scalar("Q")
+        if self.pos + n > len(self.buf):
+            raise ValueError("a string runs past the end of the file")
+        text = str(self.buf[self.pos : self.pos + n], "utf-8")
+        self.pos += n
+        return text
+
+    def strings(self, count: int) -> list[str]:
+        """An array of strings (a vocabulary, merges): the hot loop of reading a header."""
+        buf, pos, length, out = self.buf, self.pos, _U64.unpack_from, []
+        append = out.append
+        for _ in range(count):
+            n = length(buf, pos)[0]
+            pos += 8
+            append(str(buf[pos : pos + n], "utf-8"))
+            pos += n
+        if pos > len(buf):
+            raise ValueError("a string runs past the end of the file")
+        self.pos = pos
+        return out
+
+    def value(self, kind: int):
+        if kind == STRING:
+            return self.string()
+        if kind == ARRAY:
+            item, count = self.scalar("I"), self.scalar("Q")
+            if item == STRING:
+                return self.strings(count)
+            if item not in SCALARS:
+                return [self.value(item) for _ in range(count)]
+            size = struct.calcsize(SCALARS[item])
+            if self.pos + size * count > len(self.buf):
+                raise ValueError("an array runs past the end of the file")
+            values = np.frombuffer(self.buf, "<" + SCALARS[item], count, self.pos)
+            self.pos += size * count
+            return values.tolist()
+        if kind not in SCALARS:
+            raise ValueError(f"unknown value type {kind}")
+        return self.scalar(SCALARS[kind])
+
+
+def open_gguf(path: Path) -> GGUFFile:
+    """Parse the header, metadata and tensor table; the tensor data stays memory-mapped
+    (copy-on-write: nothing is read until used, and nothing is ever written back)."""
     path = Path(path)
     if not path.is_file():
         raise ContextlensError(f"{path} does not exist or is not a file; give a .gguf file")
@@ -39,47 +131,52 @@ def open_gguf(path: Path) -> GGUFReader:
                 f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); give a "
                 "llama.cpp .gguf model file"
             )
+    data = np.memmap(path, np.uint8, mode="c")
     try:
-        return GGUFReader(path)
-    except (ValueError, IndexError, OverflowError, KeyError) as e:
+        c = _Cursor(memoryview(data))
+        c.pos = 4
+        version, n_tensors, n_kv = c.scalar("I"), c.scalar("Q"), c.scalar("Q")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} (contextlens reads versions 2 and 3)")
+        meta = {}
+        for _ in range(n_kv):
+            key = c.string()
+            try:
+                meta[key] = c.value(c.scalar("I"))
+            except UnicodeDecodeError:
+                raise ContextlensError(
+                    f"{path}: metadata {key!r} holds text that is not UTF-8, so the file is "
+                    "corrupt; download or copy it again"
+                ) from None
+        table = []
+        for _ in range(n_tensors):
+            name = c.string()
+            dims = [c.scalar("Q") for _ in range(c.scalar("I"))]
+            table.append((name, GGMLQuantizationType(c.scalar("I")), dims[::-1], c.scalar("Q")))
+        align = meta.get("general.alignment", 32)
+        start = -(-c.pos // align) * align
+        tensors = []
+        for name, kind, shape, offset in table:
+            per_block, block_bytes = GGML_QUANT_SIZES[kind]
+            if shape[-1] % per_block:
+                raise ValueError(f"tensor {name!r}: {shape[-1]} values per row")
+            rows = int(np.prod(shape[:-1], dtype=np.int64))
+            row_bytes = shape[-1] // per_block * block_bytes
+            begin = start + offset
+            if begin + rows * row_bytes > len(data):
+                raise ValueError(f"tensor {name!r} runs past the end of the file")
+            raw = data[begin : begin + rows * row_bytes].reshape(rows, row_bytes)
+            tensors.append(TensorInfo(name, kind, tuple(shape), raw))
+    except (ValueError, IndexError, OverflowError, KeyError, struct.error) as e:
         raise ContextlensError(
             f"{path} is truncated or corrupt ({e}); download or copy the file again"
         ) from None
-
-
-def dequantize(tensor: ReaderTensor, source: Path | str = "") -> torch.Tensor:
-    """One tensor of the file as float32, in numpy/torch order (GGUF lists dimensions reversed):
-    a [rows, cols] weight comes back as [rows, cols]."""
-    kind = GGMLQuantizationType(tensor.tensor_type)
-    try:
-        values = gguf_dequantize(tensor.data, kind)
-    except NotImplementedError:
-        raise ContextlensError(
-            f"{source}: tensor {tensor.name!r} is stored as {kind.name}, which the gguf package "
-            "cannot dequantise; convert the model to another quantisation (e.g. Q8_0 or Q4_K)"
-        ) from None
-    shape = tuple(int(n) for n in reversed(tensor.shape))
-    # the memory-mapped F32 data is read-only: copy it (dequantised arrays are new already)
-    return torch.from_numpy(np.require(values, np.float32, ["C", "W"])).reshape(shape)
+    return GGUFFile(path, meta, tensors)
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a GGUF file, dequantised to float32, under its llama.cpp name."""
-    return {t.name: dequantize(t, path) for t in open_gguf(path).tensors}
-
-
-def metadata(reader: GGUFReader, source: Path | str = "") -> dict:
-    """The key/value metadata as Python values (strings, numbers, lists)."""
-    values = {}
-    for key, field in reader.fields.items():
-        try:
-            values[key] = field.contents()
-        except UnicodeDecodeError:
-            raise ContextlensError(
-                f"{source}: metadata {key!r} holds text that is not UTF-8, so the file is "
-                "corrupt; download or copy it again"
-            ) from None
-    return values
+    return {t.name: t.dequantize(path) for t in open_gguf(path).tensors}
 
 
 # ---- architectures --------------------------------------------------------------------------
@@ -168,23 +265,25 @@ def unpermute_rotary(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return w.reshape(n_heads, half, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape).contiguous()
 
 
-def _rotary_heads(config: dict, key: str, name: str, rows: int) -> int:
-    """`config[key]`, the head count of a rotary projection of `rows` rows, if it splits them
-    into heads of an even width (RoPE rotates pairs); else one clear error."""
-    n = config[key]
-    if isinstance(n, int) and not isinstance(n, bool) and n > 0 and rows % (2 * n) == 0:
-        return n
-    raise ContextlensError(
-        f"metadata {'llama.' + LLAMA_KEYS[key]!r} is {n!r}, which does not split the {rows} "
-        f"rows of {name!r} into heads of an even width; the file is corrupt"
-    )
+def _llama_rotary_heads(name: str, config: dict, rows: int) -> int | None:
+    """How many heads' rows llama.cpp reordered in this tensor of `rows` rows (None: it did not);
+    a head count that does not split the rows into heads of an even width (RoPE rotates pairs)
+    is one clear error."""
+    for proj, key in (("q_proj", "num_attention_heads"), ("k_proj", "num_key_value_heads")):
+        if f".self_attn.{proj}." in name:
+            n = config[key]
+            if isinstance(n, int) and not isinstance(n, bool) and n > 0 and rows % (2 * n) == 0:
+                return n
+            raise ContextlensError(
+                f"metadata {'llama.' + LLAMA_KEYS[key]!r} is {n!r}, which does not split the "
+                f"{rows} rows of {name!r} into heads of an even width; the file is corrupt"
+            )
+    return None
 
 
 def _llama_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
-    for proj, key in (("q_proj", "num_attention_heads"), ("k_proj", "num_key_value_heads")):
-        if f".self_attn.{proj}." in name:
-            return unpermute_rotary(w, _rotary_heads(config, key, name, w.shape[0]))
-    return w
+    heads = _llama_rotary_heads(name, config, w.shape[0])
+    return w if heads is None else unpermute_rotary(w, heads)
 
 
 def _gpt2_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
@@ -204,6 +303,8 @@ class Architecture:
     layer_prefix: str  # the Hugging Face prefix of layer i
     layout: Callable[[str, torch.Tensor, dict], torch.Tensor]  # (HF name, tensor, config)
     keys: dict[str, str]  # Hugging Face config key -> metadata key, less "<architecture>."
+    # (HF name, config, rows) -> how many heads' rows llama.cpp reordered (None: it did not)
+    rotary_heads: Callable[[str, dict, int], int | None] = lambda name, config, rows: None
 
 
 ARCHITECTURES = {
@@ -228,6 +329,7 @@ ARCHITECTURES = {
         layer_prefix="model.layers.{i}.",
         layout=_llama_layout,
         keys=LLAMA_KEYS,
+        rotary_heads=_llama_rotary_heads,
     ),
     "gpt2": Architecture(
         config=_gpt2_config,
@@ -359,28 +461,35 @@ def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
     _check_special_ids(meta, len(tokens), source)
     spelling = byte_spelling()
     alphabet = set(spelling)
-    # a token stored as plain text (some llama.cpp files do) is respelled in the byte alphabet
-    vocab = {
-        t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8")): i
-        for i, t in enumerate(tokens)
-    }
+    if set("".join(tokens)) <= alphabet:  # the usual case, without a loop over the vocabulary
+        vocab = dict(zip(tokens, range(len(tokens)), strict=True))
+    else:  # a token stored as plain text (some llama.cpp files do) is respelled in the alphabet
+        vocab = {
+            t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8")): i
+            for i, t in enumerate(tokens)
+        }
     tok = HFTokenizer(_bpe(vocab, _merges(meta, source), source))
     tok.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre", "gpt-2"), source)
     tok.decoder = decoders.ByteLevel()
+    types = np.asarray(types)
+
+    def of_type(kind: TokenType) -> list[str]:
+        return [tokens[i] for i in np.flatnonzero(types == kind)]
+
     # control tokens (<|im_start|>, …) are matched whole and are special; a "control" token
     # outside the byte alphabet is a mislabel in the file and is left alone (as transformers does)
     tok.add_special_tokens(
         [
             AddedToken(t, normalized=False, special=True)
-            for t, k in zip(tokens, types, strict=True)
-            if k == TokenType.CONTROL and set(t) <= alphabet
+            for t in of_type(TokenType.CONTROL)
+            if set(t) <= alphabet
         ]
     )
     tok.add_tokens(
         [
             AddedToken(t, normalized=False, special=False)
-            for t, k in zip(tokens, types, strict=True)
-            if k == TokenType.USER_DEFINED and t in vocab
+            for t in of_type(TokenType.USER_DEFINED)
+            if t in vocab
         ]
     )
     bos = meta.get("tokenizer.ggml.bos_token_id")
@@ -409,12 +518,41 @@ def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
 # ---- the whole file -------------------------------------------------------------------------
 
 
-def read_gguf(path: Path) -> tuple[dict, dict[str, torch.Tensor], Tokenizer]:
-    """(Hugging Face config dict, float32 tensors by Hugging Face name, tokenizer) of a GGUF file
-    of architecture llama or gpt2. Tensor shapes are those of a Hugging Face checkpoint, e.g.
-    `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim, d_model]."""
-    reader = open_gguf(path)
-    meta = metadata(reader, path)
+@dataclass(frozen=True)
+class StoredTensor:
+    """A weight matrix kept as the file stores it (native mode), in nn.Linear's orientation:
+    `shape` = [rows, cols] = [out, in]; `data` uint8 [stored rows, bytes per row] is a view of the
+    memory-mapped file; `rows` int32 [rows] names the stored row behind each row (None: the same),
+    which undoes llama.cpp's Q/K row order without copying."""
+
+    kind: GGMLQuantizationType
+    shape: tuple[int, int]
+    data: torch.Tensor
+    rows: torch.Tensor | None = None
+
+
+def _native(t: TensorInfo, ours: str, arch: Architecture, config: dict):
+    """A matrix in a block format stays as stored; vectors and float32 tensors become float32."""
+    if len(t.shape) != 2 or t.kind == GGMLQuantizationType.F32:
+        return arch.layout(ours, t.dequantize(), config)
+    heads = arch.rotary_heads(ours, config, t.shape[0])
+    rows = None if heads is None else unpermute_rotary(torch.arange(t.shape[0]), heads).int()
+    return StoredTensor(t.kind, t.shape, torch.from_numpy(t.data), rows)
+
+
+def read_gguf(
+    path: Path, native: bool = False
+) -> tuple[dict, dict[str, torch.Tensor | StoredTensor], Tokenizer]:
+    """(Hugging Face config dict, tensors by Hugging Face name, tokenizer) of a GGUF file of
+    architecture llama or gpt2.
+
+    Float32 tensors with the shapes and layouts of a Hugging Face checkpoint, e.g.
+    `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim, d_model]; with native=True,
+    every matrix stored in a block format (Q4_0, Q8_0, F16, K-quants, …) is a
+    `StoredTensor` in nn.Linear's [out, in] orientation, nothing dequantised or copied; the rest
+    as in exact mode."""
+    gguf = open_gguf(path)
+    meta = gguf.metadata
     name = meta.get("general.architecture")
     if not isinstance(name, str) or name not in ARCHITECTURES:
         raise ContextlensError(
@@ -423,23 +561,25 @@ def read_gguf(path: Path) -> tuple[dict, dict[str, torch.Tensor], Tokenizer]:
     arch = ARCHITECTURES[name]
     try:
         tokenizer = build_tokenizer(meta, path)  # first: it checks the tokens the config counts
-        config = arch.config(meta, {t.name for t in reader.tensors})
+        config = arch.config(meta, {t.name for t in gguf.tensors})
     except KeyError as e:
         raise ContextlensError(
             f"{path}: metadata {e} is missing; the file is incomplete or was not written by "
             "llama.cpp's converter"
         ) from None
     tensors = {}
-    for t in reader.tensors:
+    for t in gguf.tensors:
         ours = hf_name(arch, t.name)
         if ours is None:
             raise ContextlensError(
                 f"{path}: tensor {t.name!r} has no place in a {name} model as contextlens reads "
                 "it (an unsupported variant of the architecture)"
             )
-        tensor = dequantize(t, path)
         try:
-            tensors[ours] = arch.layout(ours, tensor, config)
+            if native:
+                tensors[ours] = _native(t, ours, arch, config)
+            else:
+                tensors[ours] = arch.layout(ours, t.dequantize(path), config)
         except ContextlensError as e:
             raise ContextlensError(f"{path}: {e}") from None
     return config, tensors, tokenizer

@@ -10,6 +10,11 @@ checkpoint tensors it may hold and leave unused, as shell patterns) and optional
 
 `build` uses every tensor of the checkpoint and fills every parameter: a tensor left over, or
 missing, means the config does not describe the file, and is an error.
+
+A tensor may also be an `io.gguf.StoredTensor` (native mode: a matrix kept in its file's block
+format, already in nn.Linear's [out, in] orientation): its layer becomes an `nn.quant.QuantLinear`
+(several stored matrices stacked along out, as Q, K, V are, stay separate parts of one layer) and
+an embedding table a `QuantEmbedding`; a tied LM head shares the table's stored bytes.
 """
 
 import re
@@ -98,9 +103,13 @@ def _check_layers(
 
 def _gather(
     arch: ModuleType, cfg: TransformerConfig, wanted: dict, tensors: dict, source: str
-) -> tuple[dict[str, torch.Tensor], set[str]]:
-    """(our parameter name -> its tensor, with the shape the config gives; the checkpoint names
-    used). A tied LM head is left out: it is the embedding."""
+) -> tuple[dict[str, torch.Tensor], dict[str, list], set[str]]:
+    """(our parameter name -> its float tensor, with the shape the config gives; our name -> the
+    StoredTensors its layer keeps as stored; the checkpoint names used). A tied LM head is left
+    out: it is the embedding."""
+    # not at module level: nn.quant brings the gguf package, slow to import
+    from ..nn.quant import StoredTensor, dequantize
+
     transform = getattr(arch, "transform", lambda name, t: t)
     tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
     names = {k: v for k, v in weight_names(arch, cfg).items() if k in wanted and k not in tied}
@@ -113,26 +122,39 @@ def _gather(
     unfilled = [k for k in wanted if k not in names and k not in tied]
     if unfilled:
         raise ContextlensError(f"{source}: no weights for {_listed(unfilled)}")
-    state = {}
+    state, stored = {}, {}
     for ours, theirs in names.items():
-        parts = [transform(t, tensors[t]) for t in theirs]
-        state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
-        if state[ours].shape != wanted[ours].shape:
+        parts = [tensors[t] for t in theirs]
+        if all(isinstance(p, StoredTensor) for p in parts):
+            shape = (sum(p.shape[0] for p in parts), parts[0].shape[1])
+            stored[ours] = parts
+        else:  # float tensors (a stored one among them is dequantised, already [out, in])
+            parts = [
+                dequantize(p) if isinstance(p, StoredTensor) else transform(t, p)
+                for t, p in zip(theirs, parts, strict=True)
+            ]
+            state[ours] = torch.cat(parts) if len(parts) > 1 else parts[0]
+            shape = tuple(state[ours].shape)
+        if shape != wanted[ours].shape:
             raise ContextlensError(
-                f"{source}: weight {theirs[0]!r} has shape {tuple(state[ours].shape)}, "
+                f"{source}: weight {theirs[0]!r} has shape {shape}, "
                 f"expected {tuple(wanted[ours].shape)} from the config"
             )
-    return state, {t for theirs in names.values() for t in theirs}
+    return state, stored, {t for theirs in names.values() for t in theirs}
 
 
-def _tied_copy(
-    arch: ModuleType, tensors: dict, embedding: torch.Tensor, source: str, tie_key: str
-) -> set[str]:
+def _as_float(t) -> torch.Tensor:
+    from ..nn.quant import StoredTensor, dequantize
+
+    return dequantize(t) if isinstance(t, StoredTensor) else t
+
+
+def _tied_copy(arch: ModuleType, tensors: dict, embedding, source: str, tie_key: str) -> set[str]:
     """The checkpoint names of a tied LM head's copy, if the file holds one; it must equal the
     embedding it is tied to."""
     copies = [t for t in _expand(arch.WEIGHTS).get("lm_head.weight", []) if t in tensors]
     for name in copies:
-        if not torch.equal(tensors[name], embedding):
+        if not torch.equal(_as_float(tensors[name]), _as_float(embedding)):
             raise ContextlensError(
                 f"{source}: {tie_key} is true but the checkpoint's {name!r} differs from the "
                 "embedding; set it to false"
@@ -170,15 +192,35 @@ def build(
     _check_layers(arch, cfg, tensors, source, key(arch.KEYS["n_layers"]))
     with torch.device("meta"):  # no memory, no random init: the checkpoint supplies everything
         model = Transformer(cfg)
-    state, used = _gather(arch, cfg, model.state_dict(), tensors, source)
-    if cfg.lm_head and cfg.tie_lm_head:
-        tie_key = key(arch.KEYS["tie_lm_head"])
-        used |= _tied_copy(arch, tensors, state["tok.weight"], source, tie_key)
+    state, stored, used = _gather(arch, cfg, model.state_dict(), tensors, source)
+    tied = cfg.lm_head and cfg.tie_lm_head
+    if tied:
+        embedding = state["tok.weight"] if "tok.weight" in state else stored["tok.weight"][0]
+        used |= _tied_copy(arch, tensors, embedding, source, key(arch.KEYS["tie_lm_head"]))
     _check_all_used(arch, tensors, used, source)
     model.load_state_dict(state, strict=False, assign=True)
-    if cfg.lm_head and cfg.tie_lm_head:
+    for ours, parts in stored.items():
+        _use_stored(model, ours.removesuffix(".weight"), parts, state)
+    if tied and "tok.weight" in stored:
+        from ..nn.quant import QuantLinear
+
+        model.lm_head = QuantLinear([model.tok.table])  # the same stored bytes
+    elif tied:
         model.lm_head.weight = model.tok.weight  # assign=True replaced the shared parameter
     return model.eval().requires_grad_(False)
+
+
+def _use_stored(model: Transformer, name: str, parts: list, state: dict) -> None:
+    """Put a QuantLinear (or, for a lookup table, a QuantEmbedding) where module `name` is."""
+    from ..nn.quant import QuantEmbedding, QuantLinear
+
+    parent, _, child = name.rpartition(".")
+    old = model.get_submodule(name)
+    if isinstance(old, torch.nn.Embedding):
+        new = QuantEmbedding(parts[0])
+    else:
+        new = QuantLinear(parts, state.get(f"{name}.bias"))
+    setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
 __all__ = ["ARCHITECTURES", "Transformer", "TransformerConfig", "build"]

@@ -19,8 +19,10 @@ from ..nn import (
     Attention,
     Block,
     KVCache,
+    Pass,
     RoPE,
     attention_mask,
+    column_major,
     make_norm,
     sinusoidal_positions,
 )
@@ -181,18 +183,47 @@ class Transformer(nn.Module):
         )
         self.blocks = nn.ModuleList(
             Block(
-                Attention(d, cfg.n_heads, cfg.n_kv_heads, cfg.bias, rope),
+                Attention(d, cfg.n_heads, cfg.n_kv_heads, cfg.bias, rope, layer=i),
                 MLP(d, cfg.d_ff, cfg.activation, cfg.gated_mlp, cfg.bias),
                 make_norm(cfg.norm, d, cfg.norm_eps),
                 make_norm(cfg.norm, d, cfg.norm_eps),
                 pre=cfg.pre_norm,
             )
-            for _ in range(cfg.n_layers)
+            for i in range(cfg.n_layers)
         )
         self.final_norm = make_norm(cfg.norm, d, cfg.norm_eps) if cfg.final_norm else None
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False) if cfg.lm_head else None
         if self.lm_head is not None and cfg.tie_lm_head:
             self.lm_head.weight = self.tok.weight
+        self.register_load_state_dict_post_hook(Transformer._lay_out_weights)
+        # empty, follows .to(): where and in what dtype activations live, whatever the weights
+        # are (a quantised table has none to ask); on the CPU even while built on "meta"
+        self.register_buffer("like", torch.empty(0, device="cpu"), persistent=False)
+
+    @staticmethod
+    def _lay_out_weights(model: "Transformer", _incompatible) -> None:
+        """After loading: the LM head's weight in `[in, out]` memory order (see `column_major`).
+
+        The head is the largest matrix a generation step reads; a tied head shares the token
+        table, which then takes that order too (a lookup reads only a few rows). The blocks'
+        weights keep the checkpoint's order, so hidden states match the reference's bit for
+        bit where the same kernels run.
+        """
+        if model.lm_head is None:
+            return
+        owner = model.tok if model.cfg.tie_lm_head else model.lm_head
+        owner.weight = nn.Parameter(column_major(owner.weight.detach()), requires_grad=False)
+        if model.cfg.tie_lm_head:
+            model.lm_head.weight = model.tok.weight
+
+    @property
+    def device(self) -> torch.device:
+        return self.like.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype activations are computed in."""
+        return self.like.dtype
 
     def embed(
         self, ids: torch.Tensor, positions: torch.Tensor, record: Recorder | None = None
@@ -230,21 +261,23 @@ class Transformer(nn.Module):
         """ids: [b, s] (pad_mask [b, k]: True for real tokens, k = cached + s) -> hidden [b, s, d].
 
         With a cache, the s new tokens continue the cached ones and the cache grows by s.
+        Inputs may be on any device; the pass runs on the model's, in its dtype.
         """
         s = ids.shape[1]
         start = cache.length if cache is not None else 0
-        positions = torch.arange(start, start + s)
         if start + s > self.cfg.max_positions:
             raise ValueError(f"{start + s} positions exceed the model's {self.cfg.max_positions}")
-        x = self.embed(ids, positions, record)
-        mask = attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype)
+        device = self.device
+        positions = torch.arange(start, start + s, device=device)
+        x = self.embed(ids.to(device), positions, record)
+        mask = attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype, device)
+        ctx = Pass(positions, mask, cache, record)
         if record is not None:
             record.n_layers = self.cfg.n_layers
         for i, block in enumerate(self.blocks):
             if record is not None:
                 record.save("hidden_states", i, x)
-            need_weights = record is not None and record.wants("attentions", i)
-            x, _ = block(x, mask, positions, i, cache, need_weights, record)
+            x = block(x, ctx)
         if cache is not None:
             cache.length += s
         if self.final_norm is not None:
@@ -260,5 +293,9 @@ class Transformer(nn.Module):
         return self.lm_head(hidden)
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
+        """An empty KV cache for `batch` sequences of up to `max_len` tokens, like the model's
+        activations in dtype and device."""
         c = self.cfg
-        return KVCache(c.n_layers, batch, c.n_kv_heads, c.head_dim, max_len)
+        return KVCache(
+            c.n_layers, batch, c.n_kv_heads, c.head_dim, max_len, self.dtype, self.device
+        )

@@ -1,7 +1,7 @@
 """Building blocks shared by every architecture: positions, attention, norms, MLPs, blocks."""
 
-from .attention import Attention, KVCache, attend, attention_mask
-from .layers import MLP, Block, RMSNorm, make_norm
+from .attention import Attention, KVCache, Pass, attend, attention_mask
+from .layers import MLP, Block, RMSNorm, column_major, make_norm
 from .positions import RoPE, rope_angle, rotate_half, sinusoidal_positions
 
 __all__ = [
@@ -9,10 +9,12 @@ __all__ = [
     "Attention",
     "Block",
     "KVCache",
+    "Pass",
     "RMSNorm",
     "RoPE",
     "attend",
     "attention_mask",
+    "column_major",
     "make_norm",
     "rope_angle",
     "rotate_half",

@@ -9,34 +9,45 @@ Grouped-query attention (n_kv_heads < n_heads) lets each key/value head serve
 n_heads / n_kv_heads query heads. When the weights are not wanted the fused kernel
 (`torch.nn.functional.scaled_dot_product_attention`) computes the same output without
 materialising them.
+
+What one forward pass shares with every layer — positions, mask, KV cache, recorder — travels
+as one `Pass`; what belongs to a layer (its index) is fixed when the layer is built.
 """
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .positions import RoPE
+from .record import Recorder
 
 
 def attention_mask(
-    pad_mask: torch.Tensor | None, causal: bool, q_len: int, k_len: int, dtype: torch.dtype
+    pad_mask: torch.Tensor | None,
+    causal: bool,
+    q_len: int,
+    k_len: int,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor | None:
     """Additive mask `[b or 1, 1, q, k]`: 0 where a query may look, dtype-min where it may not.
 
     pad_mask: `[b, k]`, True for real tokens. With causal=True the q queries are the last q of
     the k positions (a KV cache holds the first k - q), and each sees itself and what precedes it.
-    Returns None when nothing is masked.
+    Returns None when nothing is masked. The mask is made on `device`, in `dtype`.
     """
     allowed = None
     if causal and q_len > 1:
-        q_pos = torch.arange(k_len - q_len, k_len)[:, None]  # [q, 1]
-        allowed = (torch.arange(k_len)[None, :] <= q_pos)[None, None]  # [1, 1, q, k]
+        q_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # [q, 1]
+        allowed = (torch.arange(k_len, device=device)[None, :] <= q_pos)[None, None]  # [1,1,q,k]
     if pad_mask is not None and not bool(pad_mask.all()):
-        keys = pad_mask[:, None, None, :].bool()  # [b, 1, 1, k]
+        keys = pad_mask[:, None, None, :].to(device=device, dtype=torch.bool)  # [b, 1, 1, k]
         allowed = keys if allowed is None else allowed & keys
     if allowed is None:
         return None
-    zero = torch.zeros((), dtype=dtype)
+    zero = torch.zeros((), dtype=dtype, device=device)
     return torch.where(allowed, zero, torch.finfo(dtype).min)
 
 
@@ -75,13 +86,23 @@ def attend(
 class KVCache:
     """Keys and values of the tokens seen so far, per layer, so generation feeds one token a step.
 
-    Tensors are preallocated: `[b, n_kv_heads, max_len, head_dim]` per layer.
+    Tensors are preallocated in the model's dtype, on its device:
+    `[b, n_kv_heads, max_len, head_dim]` per layer.
     """
 
-    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int):
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        n_kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         shape = (batch, n_kv_heads, max_len, head_dim)
-        self.k = [torch.zeros(shape) for _ in range(n_layers)]
-        self.v = [torch.zeros(shape) for _ in range(n_layers)]
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
         self.length = 0  # positions filled (advanced by the model after every layer ran)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
@@ -92,8 +113,25 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
+@dataclass(frozen=True)
+class Pass:
+    """What every layer of one forward pass shares, made once per pass by the model.
+
+    positions: `[s]` the new tokens' positions; mask: additive `[b|1, 1, s, k]` or None;
+    cache: the KV cache the new keys/values join (None: no cache); record: what to keep.
+    """
+
+    positions: torch.Tensor
+    mask: torch.Tensor | None = None
+    cache: KVCache | None = None
+    record: Recorder | None = None
+
+
 class Attention(nn.Module):
-    """Multi-head (or grouped-query) self-attention with one fused Q/K/V projection."""
+    """Multi-head (or grouped-query) self-attention with one fused Q/K/V projection.
+
+    `layer` is this attention's index in the model: where it reads/writes the cache and records.
+    """
 
     def __init__(
         self,
@@ -102,6 +140,7 @@ class Attention(nn.Module):
         n_kv_heads: int,
         bias: bool,
         rope: RoPE | None = None,
+        layer: int = 0,
     ):
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
@@ -109,20 +148,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(d_model, (n_heads + 2 * n_kv_heads) * self.head_dim, bias=bias)
         self.out = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
         self.rope = rope
+        self.layer = layer
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        positions: torch.Tensor,
-        layer: int,
-        cache: KVCache | None = None,
-        need_weights: bool = False,
-        record=None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: [b, s, d_model] -> (out [b, s, d_model], weights [b, heads, s, k] | None)."""
+    def forward(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
+        """x: [b, s, d_model] -> [b, s, d_model]; weights and q/k/v go to ctx.record if asked."""
         b, s, _ = x.shape
-        hd = self.head_dim
+        hd, record = self.head_dim, ctx.record
         q, k, v = self.qkv(x).split(
             [self.n_heads * hd, self.n_kv_heads * hd, self.n_kv_heads * hd], dim=-1
         )
@@ -130,14 +161,13 @@ class Attention(nn.Module):
         k = k.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
         v = v.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
         if self.rope is not None:
-            q, k = self.rope(q, positions), self.rope(k, positions)
+            q, k = self.rope(q, ctx.positions), self.rope(k, ctx.positions)
         if record is not None:
-            record.save_qkv(layer, q, k, v)
-        if cache is not None:
-            k, v = cache.update(layer, k, v)
+            record.save_qkv(self.layer, q, k, v)
+        if ctx.cache is not None:
+            k, v = ctx.cache.update(self.layer, k, v)
         slot = None
-        if need_weights and record is not None:
-            slot = record.slot("attentions", layer, (b, self.n_heads, s, k.shape[2]))
-        y, weights = attend(q, k, v, mask, need_weights, slot)  # [b, h, s, hd]
-        y = y.transpose(1, 2).reshape(b, s, self.n_heads * hd)
-        return self.out(y), weights
+        if record is not None and record.wants("attentions", self.layer):
+            slot = record.slot("attentions", self.layer, (b, self.n_heads, s, k.shape[2]), q)
+        y, _ = attend(q, k, v, ctx.mask, slot is not None, slot)  # [b, h, s, hd]
+        return self.out(y.transpose(1, 2).reshape(b, s, self.n_heads * hd))

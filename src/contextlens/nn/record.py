@@ -12,7 +12,8 @@ class Recorder:
 
     What was not asked for is never materialised (attention weights not asked for let the fused
     kernel run). What was asked for is written straight into one stacked tensor per kind —
-    `saved["attentions"]`: `[n_recorded, b, heads, q, k]` — so nothing is copied afterwards.
+    `saved["attentions"]`: `[n_recorded, b, heads, q, k]` — so nothing is copied afterwards;
+    it has the dtype and device of what the model computed.
     Hidden-state layer i is the input of block i; index n_layers is the final output.
     Embedding parts are kept as `saved["embedding.token"]` … `[b, s, d]`.
     """
@@ -33,22 +34,25 @@ class Recorder:
         n = self.n_layers + (kind == "hidden_states")
         return [i for i in range(n) if self.layers is None or i in self.layers]
 
-    def slot(self, kind: str, layer: int, shape: tuple[int, ...]) -> torch.Tensor:
-        """The view of the stacked tensor where `kind` at `layer` goes (allocated on first use)."""
+    def slot(
+        self, kind: str, layer: int, shape: tuple[int, ...], like: torch.Tensor
+    ) -> torch.Tensor:
+        """The view of the stacked tensor where `kind` at `layer` goes (allocated on first use,
+        with `like`'s dtype and device)."""
         order = self.recorded(kind)
         if kind not in self.saved:
-            self.saved[kind] = torch.empty(len(order), *shape)
+            self.saved[kind] = like.new_empty((len(order), *shape))
         return self.saved[kind][order.index(layer)]
 
     def save(self, kind: str, layer: int, value: torch.Tensor) -> None:
         if self.wants(kind, layer):
-            self.slot(kind, layer, tuple(value.shape)).copy_(value)
+            self.slot(kind, layer, tuple(value.shape), value).copy_(value)
 
     def save_qkv(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Queries, keys, values (KV heads repeated to match query heads): [3, b, h, s, hd]."""
         if self.wants("qkv", layer):
             group = q.shape[1] // k.shape[1]
-            slot = self.slot("qkv", layer, (3, *q.shape))
+            slot = self.slot("qkv", layer, (3, *q.shape), q)
             slot[0].copy_(q)
             for i, x in ((1, k), (2, v)):
                 slot[i].copy_(x.repeat_interleave(group, dim=1))

@@ -1,0 +1,321 @@
+"""Native (quantised) weights against exact mode, transformers and llama.cpp, same files, one run.
+
+1. Kernels: y = x · Wᵀ at SmolLM2's shapes, 1 and 16 rows: float32 `F.linear` and `x @ W[in,out]`,
+   torch's int4/int8 weight-only kernels, and ours on Q4_0 / Q4_1 / Q8_0 blocks.
+2. SmolLM2-135M Q4_1: load time, resident memory and greedy tok/s (128 new tokens, EOS ignored)
+   for contextlens native, contextlens exact, transformers and llama.cpp (llama-cpp-python built
+   from source with -DGGML_NATIVE=ON in its own environment, $LLAMA_PYTHON, default
+   /work/benchenv/bin/python), each in a fresh process.
+3. A Llama-shaped ~1.2B-parameter Q4_0 file of random weights, written here with the gguf package
+   (under $TMPDIR), as the stand-in for the 7B-class files that cannot be downloaded here:
+   contextlens native against llama.cpp.
+
+    .venv/bin/python bench/bench_native.py            # everything (~15 min on 2 cores)
+    .venv/bin/python bench/bench_native.py --quick    # 32 tokens, smaller synthetic model
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LLAMA_PYTHON = os.environ.get("LLAMA_PYTHON", "/work/benchenv/bin/python")
+PROMPT = "The history of France spans thousands of years, from prehistoric settlements to the"
+
+
+# ---- workers: one contender in a fresh process, printing one JSON line ----------------------
+
+
+def rss_mib() -> float:
+    """Resident memory of this process now (file-mapped pages that were touched included)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def work_contextlens(path: str, weights: str, new_tokens: int) -> dict:
+    import torch
+
+    import contextlens as cl
+
+    torch.set_grad_enabled(False)
+    before = rss_mib()
+    t0 = time.perf_counter()
+    lm = cl.load(path, weights=weights)
+    load = time.perf_counter() - t0
+    loaded = rss_mib()
+    ids = lm.tokenize(PROMPT).ids
+    list(lm.generate_ids(ids, 4, stop_at_eos=False))  # first use: kernels compiled or cached
+    t0 = time.perf_counter()
+    n = len(list(lm.generate_ids(ids, new_tokens, stop_at_eos=False)))
+    gen = time.perf_counter() - t0
+    return dict(load_s=load, rss_before=before, rss_loaded=loaded, rss_after=rss_mib(),
+                tok_s=n / gen)  # fmt: skip
+
+
+def work_transformers(path: str, new_tokens: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_grad_enabled(False)
+    p = Path(path)
+    before = rss_mib()
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name).eval()
+    load = time.perf_counter() - t0
+    loaded = rss_mib()
+    ids = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)(PROMPT, return_tensors="pt")
+    kwargs = dict(do_sample=False, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
+    model.generate(**ids, **kwargs | dict(min_new_tokens=4, max_new_tokens=4))
+    t0 = time.perf_counter()
+    out = model.generate(**ids, **kwargs)
+    gen = time.perf_counter() - t0
+    n = out.shape[1] - ids["input_ids"].shape[1]
+    return dict(load_s=load, rss_before=before, rss_loaded=loaded, rss_after=rss_mib(),
+                tok_s=n / gen)  # fmt: skip
+
+
+def work_llama_cpp(path: str, new_tokens: int) -> dict:
+    from llama_cpp import Llama
+
+    before = rss_mib()
+    t0 = time.perf_counter()
+    llm = Llama(model_path=path, n_ctx=512, n_threads=os.cpu_count(), verbose=False)
+    load = time.perf_counter() - t0
+    loaded = rss_mib()
+    ids = llm.tokenize(PROMPT.encode())
+
+    def run(n: int) -> int:
+        llm.reset()
+        count = 0
+        for _ in llm.generate(ids, temp=0.0, top_k=1):  # greedy; EOS does not stop it
+            count += 1
+            if count == n:
+                return count
+        return count
+
+    run(4)
+    t0 = time.perf_counter()
+    n = run(new_tokens)
+    gen = time.perf_counter() - t0
+    return dict(load_s=load, rss_before=before, rss_loaded=loaded, rss_after=rss_mib(),
+                tok_s=n / gen)  # fmt: skip
+
+
+def contender(kind: str, path: Path, new_tokens: int) -> dict | str:
+    """Run one worker in a fresh process: its figures, or why it could not run."""
+    python = LLAMA_PYTHON if kind == "llama.cpp" else sys.executable
+    if kind == "llama.cpp" and not Path(python).exists():
+        return f"no llama-cpp-python at {python} (set LLAMA_PYTHON)"
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    cmd = [python, __file__, "--worker", kind, str(path), str(new_tokens)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- the synthetic model --------------------------------------------------------------------
+
+
+SYNTHETIC = dict(d=2048, layers=16, heads=32, kv_heads=8, d_ff=8192)  # Llama-3.2-1B's shape
+SYNTHETIC_QUICK = dict(d=1024, layers=8, heads=16, kv_heads=4, d_ff=4096)
+
+
+def write_synthetic(path: Path, shape: dict, tokenizer_meta: dict) -> int:
+    """A Llama GGUF whose matrices are random Q4_0 blocks (scales ~ 1/(4·√in)), norms ones and
+    the tokenizer borrowed from SmolLM2. Written tensor by tensor; returns the parameter count."""
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
+
+    q4 = GGMLQuantizationType.Q4_0
+    d, ff, hd = shape["d"], shape["d_ff"], shape["d"] // shape["heads"]
+    vocab = len(tokenizer_meta["tokenizer.ggml.tokens"])
+    w = GGUFWriter(path, "llama")
+    w.add_context_length(4096)
+    w.add_embedding_length(d)
+    w.add_block_count(shape["layers"])
+    w.add_feed_forward_length(ff)
+    w.add_head_count(shape["heads"])
+    w.add_head_count_kv(shape["kv_heads"])
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(hd)
+    w.add_rope_freq_base(500000.0)
+    w.add_vocab_size(vocab)
+    w.add_tokenizer_model(tokenizer_meta["tokenizer.ggml.model"])
+    w.add_tokenizer_pre(tokenizer_meta["tokenizer.ggml.pre"])
+    w.add_token_list(tokenizer_meta["tokenizer.ggml.tokens"])
+    w.add_token_types(tokenizer_meta["tokenizer.ggml.token_type"])
+    w.add_token_merges(tokenizer_meta["tokenizer.ggml.merges"])
+    w.add_bos_token_id(tokenizer_meta["tokenizer.ggml.bos_token_id"])
+    w.add_eos_token_id(tokenizer_meta["tokenizer.ggml.eos_token_id"])
+    matrices = {"token_embd": (vocab, d), "output": (vocab, d)}
+    for i in range(shape["layers"]):
+        kv = shape["kv_heads"] * hd
+        for name, dims in {"attn_q": (d, d), "attn_k": (kv, d), "attn_v": (kv, d),
+                           "attn_output": (d, d), "ffn_gate": (ff, d), "ffn_up": (ff, d),
+                           "ffn_down": (d, ff)}.items():  # fmt: skip
+            matrices[f"blk.{i}.{name}"] = dims
+    norms = ["output_norm"] + [f"blk.{i}.{n}" for i in range(shape["layers"])
+                               for n in ("attn_norm", "ffn_norm")]  # fmt: skip
+    per_block, block_bytes = GGML_QUANT_SIZES[q4]
+    for name, (rows, cols) in matrices.items():
+        nbytes = rows * cols // per_block * block_bytes
+        w.add_tensor_info(f"{name}.weight", (rows, nbytes // rows), np.uint8, nbytes, q4)
+    for name in norms:
+        w.add_tensor_info(f"{name}.weight", (d,), np.float32, 4 * d)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    rng = np.random.default_rng(0)
+    for rows, cols in matrices.values():
+        blocks = rng.integers(0, 256, (rows * cols // per_block, block_bytes), dtype=np.uint8)
+        scale = np.float16(1 / (4 * cols**0.5))
+        blocks[:, :2] = np.frombuffer(scale.tobytes(), np.uint8)
+        w.write_tensor_data(blocks.reshape(rows, -1))
+    for _ in norms:
+        w.write_tensor_data(np.ones(d, np.float32))
+    w.close()
+    return sum(r * c for r, c in matrices.values()) + d * len(norms)
+
+
+# ---- kernels --------------------------------------------------------------------------------
+
+
+def kernel_cells(k: int, n: int) -> dict:
+    """name -> f(x) for every way of computing x [m, k] · Wᵀ with W [n, k]."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from gguf import GGMLQuantizationType as Q
+    from gguf import quants
+
+    from contextlens.io.gguf import StoredTensor
+    from contextlens.nn.quant import QuantLinear
+
+    w = torch.randn(n, k) / k**0.5
+    wt = w.T.contiguous()
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+        torch.randint(0, 16, (n, k), dtype=torch.int32), 1
+    )
+    scales_zeros = torch.randn(k // 32, n, 2)
+    q8 = torch.randint(-128, 127, (n, k), dtype=torch.int8)
+    cells = {
+        "fp32 F.linear": lambda x: F.linear(x, w),
+        "fp32 x @ W[in,out]": lambda x: x @ wt,
+        "torch int4pack": lambda x: torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x, packed, 32, scales_zeros
+        ),
+        "torch int8pack": lambda x: torch.ops.aten._weight_int8pack_mm(x, q8, w[:, 0]),
+    }
+    for kind in (Q.Q4_0, Q.Q4_1, Q.Q8_0):
+        raw = np.ascontiguousarray(quants.quantize(w.numpy(), kind)).view(np.uint8)
+        layer = QuantLinear([StoredTensor(kind, (n, k), torch.from_numpy(raw))])
+        cells[f"ours {kind.name}"] = layer
+    return cells
+
+
+def kernel_rows() -> list[str]:
+    import torch
+    from common import best_time
+
+    rows = []
+    for k, n in ((576, 576), (576, 1536), (1536, 576), (576, 49152)):
+        cells = kernel_cells(k, n)
+        for m in (1, 16):
+            x = torch.randn(m, k)
+            repeat = 10 if n > 10000 else 50
+            ms = [
+                best_time(lambda f=f, x=x: f(x), repeat=repeat, warmup=3) * 1e3
+                for f in cells.values()
+            ]
+            rows.append(f"| {k}→{n} | {m} | " + " | ".join(f"{t:.3f}" for t in ms) + " |")
+    header = "| W | rows | " + " | ".join(cells) + " |"
+    return [header, "|" + "---|" * (len(cells) + 2), *rows]
+
+
+# ---- the report -----------------------------------------------------------------------------
+
+
+def table(results: dict, ref: str) -> list[str]:
+    out = [
+        "| | load | resident after load (Δ by load) | after generating | greedy tok/s | "
+        f"tok/s ÷ {ref} |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = results.get(ref)
+    for name, r in results.items():
+        if isinstance(r, str):
+            out.append(f"| {name} | {r} | | | | |")
+            continue
+        ratio = f"{r['tok_s'] / base['tok_s']:.2f}" if isinstance(base, dict) else "–"
+        out.append(
+            f"| {name} | {r['load_s']:.2f} s | {r['rss_loaded']:.0f} MiB "
+            f"(+{r['rss_loaded'] - r['rss_before']:.0f}) | {r['rss_after']:.0f} MiB | "
+            f"{r['tok_s']:.1f} | {ratio} |"
+        )
+    return out
+
+
+def main(quick: bool) -> None:
+    import torch
+    from common import machine, matmul_ceiling, write_section
+
+    import contextlens as cl
+    from contextlens.io.gguf import open_gguf
+
+    new_tokens = 32 if quick else 128
+    smollm2 = cl.io.catalog.CATALOG["smollm2"].path()
+    lines = [f"Machine: {machine()}. Command: `.venv/bin/python bench/bench_native.py"
+             f"{' --quick' if quick else ''}`.", ""]  # fmt: skip
+    ceiling = matmul_ceiling()
+    lines += [f"fp32 matmul ceiling in this run: torch {ceiling['torch_gflops']:.0f} GFLOP/s.", ""]
+    lines += ["**Kernels** (ms, best of many; y = x · Wᵀ):", "", *kernel_rows(), ""]
+
+    size = smollm2.stat().st_size / 2**20
+    results = {
+        f"contextlens native ({torch.get_num_threads()} threads)": contender(
+            "native", smollm2, new_tokens
+        ),
+        "contextlens exact": contender("exact", smollm2, new_tokens),
+        "transformers": contender("transformers", smollm2, new_tokens),
+        "llama.cpp": contender("llama.cpp", smollm2, new_tokens),
+    }
+    lines += [f"**SmolLM2-135M-Instruct Q4_1** ({size:.0f} MiB file), {new_tokens} new tokens:", ""]
+    lines += table(results, "llama.cpp") + [""]
+
+    shape = SYNTHETIC_QUICK if quick else SYNTHETIC
+    path = Path(tempfile.gettempdir()) / f"contextlens-synthetic-{shape['d']}-q4_0.gguf"
+    if not path.exists():
+        partial = path.with_suffix(".part")
+        write_synthetic(partial, shape, open_gguf(smollm2).metadata)
+        partial.replace(path)
+    gguf = open_gguf(path)
+    params = sum(int(torch.tensor(t.shape).prod()) for t in gguf.tensors)
+    size = path.stat().st_size / 2**20
+    synthetic = {
+        "contextlens native": contender("native", path, new_tokens // 4),
+        "llama.cpp": contender("llama.cpp", path, new_tokens // 4),
+    }
+    lines += [f"**Synthetic Llama Q4_0**, {params / 1e9:.2f} B parameters ({shape}), "
+              f"{size:.0f} MiB file, {new_tokens // 4} new tokens:", ""]  # fmt: skip
+    lines += table(synthetic, "llama.cpp")
+    print("\n".join(lines))
+    write_section("native", "## Native weights (issue 12)\n\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        kind, path, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        if kind == "llama.cpp":
+            result = work_llama_cpp(path, n)
+        elif kind == "transformers":
+            result = work_transformers(path, n)
+        else:
+            result = work_contextlens(path, kind, n)
+        print(json.dumps(result))
+    else:
+        sys.path.insert(0, str(Path(__file__).parent))
+        main("--quick" in sys.argv)

@@ -1,0 +1,208 @@
+"""Linear layers and embedding tables over weights kept as a GGUF file stores them (native mode).
+
+A `StoredTensor` is a matrix [out, in] in one of llama.cpp's block formats, still in the memory
+map. `QuantLinear` multiplies with it directly:
+
+    y = x · Wᵀ (+ b)     x [..., in] -> y [..., out],   W = concat(parts) along out
+
+Q4_0, Q4_1, Q8_0, F16 and BF16 go through `quant.c` (compiled on first use with the system's C
+compiler, cached, OpenMP over output rows): each block is widened to float32 in registers and
+multiplied into the float32 activations, so a weight is read once per call and never stored
+wider. Torch's own `_weight_int4pack_mm_for_cpu` was measured first: without AVX-512 it runs a
+scalar loop, 20–40× slower than float32 here (docs/gguf.md). Every other format (K-quants, Q5_x,
+…), and every format when no C compiler is found, is dequantised one layer at a time at forward
+(the gguf package's numpy code) and multiplied in float32; this is said once per format.
+"""
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from functools import cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from gguf import GGMLQuantizationType
+from gguf.quants import dequantize as gguf_dequantize
+from torch import nn
+
+from ..errors import ContextlensError
+from ..io.gguf import StoredTensor
+
+Q = GGMLQuantizationType
+KERNEL_FORMATS = {Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q8_0}
+SOURCE = Path(__file__).with_name("quant.c")
+FUSED_ROWS = 64  # up to this many input rows the fused kernel beats dequantise + BLAS here
+
+
+class NativeWeightsWarning(UserWarning):
+    """A format without a native kernel: its layers are dequantised one at a time."""
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "contextlens" / "kernels"
+
+
+def _compile(target: Path) -> bool:
+    """Build quant.c into `target` (with OpenMP if the compiler has it); False if no compiler."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    base = [cc, "-O3", "-march=native", "-shared", "-fPIC", str(SOURCE)]
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        for extra in (["-fopenmp"], []):
+            result = subprocess.run([*base, *extra, "-o", str(built)], capture_output=True)
+            if result.returncode == 0:
+                os.replace(built, target)  # atomic: a concurrent build never sees half a file
+                return True
+    return False
+
+
+@cache
+def kernels() -> ctypes.CDLL | None:
+    """quant.c as a loaded library, compiled once per source and machine; None without a C
+    compiler (then every format takes the dequantising path)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + platform.machine().encode())
+    cpu = Path("/proc/cpuinfo")
+    if cpu.exists():  # -march=native: a library built on another CPU may not run here
+        flags = [line for line in cpu.read_text().splitlines() if line.startswith("flags")]
+        key.update("".join(flags[:1]).encode())
+    target = _cache_dir() / f"quant-{key.hexdigest()[:16]}.so"
+    if not target.exists() and not _compile(target):
+        return None
+    lib = ctypes.CDLL(str(target))
+    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    lib.cl_matmul.argtypes = [i, p, p, i, i, p, i, p, long, i]
+    lib.cl_dequant.argtypes = [i, p, p, i, i, p, i]
+    return lib
+
+
+@cache
+def _say_fallback(kind: Q, why: str) -> None:
+    warnings.warn(
+        f"{kind.name} weights {why}: those layers are dequantised to float32 one at a time at "
+        "each forward (correct, slower)",
+        NativeWeightsWarning,
+        stacklevel=3,
+    )
+
+
+def _kernel_for(kind: Q) -> ctypes.CDLL | None:
+    """The compiled kernels if they handle this format, else None (and say so once)."""
+    if kind not in KERNEL_FORMATS:
+        _say_fallback(kind, "have no native kernel")
+        return None
+    lib = kernels()
+    if lib is None:
+        _say_fallback(kind, "need a C compiler for their kernel and none was found")
+    return lib
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def dequantize(w: StoredTensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows of a stored matrix as float32: `rows` int [r] (None: all) -> [r, in]."""
+    if rows is not None and w.rows is not None:
+        rows = w.rows[rows]
+    elif rows is None:
+        rows = w.rows
+    n, k = (w.shape[0] if rows is None else rows.numel()), w.shape[1]
+    lib = _kernel_for(w.kind)
+    if lib is not None:
+        out = torch.empty(n, k)
+        rows = None if rows is None else rows.to(torch.int32).contiguous()
+        lib.cl_dequant(
+            int(w.kind), _ptr(w.data), _ptr(rows), n, k, _ptr(out), torch.get_num_threads()
+        )
+        return out
+    data = w.data.numpy() if rows is None else w.data.numpy()[rows.numpy()]
+    return torch.from_numpy(gguf_dequantize(data, w.kind).reshape(n, k))
+
+
+class QuantLinear(nn.Module):
+    """`nn.Linear` over stored weights: y = x · Wᵀ + b, W = the parts stacked along out.
+
+    parts: StoredTensor [out_i, in] each (e.g. Q, K, V, or gate and up), bias [Σ out_i] or None.
+    x [..., in] (any float dtype, on the CPU) -> [..., Σ out_i] in x's dtype.
+    """
+
+    def __init__(self, parts: list[StoredTensor], bias: torch.Tensor | None = None):
+        super().__init__()
+        k = parts[0].shape[1]
+        if any(p.shape[1] != k for p in parts):
+            raise ContextlensError("the stacked weights of one layer differ in input width")
+        self.parts = parts
+        self.in_features, self.out_features = k, sum(p.shape[0] for p in parts)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    def extra_repr(self) -> str:
+        kinds = "+".join(p.kind.name for p in self.parts)
+        return f"in_features={self.in_features}, out_features={self.out_features}, {kinds}"
+
+    def weight_float(self) -> torch.Tensor:
+        """The whole weight dequantised: [out, in] float32 (one layer, for inspection)."""
+        return torch.cat([dequantize(p) for p in self.parts])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise ContextlensError(
+                "native (quantised) weights run on the CPU; load with weights='exact' to use "
+                f"{x.device.type}"
+            )
+        lead, k = x.shape[:-1], self.in_features
+        x2 = x.reshape(-1, k).float().contiguous()  # [m, in]
+        m = x2.shape[0]
+        libs = [_kernel_for(p.kind) for p in self.parts]
+        if m <= FUSED_ROWS and all(lib is not None for lib in libs):
+            y = torch.empty(m, self.out_features)
+            col, threads = 0, torch.get_num_threads()
+            for lib, p in zip(libs, self.parts, strict=True):
+                n = p.shape[0]
+                lib.cl_matmul(
+                    int(p.kind), _ptr(p.data), _ptr(p.rows), n, k, _ptr(x2), m,
+                    y.data_ptr() + 4 * col, self.out_features, threads,
+                )  # fmt: skip
+                col += n
+        else:  # one layer at a time: its float32 copy lives only for this product
+            y = F.linear(x2, self.weight_float())
+        if self.bias is not None:
+            y += self.bias
+        return y.reshape(*lead, self.out_features).to(x.dtype)
+
+
+class QuantEmbedding(nn.Module):
+    """A lookup table over a stored [vocab, d] matrix: only the rows asked for are dequantised.
+
+    ids [...] -> [..., d], in the model's dtype (an empty buffer follows `.to(dtype)`).
+    """
+
+    def __init__(self, table: StoredTensor):
+        super().__init__()
+        self.table = table
+        self.num_embeddings, self.embedding_dim = table.shape
+        self.register_buffer("like", torch.empty(0), persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        flat = ids.reshape(-1).cpu()
+        if flat.numel() and not 0 <= int(flat.min()) <= int(flat.max()) < self.num_embeddings:
+            raise IndexError(f"token ids must lie in [0, {self.num_embeddings})")
+        rows = dequantize(self.table, flat).reshape(*ids.shape, self.embedding_dim)
+        return rows.to(self.like.dtype)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The whole table as float32 [vocab, d] (dequantised on each access)."""
+        return dequantize(self.table)
+
+
+__all__ = ["QuantEmbedding", "QuantLinear", "StoredTensor", "dequantize", "kernels"]

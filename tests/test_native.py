@@ -1,0 +1,185 @@
+"""Native weights: GGUF matrices multiplied as stored. The kernels against the dequantised
+product for every format they handle, the per-layer fallback for the others, and SmolLM2's Q4_1
+file in native mode against exact mode on held-out prose (Cranfield abstracts)."""
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, quants
+
+import contextlens as cl
+from contextlens import ContextlensError
+from contextlens.io.catalog import CATALOG
+from contextlens.io.gguf import StoredTensor
+from contextlens.nn import quant
+from contextlens.nn.quant import NativeWeightsWarning, QuantEmbedding, QuantLinear
+
+Q = GGMLQuantizationType
+CRANFIELD = Path(__file__).parent / "data" / "cranfield" / "cran.all.1400"
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, in a small village,",
+    "def fibonacci(n):",
+    "The three most important inventions of the 20th century are",
+]
+
+
+def stored(w: np.ndarray, kind: Q, rows: torch.Tensor | None = None) -> StoredTensor:
+    """A float matrix [out, in] quantised by the gguf package, as a GGUF file would hold it."""
+    raw = quants.quantize(w, kind)
+    data = torch.from_numpy(np.ascontiguousarray(raw).view(np.uint8).reshape(w.shape[0], -1))
+    return StoredTensor(kind, w.shape, data, rows)
+
+
+def reference(w: StoredTensor) -> torch.Tensor:
+    """The gguf package's dequantisation, rows in stored order put into logical order."""
+    values = quants.dequantize(w.data.numpy(), w.kind).reshape(w.shape)
+    values = torch.from_numpy(np.require(values, np.float32, ["C"]))
+    return values if w.rows is None else values[w.rows.long()]
+
+
+@pytest.mark.parametrize("kind", sorted(quant.KERNEL_FORMATS), ids=lambda k: k.name)
+def test_kernels_equal_the_dequantised_product(kind):
+    rng = np.random.default_rng(0)
+    order = torch.randperm(48, generator=torch.Generator().manual_seed(0)).int()
+    parts = [
+        stored(rng.standard_normal((48, 96)).astype(np.float32), kind, order),
+        stored(rng.standard_normal((16, 96)).astype(np.float32), kind),
+    ]
+    bias = torch.randn(64)
+    layer = QuantLinear(parts, bias)
+    w = torch.cat([reference(p) for p in parts])  # [64, 96]
+    assert quant.kernels() is not None  # a C compiler is part of the set-up here
+    for m in (1, 3, 8, 9, quant.FUSED_ROWS, quant.FUSED_ROWS + 1):  # tiles, and the BLAS path
+        x = torch.randn(2, m, 96)
+        torch.testing.assert_close(layer(x), x @ w.T + bias, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(quant.dequantize(parts[0]), w[:48], atol=0, rtol=0)
+    assert layer(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_embedding_rows_and_bad_ids():
+    table = stored(np.random.default_rng(1).standard_normal((40, 64)).astype(np.float32), Q.Q8_0)
+    emb = QuantEmbedding(table)
+    ids = torch.tensor([[3, 0, 39], [7, 7, 1]])
+    torch.testing.assert_close(emb(ids), reference(table)[ids], atol=0, rtol=0)
+    for bad in (40, -1):
+        with pytest.raises(IndexError, match=r"\[0, 40\)"):
+            emb(torch.tensor([bad]))
+
+
+def test_a_format_without_kernel_falls_back_per_layer_and_says_so_once():
+    """Q4_K (Llama-3 Q4_K_M files): random blocks with sane scales, as test_gguf builds them."""
+    rng = np.random.default_rng(2)
+    elems, size = GGML_QUANT_SIZES[Q.Q4_K]
+    raw = rng.integers(0, 256, (8, 2 * size), dtype=np.uint8)
+    blocks = raw.reshape(-1, size)
+    for at in (0, 2):  # float16 super-scales d and dmin
+        blocks[:, at : at + 2] = (
+            rng.uniform(1e-3, 0.1, len(blocks)).astype(np.float16).view(np.uint8).reshape(-1, 2)
+        )
+    w = StoredTensor(Q.Q4_K, (8, 2 * elems), torch.from_numpy(raw))
+    layer = QuantLinear([w])
+    x = torch.randn(3, 2 * elems)
+    quant._say_fallback.cache_clear()
+    with pytest.warns(NativeWeightsWarning, match="Q4_K weights have no native kernel"):
+        y = layer(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer(x)  # said once
+    torch.testing.assert_close(y, x @ reference(w).T, atol=1e-4, rtol=1e-5)
+
+
+# ---- SmolLM2, native against exact ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def native():
+    return cl.load("smollm2", weights="native")
+
+
+def held_out_ids(lm, n: int) -> list[int]:
+    """The first n tokens of the Cranfield abstracts (their .W sections), joined as paragraphs."""
+    sections = CRANFIELD.read_text().split("\n.I ")[:20]
+    texts = [" ".join(s.split("\n.W\n", 1)[1].split()) for s in sections if "\n.W\n" in s]
+    ids = lm.tokenize("\n\n".join(texts)).ids
+    assert len(ids) >= n
+    return ids[:n]
+
+
+def test_native_mode_holds_the_file_as_stored(native):
+    layer = native.model.blocks[0].attn.qkv
+    assert isinstance(layer, QuantLinear) and [p.kind for p in layer.parts] == [Q.Q4_1] * 3
+    assert isinstance(native.model.tok, QuantEmbedding) and native.model.tok.table.kind == Q.Q8_0
+    assert native.model.lm_head.parts[0].data.data_ptr() == native.model.tok.table.data.data_ptr()
+
+
+def test_native_agrees_with_exact_on_held_out_prose(native, smollm2):
+    """Top-1 next token on 2,048 tokens in 64-token windows (the fused kernels' sizes), and the
+    mean KL divergence exact ‖ native, printed for docs/gguf.md."""
+    ids = torch.tensor(held_out_ids(smollm2, 2048)).view(32, 64)
+    agree, kl = [], []
+    with torch.no_grad():
+        for window in ids:
+            exact = torch.log_softmax(smollm2.model.logits(smollm2.model(window[None])), -1)
+            ours = torch.log_softmax(native.model.logits(native.model(window[None])), -1)
+            agree.append((exact.argmax(-1) == ours.argmax(-1)).float().mean())
+            kl.append((exact.exp() * (exact - ours)).sum(-1).mean())
+    top1, mean_kl = float(torch.stack(agree).mean()), float(torch.stack(kl).mean())
+    print(f"native vs exact on 2,048 tokens: top-1 agreement {top1:.4f}, mean KL {mean_kl:.2e}")
+    assert top1 >= 0.97
+    assert mean_kl < 1e-3
+
+
+def test_native_greedy_continuations_equal_exact(native, smollm2):
+    for prompt in PROMPTS:
+        assert native.generate(prompt, max_new_tokens=16) == smollm2.generate(
+            prompt, max_new_tokens=16
+        )
+
+
+def test_native_load_keeps_memory_near_the_file_size():
+    """In a fresh process: resident memory added by load and a first generation ≤ 1.5× file."""
+    code = (
+        "import contextlens as cl\n"
+        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "before = rss()\n"
+        "lm = cl.load('smollm2', weights='native')\n"
+        "loaded = rss()\n"
+        "lm.generate('The capital of France is', max_new_tokens=4)\n"
+        "print(loaded - before, rss() - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, used = map(int, out.stdout.split())
+    size = CATALOG["smollm2"].path().stat().st_size
+    mib = 2**20
+    print(f"resident: +{loaded / mib:.0f} MiB after load, +{used / mib:.0f} MiB after generating")
+    assert used <= 1.5 * size
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_native_weights_with_half_precision_activations(dtype):
+    lm = cl.load("smollm2", weights="native", dtype=dtype)
+    assert lm.generate("The capital of France is", max_new_tokens=2).startswith(" Paris")
+    t = lm.trace("The capital of France is")
+    assert t.hidden_states.dtype == t.attentions.dtype == dtype
+
+
+def test_bad_mode_and_device(native):
+    with pytest.raises(ContextlensError, match="native .* run on the CPU; for device='cuda' load"):
+        cl.load("smollm2", weights="native", device="cuda")
+    with pytest.raises(ContextlensError, match="weights='fp8' is not a mode; use 'exact' or"):
+        cl.load("smollm2", weights="fp8")
+    with pytest.raises(ContextlensError, match="native .* weights run on the CPU"):
+        native.model.blocks[0].attn.qkv(torch.zeros(1, 576, device="meta"))
+
+
+def test_cli_weights_option(run_cli):
+    code, out, _ = run_cli("--weights", "native", "generate", "The capital of France is", "-n", "3")
+    assert code == 0 and "Paris" in out
+    code, _, err = run_cli("--weights", "fp8", "generate", "x")
+    assert code == 2 and "fp8" in err
