@@ -16,6 +16,7 @@ ROOT = Path(contextlens.__file__).parent
 LAYERS = {
     "errors": 0,  # the one error type, and vector arithmetic: everything may use them
     "metrics": 0,
+    "report": 0,  # reports (dataclasses) as plain JSON data
     "io": 1,  # files: weights, tokenizers, word-vector formats, dataset readers, the catalog
     "nn": 2,  # embedding, positions, attention, norms, recording
     "models": 3,  # architectures built from nn blocks
