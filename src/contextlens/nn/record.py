@@ -1,8 +1,20 @@
 """What one forward pass should keep: opt-in per kind and per layer, so inference stays fast."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+Edit = Callable[[torch.Tensor], torch.Tensor] | torch.Tensor
+
+POINTS = {  # the named points of a pass that can be kept or replaced, with their shapes
+    "token": "the token-embedding rows, before positions are added (layer 0 only) [b, s, d]",
+    "resid": "the residual stream entering block i (i = n_layers: the last block's output, "
+    "before the final norm) [b, s, d]",
+    "heads": "each head's output, before the output projection [b, s, heads, head_dim]",
+    "attn": "the attention output, after the output projection [b, s, d]",
+    "mlp": "the MLP output [b, s, d]",
+}
 
 
 @dataclass
@@ -16,6 +28,10 @@ class Recorder:
     it has the dtype and device of what the model computed.
     Hidden-state layer i is the input of block i; index n_layers is the final output.
     Embedding parts are kept as `saved["embedding.token"]` … `[b, s, d]`.
+
+    Hooks: the pass calls `point(name, layer, x)` at each of `POINTS`. `edits[(name, layer)]`
+    replaces what flows on from there (a tensor broadcast to x's shape, or a function of x);
+    the points named in `keep` are kept, as they flow on, in `points[(name, layer)]`.
     """
 
     hidden_states: bool = False
@@ -25,6 +41,9 @@ class Recorder:
     layers: frozenset[int] | None = None  # None = every layer
     saved: dict[str, torch.Tensor] = field(default_factory=dict)
     n_layers: int = 0  # set by the model when the pass begins
+    edits: dict[tuple[str, int], Edit] = field(default_factory=dict)
+    keep: frozenset[str] = frozenset()
+    points: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
 
     def wants(self, kind: str, layer: int) -> bool:
         return getattr(self, kind) and (self.layers is None or layer in self.layers)
@@ -65,3 +84,17 @@ class Recorder:
             shape = parts["sum"].shape
             for name, value in parts.items():
                 self.saved[f"embedding.{name}"] = value.expand(shape).clone()
+
+    def point(self, name: str, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """`x` at point `name` of `layer`, replaced if an edit asks; kept if `keep` names it."""
+        edit = self.edits.get((name, layer))
+        if edit is not None:
+            x = edit(x) if callable(edit) else edit.to(x).expand_as(x)
+        if name in self.keep and (self.layers is None or layer in self.layers):
+            self.points[(name, layer)] = x
+        return x
+
+
+def at(record: Recorder | None, name: str, layer: int, x: torch.Tensor) -> torch.Tensor:
+    """`record.point(name, layer, x)`, or `x` itself in a pass that records nothing."""
+    return x if record is None else record.point(name, layer, x)
