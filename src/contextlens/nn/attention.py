@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .positions import RoPE
-from .record import Recorder
+from .record import Recorder, at
 
 
 def attention_mask(
@@ -170,4 +170,5 @@ class Attention(nn.Module):
         if record is not None and record.wants("attentions", self.layer):
             slot = record.slot("attentions", self.layer, (b, self.n_heads, s, k.shape[2]), q)
         y, _ = attend(q, k, v, ctx.mask, slot is not None, slot)  # [b, h, s, hd]
-        return self.out(y.transpose(1, 2).reshape(b, s, self.n_heads * hd))
+        y = at(record, "heads", self.layer, y.transpose(1, 2))  # [b, s, h, hd]
+        return at(record, "attn", self.layer, self.out(y.reshape(b, s, self.n_heads * hd)))

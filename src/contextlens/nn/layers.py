@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, Pass
+from .record import at
 
 
 def column_major(weight: torch.Tensor) -> torch.Tensor:
@@ -85,8 +86,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
         """x: [b, s, d] -> [b, s, d]."""
+        layer = self.attn.layer
         if self.pre:
             x = x + self.attn(self.norm1(x), ctx)
-            return x + self.mlp(self.norm2(x))
+            return x + at(ctx.record, "mlp", layer, self.mlp(self.norm2(x)))
         x = self.norm1(x + self.attn(x, ctx))
-        return self.norm2(x + self.mlp(x))
+        return self.norm2(x + at(ctx.record, "mlp", layer, self.mlp(x)))
