@@ -25,11 +25,15 @@ import torch
 from . import metrics
 from .errors import ContextlensError
 from .io.catalog import CatalogEntry, resolve
+from .io.gguf import StoredTensor
 from .io.wordvectors import SUFFIX_FORMAT, non_finite_rows, read_vectors, write_vectors
+from .nn.quant import Q, QuantLinear, kernels
 
 Query = str | torch.Tensor | np.ndarray | Sequence[float]
 COSMUL_EPS = 1e-6  # Levy & Goldberg's ε, as gensim adds it
 SUGGESTIONS = 3  # close words named when a word is unknown
+INT8_MIN_DIM = 32  # narrower vectors gain nothing from an int8 copy padded to 32 values
+ROUNDING = 1e-5  # bound on float32 rounding in one scan score (a 64-term dot product: < 4e-6)
 
 
 def _as_list(items) -> list:
@@ -41,6 +45,43 @@ def _as_list(items) -> list:
     if items and all(isinstance(x, int | float) for x in items):
         return [items]  # a plain list of numbers is one vector
     return list(items)
+
+
+def int8_copy(unit: torch.Tensor) -> tuple[StoredTensor, float]:
+    """Rows `[n, d]` as Q8_0 blocks, and the largest step of the int8 grids.
+
+    Each row gets one float16 step (its largest magnitude / 127, written into every block of 32
+    values; d is padded with zeros to a multiple of 32) and int8 values rounded to the nearest
+    step, so each value is within half a step of the float: a score against the copy is
+    within step / 2 × Σ|query| of the exact one.
+    """
+    n, d = unit.shape
+    k = -(-d // 32) * 32
+    step = (unit.abs().amax(1) / 127).half()  # [n]: never below 1/127.06 of the largest value
+    values = torch.zeros(n, k, dtype=torch.int8)
+    scale = step.float().clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(1)
+    values[:, :d] = torch.round(unit / scale)  # within ±127: the step is at least max / 127.06
+    blocks = torch.empty(n, k // 32, 34, dtype=torch.uint8)  # [f16 step, 32 × i8] per block
+    blocks[:, :, :2] = step.view(torch.uint8).view(n, 1, 2)
+    blocks[:, :, 2:] = values.view(torch.uint8).view(n, k // 32, 32)
+    return StoredTensor(Q.Q8_0, (n, k), blocks.view(n, -1)), float(step.max())
+
+
+def _contenders(scores: torch.Tensor, k: int, exclude: Sequence[int], slack: float) -> torch.Tensor:
+    """Rows that may be among the k best once scored exactly, in ascending order: `[c]` int64.
+
+    scores `[r]` are each within `slack` of the exact score; the rows `exclude` never count.
+    If k rows score at least t here, the k-th best exact score is at least t − slack, which
+    a row below t − 2 · slack here cannot reach.
+    """
+    exclude = sorted({i for i in exclude if i < len(scores)})
+    if exclude:
+        scores = scores.index_fill(0, torch.tensor(exclude), -torch.inf)
+    k = min(k, len(scores) - len(exclude))
+    if k < 1:
+        return torch.zeros(0, dtype=torch.long)
+    floor = torch.topk(scores, k).values[-1] - 2 * slack
+    return torch.nonzero(scores >= floor).squeeze(1)
 
 
 class WordVectors:
@@ -86,6 +127,7 @@ class WordVectors:
         self.vectors = vectors
         self._norms: torch.Tensor | None = None
         self._unit: torch.Tensor | None = None
+        self._scan: tuple[StoredTensor, float] | None = None  # int8 copy, step
         self._lowercase: bool | None = None
 
     # -- the table -------------------------------------------------------------------------
@@ -116,6 +158,55 @@ class WordVectors:
         if self._unit is None:
             self._unit = self.vectors / self.norms.clamp_min(1e-12).unsqueeze(1)
         return self._unit
+
+    def scan_scores(self, query: torch.Tensor, r: int) -> tuple[torch.Tensor, float]:
+        """Cosines of the first r unit rows with a unit `query` `[d]`, fast and approximate:
+        `([r] float32, slack)`, each within `slack` of the exact cosine.
+
+        With the C kernels of `nn.quant`, the scan reads an int8 copy of the unit rows (made on
+        first use: 68 bytes a row instead of 200 for d = 50); without them it is a float32
+        product, off by rounding only.
+        """
+        if self._scan is None and kernels() is not None and self.dim >= INT8_MIN_DIM:
+            self._scan = int8_copy(self.unit)
+        rounding = ROUNDING * float(query.norm())
+        if self._scan is None:
+            return self.unit[:r] @ query, rounding
+        table, step = self._scan
+        stored = StoredTensor(table.kind, (r, table.shape[1]), table.data[:r])
+        x = torch.nn.functional.pad(query, (0, table.shape[1] - self.dim))
+        slack = step / 2 * (1 + 1e-4) * float(query.abs().sum())  # 1e-4: the int8 rounding
+        return QuantLinear([stored])(x), slack + 2 * rounding
+
+    def nearest(
+        self, query: torch.Tensor, k: int, exclude: Sequence[int] = (), r: int | None = None
+    ) -> list[tuple[str, float]]:
+        """The k words of the first r whose unit vectors are closest (cosine) to the unit
+        `query` `[d]`, best first, leaving out the rows `exclude`; equal cosines rank the
+        earlier row (the more frequent word) first.
+
+        A fast scan (`scan_scores`) keeps every row that could still be among the k best; only
+        those are scored exactly (`exact_cosines`) and ranked, so the result is the ranking of
+        every row by its exact cosine.
+        """
+        approx, slack = self.scan_scores(query, len(self) if r is None else r)
+        rows = _contenders(approx, k, exclude, slack)
+        return self._ranked(rows, self.exact_cosines(rows, query), k)
+
+    def exact_cosines(self, rows: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Cosines of the unit rows `rows` `[c]` with a unit `query` `[d]`: `[c]` float32.
+
+        Computed in float64 (each product of two float32 numbers is exact) and rounded to
+        float32, so the order in which a kernel sums does not show: the same row gets the same
+        score in any batch, and ties are real ties.
+        """
+        return (self.unit[rows].double() @ query.double()).float()
+
+    def _ranked(self, rows: torch.Tensor, scores: torch.Tensor, k: int) -> list[tuple[str, float]]:
+        """The k best of `rows` `[c]` (ascending) by `scores` `[c]`; ties: the earlier row."""
+        order = torch.sort(scores, descending=True, stable=True).indices[:k]
+        best = zip(rows[order].tolist(), scores[order].tolist(), strict=True)
+        return [(self.words[i], s) for i, s in best]
 
     @property
     def lowercase(self) -> bool:
@@ -202,18 +293,11 @@ class WordVectors:
             raise ContextlensError(f"restrict_vocab must be ≥ 1 (got {restrict_vocab})")
         return min(restrict_vocab or len(self), len(self))
 
-    def _top(self, scores: torch.Tensor, k: int, exclude: list) -> list[tuple[str, float]]:
-        """The k best rows of `scores` `[r]`, leaving out the rows of the words in `exclude`."""
+    def _asked(self, items: list, k: int, exclude_query: bool) -> list[int]:
+        """Rows of the query words to leave out of the answers (none if not `exclude_query`)."""
         if k < 1:
             raise ContextlensError(f"k must be ≥ 1 (got {k})")
-        rows = [self.row(w) for w in exclude if isinstance(w, str)]
-        rows = [r for r in rows if r < len(scores)]
-        if rows:
-            scores = scores.index_fill(0, torch.tensor(rows), -torch.inf)
-        top = torch.topk(scores, min(k, len(scores) - len(set(rows))))
-        return [
-            (self.words[i], float(s)) for s, i in zip(top.values, top.indices.tolist(), strict=True)
-        ]
+        return [self.row(w) for w in items if isinstance(w, str)] if exclude_query else []
 
     def _split(self, positive, negative) -> tuple[list, list]:
         pos, neg = _as_list(positive), _as_list(negative)
@@ -240,9 +324,8 @@ class WordVectors:
         q = self._unit_queries(pos + neg)  # [m, d]
         sign = torch.tensor([1.0] * len(pos) + [-1.0] * len(neg)).unsqueeze(1)
         mean = metrics.normalize((sign * q).sum(0) / len(q))  # [d]
-        r = self._limit(restrict_vocab)
-        scores = self.unit[:r] @ mean  # [r]
-        return self._top(scores, k, pos + neg if exclude_query else [])
+        exclude = self._asked(pos + neg, k, exclude_query)
+        return self.nearest(mean, k, exclude, self._limit(restrict_vocab))
 
     def most_similar_cosmul(
         self,
@@ -260,10 +343,12 @@ class WordVectors:
         pos, neg = self._split(positive, negative)
         if not pos:
             raise ContextlensError("3CosMul needs at least one positive word")
+        exclude = self._asked(pos + neg, k, exclude_query)
         r = self._limit(restrict_vocab)
         sims = (1 + self.unit[:r] @ self._unit_queries(pos + neg).T) / 2  # [r, m]
         scores = sims[:, : len(pos)].prod(1) / (sims[:, len(pos) :].prod(1) + COSMUL_EPS)
-        return self._top(scores, k, pos + neg if exclude_query else [])
+        rows = _contenders(scores, k, exclude, 0.0)
+        return self._ranked(rows, scores[rows], k)
 
     def analogy(
         self, a: str, b: str, c: str, k: int = 10, method: str = "3cosadd", **options
