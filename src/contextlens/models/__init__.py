@@ -6,7 +6,8 @@ field -> the Hugging Face key it comes from, to name it in errors), `PREFIXES` (
 checkpoint names), `WEIGHTS` and `LAYER_WEIGHTS` (our name -> checkpoint name(s); a list is
 concatenated along dim 0, `{p}` stands for weight and bias), `LAYER_PREFIX`, `UNUSED` (the
 checkpoint tensors it may hold and leave unused, as shell patterns) and optionally
-`transform(name, tensor)` for layout changes.
+`transform(name, tensor)` for layout changes and `layer_weights(cfg)` for a LAYER_WEIGHTS that
+depends on the config (DeepSeek's experts).
 
 `build` uses every tensor of the checkpoint and fills every parameter: a tensor left over, or
 missing, means the config does not describe the file, and is an error.
@@ -25,10 +26,11 @@ from types import ModuleType
 import torch
 
 from ..errors import ContextlensError
-from . import bert, gpt2, llama
+from . import bert, deepseek, gpt2, llama
 from .transformer import Transformer, TransformerConfig
 
 ARCHITECTURES: dict[str, ModuleType] = {"bert": bert, "llama": llama, "gpt2": gpt2}
+ARCHITECTURES |= {"deepseek_v2": deepseek, "deepseek_v3": deepseek}
 SHOWN = 3  # tensor names listed in an error before "… (n in all)"
 
 
@@ -45,8 +47,9 @@ def _expand(table: dict, prefix: str = "") -> dict[str, list[str]]:
 def weight_names(arch: ModuleType, cfg: TransformerConfig) -> dict[str, list[str]]:
     """Our parameter name -> the checkpoint names it is made of, for every layer."""
     names = _expand(arch.WEIGHTS)
+    table = arch.layer_weights(cfg) if hasattr(arch, "layer_weights") else arch.LAYER_WEIGHTS
     for i in range(cfg.n_layers):
-        layer = _expand(arch.LAYER_WEIGHTS, arch.LAYER_PREFIX.format(i=i))
+        layer = _expand(table, arch.LAYER_PREFIX.format(i=i))
         names.update({f"blocks.{i}.{k}": v for k, v in layer.items()})
     return names
 

@@ -26,6 +26,8 @@ from ..nn import (
     make_norm,
     sinusoidal_positions,
 )
+from ..nn.attention import Latent, LatentAttention, LatentCache
+from ..nn.moe import MoE, MoEConfig
 from ..nn.record import Recorder, at
 
 # Hugging Face `hidden_act` / `activation_function` names -> ours (nn.layers.ACTIVATIONS)
@@ -102,6 +104,8 @@ class TransformerConfig:
     lm_head: bool = False
     tie_lm_head: bool = True
     declared_head_dim: int | None = None  # a head width the checkpoint states, if it does
+    latent: Latent | None = None  # multi-head latent attention's widths (DeepSeek)
+    moe: MoEConfig | None = None  # mixture-of-experts MLPs (DeepSeek)
 
     @property
     def head_dim(self) -> int:
@@ -178,13 +182,17 @@ class Transformer(nn.Module):
         self.emb_norm = make_norm(cfg.norm, d, cfg.norm_eps) if cfg.embedding_norm else None
         rope = (
             RoPE(cfg.head_dim, cfg.rope_theta, cfg.max_positions)
-            if cfg.position == "rope"
+            if cfg.position == "rope" and cfg.latent is None  # latent attention has its own
             else None
         )
         self.blocks = nn.ModuleList(
             Block(
-                Attention(d, cfg.n_heads, cfg.n_kv_heads, cfg.bias, rope, layer=i),
-                MLP(d, cfg.d_ff, cfg.activation, cfg.gated_mlp, cfg.bias),
+                self._latent_attention(i)
+                if cfg.latent
+                else Attention(d, cfg.n_heads, cfg.n_kv_heads, cfg.bias, rope, layer=i),
+                MoE(d, cfg.moe, cfg.activation)
+                if cfg.moe is not None and i >= cfg.moe.first_dense
+                else MLP(d, cfg.d_ff, cfg.activation, cfg.gated_mlp, cfg.bias),
                 make_norm(cfg.norm, d, cfg.norm_eps),
                 make_norm(cfg.norm, d, cfg.norm_eps),
                 pre=cfg.pre_norm,
@@ -199,6 +207,36 @@ class Transformer(nn.Module):
         # empty, follows .to(): where and in what dtype activations live, whatever the weights
         # are (a quantised table has none to ask); on the CPU even while built on "meta"
         self.register_buffer("like", torch.empty(0, device="cpu"), persistent=False)
+
+    def _latent_attention(self, i: int) -> LatentAttention:
+        """Multi-head latent attention for layer i; its RoPE (d_r wide) shared by all layers."""
+        cfg, dims = self.cfg, self.cfg.latent
+        ropes = self.__dict__.setdefault("_ropes", {})
+        if "latent" not in ropes:
+            ropes["latent"] = dims.rope(cfg.rope_theta, cfg.max_positions)
+        q_norm = make_norm("rmsnorm", dims.q_rank, dims.norm_eps) if dims.q_rank else None
+        kv_norm = make_norm("rmsnorm", dims.kv_rank, dims.norm_eps)
+        return LatentAttention(
+            cfg.d_model,
+            cfg.n_heads,
+            dims,
+            ropes["latent"],
+            q_norm,
+            kv_norm,
+            dims.scale,
+            cfg.bias,
+            i,
+        )
+
+    def use_latent_path(self, path: Literal["absorbed", "naive"]) -> None:
+        """Which way multi-head latent attention computes: 'absorbed' (the default: W_UK folded
+        into the queries, scored against the cached latent) or 'naive' (keys and values
+        decompressed). Both give the same attention; other attention ignores this."""
+        if path not in ("absorbed", "naive"):
+            raise ContextlensError(f"latent path {path!r} is unknown; use 'absorbed' or 'naive'")
+        for block in self.blocks:
+            if isinstance(block.attn, LatentAttention):
+                block.attn.absorbed = path == "absorbed"
 
     @staticmethod
     def _lay_out_weights(model: "Transformer", _incompatible) -> None:
@@ -294,10 +332,13 @@ class Transformer(nn.Module):
             raise ValueError("this model has no language-model head")
         return self.lm_head(hidden)
 
-    def new_cache(self, batch: int, max_len: int) -> KVCache:
+    def new_cache(self, batch: int, max_len: int) -> KVCache | LatentCache:
         """An empty KV cache for `batch` sequences of up to `max_len` tokens, like the model's
-        activations in dtype and device."""
+        activations in dtype and device (with latent attention: the latents only)."""
         c = self.cfg
+        if c.latent is not None:
+            width = c.latent.kv_rank + c.latent.rope_dim
+            return LatentCache(c.n_layers, batch, width, max_len, self.dtype, self.device)
         return KVCache(
             c.n_layers, batch, c.n_kv_heads, c.head_dim, max_len, self.dtype, self.device
         )

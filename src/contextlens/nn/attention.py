@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .positions import RoPE
+from ..errors import ContextlensError
+from .positions import RoPE, YaRN, yarn_mscale
 from .record import Recorder, at
 
 
@@ -58,29 +59,43 @@ def attend(
     mask: torch.Tensor | None = None,
     need_weights: bool = False,
     weights_out: torch.Tensor | None = None,
+    scale: float | None = None,
+    softcap: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """q: [b, h, q, d], k/v: [b, h_kv, k, d] -> (out [b, h, q, d], weights [b, h, q, k] | None).
+    """q: [b, h, q, d], k: [b, h_kv, k, d], v: [b, h_kv, k, d_v]
+    -> (out [b, h, q, d_v], weights [b, h, q, k] | None).
 
     Grouped-query attention without copying keys/values: the `group` query heads that share a
     KV head are laid side by side as `group × q` query rows of that head. `weights_out`, if
-    given, is where the weights are written (a recorder's slot).
+    given, is where the weights are written (a recorder's slot). Scores are scaled by `scale`
+    (default 1/√d); with `softcap` they are squashed to softcap · tanh(scores / softcap) before
+    the mask (Gemma 2), which the fused kernel cannot do.
     """
     b, h, s, d = q.shape
+    scale = d**-0.5 if scale is None else scale
     h_kv = k.shape[1]
     group = h // h_kv
     q = q.reshape(b, h_kv, group * s, d)  # [b, h_kv, group·q, d]
     if mask is not None and group > 1 and mask.shape[-2] > 1:
         mask = mask.repeat(1, 1, group, 1)  # per-query rows: [b|1, 1, group·q, k]
-    if not need_weights:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return out.reshape(b, h, s, d), None
-    scores = (q * d**-0.5) @ k.transpose(-2, -1)  # [b, h_kv, group·q, k]
+    if not need_weights and softcap is None:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        return out.reshape(b, h, s, -1), None
+    scores = (q * scale) @ k.transpose(-2, -1)  # [b, h_kv, group·q, k]
+    if softcap is not None:
+        scores = soft_cap(scores, softcap)
     if mask is not None:
         scores += mask
     if weights_out is not None:
         weights_out = weights_out.view(scores.shape)
     weights = torch.softmax(scores, dim=-1, out=weights_out)
-    return (weights @ v).reshape(b, h, s, d), weights.view(b, h, s, -1)
+    out = (weights @ v).reshape(b, h, s, -1)
+    return out, weights.view(b, h, s, -1) if need_weights else None
+
+
+def soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap · tanh(x / cap): x unchanged near 0, smoothly bounded to (-cap, cap)."""
+    return cap * torch.tanh(x / cap)
 
 
 class KVCache:
@@ -112,6 +127,41 @@ class KVCache:
         self.v[layer][:, :, self.length : end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated for every layer's keys and values."""
+        return sum(t.nbytes for t in self.k + self.v)
+
+
+class LatentCache:
+    """Multi-head latent attention's cache: per layer only the compressed latent c_KV and the
+    one-head RoPE key, side by side, `[b, 1, max_len, d_c + d_r]` in the model's dtype and on its
+    device — what every head's keys and values are recomputed from."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        width: int,
+        max_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
+        shape = (batch, 1, max_len, width)
+        self.latent = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.length = 0  # positions filled (advanced by the model after every layer ran)
+
+    def update(self, layer: int, latent: torch.Tensor) -> torch.Tensor:
+        """Append latent `[b, 1, s, d_c + d_r]`; return everything cached so far for this layer."""
+        end = self.length + latent.shape[2]
+        self.latent[layer][:, :, self.length : end] = latent
+        return self.latent[layer][:, :, :end]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated for every layer's latents."""
+        return sum(t.nbytes for t in self.latent)
+
 
 @dataclass(frozen=True)
 class Pass:
@@ -123,7 +173,7 @@ class Pass:
 
     positions: torch.Tensor
     mask: torch.Tensor | None = None
-    cache: KVCache | None = None
+    cache: KVCache | LatentCache | None = None
     record: Recorder | None = None
 
 
@@ -172,3 +222,152 @@ class Attention(nn.Module):
         y, _ = attend(q, k, v, ctx.mask, slot is not None, slot)  # [b, h, s, hd]
         y = at(record, "heads", self.layer, y.transpose(1, 2))  # [b, s, h, hd]
         return at(record, "attn", self.layer, self.out(y.reshape(b, s, self.n_heads * hd)))
+
+
+@dataclass(frozen=True)
+class Latent:
+    """The widths of multi-head latent attention (DeepSeek-V2, §2.1).
+
+    kv_rank d_c: the compressed key/value latent c_KV, all that is cached besides the RoPE key;
+    rope_dim d_r: the decoupled RoPE key, one head shared by every query head;
+    nope_dim: each head's query/key width without position; v_dim: each head's value width;
+    q_rank: the low-rank query's width (None: a plain query projection).
+    """
+
+    kv_rank: int
+    rope_dim: int
+    nope_dim: int
+    v_dim: int
+    q_rank: int | None = None
+    interleaved: bool = False  # RoPE pairs adjacent channels (V2, V3's rope_interleave)
+    yarn: YaRN | None = None  # RoPE scaled for a longer context
+    norm_eps: float = 1e-6  # of the q and c_KV norms
+
+    @property
+    def qk_dim(self) -> int:
+        return self.nope_dim + self.rope_dim
+
+    @property
+    def scale(self) -> float:
+        """What scores are multiplied by: 1/√(nope + rope), times YaRN's mscale² if scaled."""
+        mscale = yarn_mscale(self.yarn.factor, self.yarn.mscale_all_dim) if self.yarn else 1.0
+        return self.qk_dim**-0.5 * mscale**2
+
+    def rope(self, theta: float, max_positions: int) -> RoPE:
+        """The RoPE of the decoupled key and queries (d_r wide), shared by all layers."""
+        if self.yarn is None:
+            return RoPE(self.rope_dim, theta, max_positions, self.interleaved)
+        inv_freq = self.yarn.inv_freq(self.rope_dim, theta)
+        return RoPE(
+            self.rope_dim,
+            theta,
+            max_positions,
+            self.interleaved,
+            inv_freq,
+            self.yarn.attention_factor,
+        )
+
+
+def dense_weight(linear: nn.Module) -> torch.Tensor:
+    """A linear layer's weight `[out, in]` as a float tensor (a stored one dequantised)."""
+    return linear.weight_float() if hasattr(linear, "weight_float") else linear.weight
+
+
+class LatentAttention(nn.Module):
+    """Multi-head latent attention (MLA, DeepSeek-V2/V3): keys and values come from one small
+    latent per token, so the cache holds d_c + d_r numbers per token and layer.
+
+        q        = q_b(norm(q_a(x))) (or q(x))        [b, h, s, nope + rope]: q^C | q^R
+        c, k^R   = kv_a(x) split, c = norm(c)          [b, 1, s, d_c], [b, 1, s, d_r]
+        q^R, k^R rotated by RoPE (k^R: one head shared by all heads)
+        naive:    k^C | v = kv_b(c) per head,  k = k^C | k^R,  attention(q, k, v)
+        absorbed: q̃ = W_UKᵀ q^C,  attention(q̃ | q^R, c | k^R, c) · W_UVᵀ  (never decompresses)
+
+    Both paths give the same weights and output; `absorbed` picks one (the cache is the same).
+    Norms are given (nn.layers builds them); `scale` multiplies the scores.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dims: Latent,
+        rope: RoPE,
+        q_norm: nn.Module | None,
+        kv_norm: nn.Module,
+        scale: float,
+        bias: bool = False,
+        layer: int = 0,
+    ):
+        super().__init__()
+        self.n_heads, self.dims, self.scale, self.layer = n_heads, dims, scale, layer
+        q_out = n_heads * dims.qk_dim
+        if dims.q_rank is None:
+            self.q = nn.Linear(d_model, q_out, bias=False)
+        else:
+            self.q_a = nn.Linear(d_model, dims.q_rank, bias=bias)
+            self.q_norm = q_norm
+            self.q_b = nn.Linear(dims.q_rank, q_out, bias=False)
+        self.kv_a = nn.Linear(d_model, dims.kv_rank + dims.rope_dim, bias=bias)
+        self.kv_norm = kv_norm
+        self.kv_b = nn.Linear(dims.kv_rank, n_heads * (dims.nope_dim + dims.v_dim), bias=False)
+        self.out = nn.Linear(n_heads * dims.v_dim, d_model, bias=bias)
+        self.rope = rope
+        self.absorbed = True
+
+    def queries(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x [b, s, d_model] -> q [b, h, s, nope + rope], its RoPE part rotated."""
+        b, s, _ = x.shape
+        q = self.q(x) if self.dims.q_rank is None else self.q_b(self.q_norm(self.q_a(x)))
+        q = q.view(b, s, self.n_heads, self.dims.qk_dim).transpose(1, 2)
+        q_nope, q_rope = q.split([self.dims.nope_dim, self.dims.rope_dim], dim=-1)
+        return torch.cat((q_nope, self.rope(q_rope, positions)), dim=-1)
+
+    def latent(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x [b, s, d_model] -> what is cached: c_KV | k^R, [b, 1, s, d_c + d_r]."""
+        c, k_rope = self.kv_a(x)[:, None].split([self.dims.kv_rank, self.dims.rope_dim], dim=-1)
+        return torch.cat((self.kv_norm(c), self.rope(k_rope, positions)), dim=-1)
+
+    def forward(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
+        """x: [b, s, d_model] -> [b, s, d_model]; the weights go to ctx.record if asked."""
+        b, s, _ = x.shape
+        record = ctx.record
+        if record is not None and record.wants("qkv", self.layer):
+            raise ContextlensError(
+                "q/k/v are not recorded for multi-head latent attention (its keys and values "
+                "have different widths); trace with qkv=False"
+            )
+        q, latent = self.queries(x, ctx.positions), self.latent(x, ctx.positions)
+        if ctx.cache is not None:
+            latent = ctx.cache.update(self.layer, latent)  # [b, 1, k, d_c + d_r]
+        slot = None
+        if record is not None and record.wants("attentions", self.layer):
+            slot = record.slot("attentions", self.layer, (b, self.n_heads, s, latent.shape[2]), q)
+        path = self.attend_absorbed if self.absorbed else self.attend_naive
+        y = path(q, latent, ctx.mask, slot)  # [b, h, s, v_dim]
+        y = at(record, "heads", self.layer, y.transpose(1, 2))  # [b, s, h, v_dim]
+        return at(record, "attn", self.layer, self.out(y.reshape(b, s, -1)))
+
+    def attend_naive(self, q, latent, mask, slot) -> torch.Tensor:
+        """Decompress every head's keys and values from the latent, then attend as usual.
+        q [b, h, s, nope + rope], latent [b, 1, k, d_c + d_r] -> [b, h, s, v_dim]."""
+        dims, h = self.dims, self.n_heads
+        c, k_rope = latent.split([dims.kv_rank, dims.rope_dim], dim=-1)
+        b, _, k_len, _ = c.shape
+        kv = self.kv_b(c).view(b, k_len, h, dims.nope_dim + dims.v_dim).transpose(1, 2)
+        k_nope, v = kv.split([dims.nope_dim, dims.v_dim], dim=-1)  # [b, h, k, ·]
+        k = torch.cat((k_nope, k_rope.expand(-1, h, -1, -1)), dim=-1)
+        return attend(q, k, v, mask, slot is not None, slot, self.scale)[0]
+
+    def attend_absorbed(self, q, latent, mask, slot) -> torch.Tensor:
+        """Fold W_UK into the query and W_UV after the weighted sum: one shared 'head' of
+        width d_c + d_r is attended by all query heads (as multi-query attention).
+        q [b, h, s, nope + rope], latent [b, 1, k, d_c + d_r] -> [b, h, s, v_dim]."""
+        dims = self.dims
+        w = dense_weight(self.kv_b).view(self.n_heads, dims.nope_dim + dims.v_dim, dims.kv_rank)
+        w_uk, w_uv = w.split([dims.nope_dim, dims.v_dim], dim=1)  # [h, nope, d_c], [h, v, d_c]
+        q_nope, q_rope = q.split([dims.nope_dim, dims.rope_dim], dim=-1)
+        q_latent = torch.cat((q_nope @ w_uk.to(q.dtype), q_rope), dim=-1)  # [b, h, s, d_c + d_r]
+        c = latent[..., : dims.kv_rank]  # the values, before W_UV: [b, 1, k, d_c]
+        y, _ = attend(q_latent, latent, c, mask, slot is not None, slot, self.scale)
+        return y @ w_uv.to(q.dtype).transpose(1, 2)  # [b, h, s, d_c] -> [b, h, s, v_dim]

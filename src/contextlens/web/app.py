@@ -9,7 +9,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from ..analysis import kvcache
 from ..errors import ContextlensError
+from ..report import to_dict
 from . import apidoc, compute, errors, search, wordspace
 from .errors import TooLarge
 from .guard import Guard
@@ -206,6 +208,16 @@ def create_app(
     @app.get("/static/{path:path}", include_in_schema=False)
     def static(path: str) -> FileResponse:
         return FileResponse(static_file(path))
+
+    @app.get("/api/kv-cache", summary="KV-cache bytes for MHA/GQA/MQA/MLA; MLA vs GQA on a text")
+    def kv_cache(model: str, text: str | None = None, dtype: str | None = None) -> dict:
+        lm = reg.language_model(model)
+        reports = [kvcache.report(kvcache.of_model(lm, dtype))]
+        reports += [kvcache.report(kvcache.load_config(n, dtype)) for n in kvcache.NAMED]
+        demo = None
+        if text is not None and lm.kind == "decoder" and lm.config.latent is None:
+            demo = kvcache.latent_demo(checked(model, text), text)
+        return to_dict({"reports": reports, "demo": demo})
 
     return app
 

@@ -4,12 +4,13 @@
 import { get } from "./api.js";
 import * as attention from "./views/attention.js";
 import * as context from "./views/context.js";
+import * as kvcache from "./views/kvcache.js";
 import * as next from "./views/next.js";
 import * as search from "./views/search.js";
 import * as tokens from "./views/tokens.js";
 import * as wordspace from "./views/wordspace.js";
 
-const VIEWS = { tokens, attention, context, next, wordspace, search };
+const VIEWS = { tokens, attention, context, next, wordspace, search, kvcache };
 const $ = (id) => document.getElementById(id);
 
 const state = {

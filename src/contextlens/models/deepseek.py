@@ -1,0 +1,176 @@
+"""DeepSeek-V2 and V3 (DeepSeek-AI 2024): Llama-like pre-norm decoders whose attention is
+multi-head latent attention (nn.attention.LatentAttention, RoPE with YaRN scaling) and whose MLPs,
+after the first `first_k_dense_replace` layers, are mixtures of experts (nn.moe.MoE).
+
+V2 and V3 differ in the router (softmax vs sigmoid scores with a correction bias, groups ranked
+by their best score vs their best two) and in how RoPE pairs channels (V2: always adjacent
+pairs, its complex form; V3: adjacent if `rope_interleave`, else half a head apart).
+"""
+
+from ..errors import ContextlensError
+from ..nn.attention import Latent
+from ..nn.moe import MoEConfig
+from ..nn.positions import YaRN
+from .transformer import TransformerConfig, from_hf, hf_activation, is_int
+
+KEYS = {  # TransformerConfig field -> config.json key
+    "vocab_size": "vocab_size",
+    "d_model": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_attention_heads",  # every head has its own keys, made from the latent
+    "d_ff": "intermediate_size",
+    "max_positions": "max_position_embeddings",
+    "norm_eps": "rms_norm_eps",
+    "bias": "attention_bias",
+    "tie_lm_head": "tie_word_embeddings",
+}
+DEFAULTS = {
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "attention_bias": False,
+    "tie_word_embeddings": False,
+}
+LATENT_KEYS = {  # Latent field -> config.json key; each a positive integer
+    "kv_rank": "kv_lora_rank",
+    "rope_dim": "qk_rope_head_dim",
+    "nope_dim": "qk_nope_head_dim",
+    "v_dim": "v_head_dim",
+}
+
+
+def _count(hf: dict, key: str) -> int:
+    value = hf[key]
+    if not is_int(value) or value <= 0:
+        raise ContextlensError(f"config.json {key!r} is {value!r}; expected a positive integer")
+    return value
+
+
+def rope(hf: dict) -> tuple[float, YaRN | None]:
+    """RoPE's base and its YaRN scaling, if any (`rope_parameters`, or the older `rope_scaling`
+    and `rope_theta`)."""
+    params = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if not isinstance(params, dict):
+        raise ContextlensError(f"rope_parameters is {params!r}; expected an object ({{…}})")
+    theta = params.get("rope_theta", hf.get("rope_theta")) or 10000.0
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind == "default":
+        return theta, None
+    if kind != "yarn":
+        raise ContextlensError(f"RoPE scaling {kind!r} is not supported; supported: yarn")
+    original = params["original_max_position_embeddings"]
+    factor = params.get("factor") or hf["max_position_embeddings"] / original
+    yarn = YaRN(
+        factor=factor,
+        original_max=original,
+        beta_fast=params.get("beta_fast") or 32.0,
+        beta_slow=params.get("beta_slow") or 1.0,
+        mscale=params.get("mscale") or 0.0,
+        mscale_all_dim=params.get("mscale_all_dim") or 0.0,
+    )
+    return theta, yarn
+
+
+def latent(hf: dict, yarn: YaRN | None) -> Latent:
+    dims = {field: _count(hf, key) for field, key in LATENT_KEYS.items()}
+    if dims["rope_dim"] % 2:
+        raise ContextlensError(
+            f"config.json 'qk_rope_head_dim' is {dims['rope_dim']}; expected an even width, "
+            "for RoPE to rotate pairs"
+        )
+    q_rank = None if hf.get("q_lora_rank") is None else _count(hf, "q_lora_rank")
+    v3 = hf["model_type"] == "deepseek_v3"
+    interleaved = bool(hf.get("rope_interleave", True)) if v3 else True
+    return Latent(**dims, q_rank=q_rank, interleaved=interleaved, yarn=yarn)
+
+
+def moe(hf: dict) -> MoEConfig | None:
+    """The experts, or None for a model without them."""
+    if not hf.get("n_routed_experts"):
+        return None
+    v3 = hf["model_type"] == "deepseek_v3"
+    limited = v3 or hf.get("topk_method", "greedy") == "group_limited_greedy"
+    n_experts = _count(hf, "n_routed_experts")
+    n_group = _count(hf, "n_group") if limited and hf.get("n_group") else 1
+    if n_experts % n_group:
+        raise ContextlensError(
+            f"config.json 'n_group' is {n_group}; expected a divisor of 'n_routed_experts' "
+            f"({n_experts})"
+        )
+    return MoEConfig(
+        n_experts=n_experts,
+        top_k=_count(hf, "num_experts_per_tok"),
+        d_ff=_count(hf, "moe_intermediate_size"),
+        n_shared=hf.get("n_shared_experts") or 0,
+        scoring="sigmoid" if v3 else "softmax",
+        group_score="top2" if v3 else "max",
+        n_group=n_group,
+        topk_group=_count(hf, "topk_group") if n_group > 1 else 1,
+        norm_topk_prob=bool(hf.get("norm_topk_prob", False)),
+        routed_scaling_factor=float(hf.get("routed_scaling_factor") or 1.0),
+        correction_bias=v3,
+        first_dense=hf.get("first_k_dense_replace") or 0,
+    )
+
+
+def config(hf: dict) -> TransformerConfig:
+    theta, yarn = rope(hf)
+    values = from_hf(hf, KEYS, DEFAULTS)
+    return TransformerConfig(
+        architecture=hf["model_type"],
+        **values,
+        rope_theta=theta,
+        position="rope",
+        norm="rmsnorm",
+        pre_norm=True,
+        activation=hf_activation(hf.get("hidden_act", "silu")),
+        gated_mlp=True,
+        causal=True,
+        final_norm=True,
+        lm_head=True,
+        latent=latent(hf, yarn),
+        moe=moe(hf),
+    )
+
+
+PREFIXES = ("model.",)
+WEIGHTS = {
+    "tok.weight": "embed_tokens.weight",
+    "final_norm.weight": "norm.weight",
+    "lm_head.weight": "lm_head.weight",
+}
+LAYER_PREFIX = "layers.{i}."
+LAYER_WEIGHTS = {
+    "attn.q.weight": "self_attn.q_proj.weight",
+    "attn.q_a.{p}": "self_attn.q_a_proj.{p}",
+    "attn.q_norm.weight": "self_attn.q_a_layernorm.weight",
+    "attn.q_b.weight": "self_attn.q_b_proj.weight",
+    "attn.kv_a.{p}": "self_attn.kv_a_proj_with_mqa.{p}",
+    "attn.kv_norm.weight": "self_attn.kv_a_layernorm.weight",
+    "attn.kv_b.weight": "self_attn.kv_b_proj.weight",
+    "attn.out.{p}": "self_attn.o_proj.{p}",
+    "norm1.weight": "input_layernorm.weight",
+    "norm2.weight": "post_attention_layernorm.weight",
+    "mlp.up.{p}": ["mlp.gate_proj.{p}", "mlp.up_proj.{p}"],  # gate first: see nn.MLP
+    "mlp.down.{p}": "mlp.down_proj.{p}",
+    "mlp.router.weight": "mlp.gate.weight",
+    "mlp.router.bias": "mlp.gate.e_score_correction_bias",
+    "mlp.shared.up.weight": [
+        "mlp.shared_experts.gate_proj.weight",
+        "mlp.shared_experts.up_proj.weight",
+    ],
+    "mlp.shared.down.weight": "mlp.shared_experts.down_proj.weight",
+}
+
+
+def layer_weights(cfg: TransformerConfig) -> dict:
+    """LAYER_WEIGHTS with each routed expert's gated MLP (their number is the config's)."""
+    experts = {}
+    for e in range(cfg.moe.n_experts if cfg.moe else 0):
+        theirs = f"mlp.experts.{e}"
+        experts[f"{theirs}.up.weight"] = [f"{theirs}.gate_proj.weight", f"{theirs}.up_proj.weight"]
+        experts[f"{theirs}.down.weight"] = f"{theirs}.down_proj.weight"
+    return LAYER_WEIGHTS | experts
+
+
+UNUSED = ("layers.*.self_attn.rotary_emb.inv_freq",)
