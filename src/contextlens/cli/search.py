@@ -2,13 +2,10 @@
 
 import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import ContextlensError, Truncated
 from ..io.retrieval import read_qrels, read_queries
@@ -21,7 +18,19 @@ from ..search import (
     judged,
     list_indexes,
 )
+from ..search.engine import Engine
 from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
+from .embed import (
+    ACTORS,
+    ADDRESS,
+    BATCH,
+    CHUNK_TOKENS,
+    ENGINE,
+    ID_FIELD,
+    OVERLAP,
+    TEXT_FIELD,
+    progress_bar,
+)
 from .tour import explain as say
 from .tour import section
 
@@ -29,53 +38,24 @@ index_app = typer.Typer(help="Build and manage search indexes.", no_args_is_help
 app.add_typer(index_app, name="index")
 
 INDEX = typer.Option(..., "--index", "-i", help="index name (under $CONTEXTLENS_HOME) or a path")
-PATHS = typer.Argument(..., help="files or folders (.txt .md .html .jsonl, SMART collections)")
-TEXT_FIELD = typer.Option("text", "--text-field", help="the text field of .jsonl records")
-ID_FIELD = typer.Option(None, "--id-field", help="the id field of .jsonl records (_id, id)")
-BATCH = typer.Option(32, "--batch-size", help="chunks embedded per forward pass")
+PATHS = typer.Argument(
+    ..., help="files or folders (.txt .md .html .jsonl .parquet, SMART collections)"
+)
 QUERY_MODEL = typer.Option(None, "--model", "-m", help="the index's model (checked if given)")
 
 
-@contextmanager
-def _progress(as_json: bool):
-    """A rich progress bar on stderr, shown from the first chunk embedded (never with --json);
-    yields the callback `(done, total)` that moves it."""
-    bar = Progress(
-        TextColumn("embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=as_json,
-    )
-    tasks = []
-
-    def update(done: int, total: int) -> None:
-        if not tasks:
-            bar.start()
-            tasks.append(bar.add_task("embed", total=total))
-        bar.update(tasks[0], completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        if tasks:
-            bar.stop()
-
-
 def _run_build(paths, index, model, chunk_tokens=None, overlap=None, text_field="text",
-               id_field=None, batch=32, quiet=False, add=False):  # fmt: skip
-    """Build (or add to) an index with a progress bar; returns (index, report)."""
+               id_field=None, batch=32, quiet=False, add=False, engine=None):  # fmt: skip
+    """Build (or add to) an index with a progress bar, in this process or on Ray (`engine`);
+    returns (index, report)."""
     m = get_model(model)
     ix = Index.open(index) if add else Index.create(index, m, chunk_tokens, overlap)
     run = ix.add if add else ix.build
     try:
-        with _progress(quiet) as callback:
+        with progress_bar(quiet) as callback:
             report = run(
                 [str(p) for p in paths], m, text_field=text_field, id_field=id_field,
-                batch_size=batch, progress=callback,
+                batch_size=batch, progress=callback, engine=engine,
             )  # fmt: skip
     except BaseException:
         ix.discard()  # a failed first build leaves the folder as it was
@@ -98,22 +78,23 @@ def build(
     paths: list[Path] = PATHS,
     index: str = INDEX,
     model: str = MODEL_OPTION,
-    chunk_tokens: int = typer.Option(
-        None, "--chunk-tokens", help="tokens a chunk (default 200, at most the model's limit)"
-    ),
-    overlap: int = typer.Option(
-        None, "--overlap", help="tokens of whole sentences shared (default 32)"
-    ),
+    chunk_tokens: int = CHUNK_TOKENS,
+    overlap: int = OVERLAP,
     text_field: str = TEXT_FIELD,
     id_field: str = ID_FIELD,
     batch_size: int = BATCH,
+    engine: str = ENGINE,
+    address: str = ADDRESS,
+    actors: int = ACTORS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Index the documents under PATHS (only new or changed ones are embedded; gone ones are
     removed; an interrupted build resumes). Without --chunk-tokens/--overlap an existing index
-    keeps its settings."""
+    keeps its settings. With --engine ray the chunks are embedded on a Ray cluster; the index
+    still changes in one transaction at the end."""
+    run = Engine(engine, address, actors)
     args = (chunk_tokens, overlap, text_field, id_field, batch_size, as_json)
-    _show_build(*_run_build(paths, index, model, *args), as_json)
+    _show_build(*_run_build(paths, index, model, *args, engine=run), as_json)
 
 
 @index_app.command("add")
@@ -123,12 +104,16 @@ def add(
     text_field: str = TEXT_FIELD,
     id_field: str = ID_FIELD,
     batch_size: int = BATCH,
+    engine: str = ENGINE,
+    address: str = ADDRESS,
+    actors: int = ACTORS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add or update the documents under PATHS, keeping the rest of the index."""
+    run = Engine(engine, address, actors)
     model = Index.open(index).model_name
     args = (None, None, text_field, id_field, batch_size, as_json)
-    _show_build(*_run_build(paths, index, model, *args, add=True), as_json)
+    _show_build(*_run_build(paths, index, model, *args, add=True, engine=run), as_json)
 
 
 @index_app.command("remove")

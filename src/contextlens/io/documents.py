@@ -1,5 +1,6 @@
 """Documents to index, read from files: .txt/.md (as is), .html/.htm (visible text), .jsonl (one
-document a line: a chosen text field, the other fields kept as metadata) and SMART collections
+document a line: a chosen text field, the other fields kept as metadata), .parquet (the same, one
+document a row) and SMART collections
 (`.I` records, e.g. Cranfield's `cran.all.1400`). Binary, non-UTF-8, empty, unreadable,
 unsupported and non-regular files (FIFOs, sockets, devices) are skipped and reported, and so are
 records whose text or name is not valid UTF-8.
@@ -198,7 +199,23 @@ def _unicode_problem(d: Document) -> str | None:
     return None
 
 
+def _parquet(path: Path, text_field: str, id_field: str | None):
+    """A Parquet table: one document a row, like .jsonl records."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises several kinds for a damaged or foreign file
+        return [], [Skipped(str(path), f"not a readable Parquet file ({type(e).__name__})")]
+    if rows and text_field not in rows[0]:
+        return [], [Skipped(str(path), f"no column {text_field!r} (choose one with --text-field)")]
+    lines = "\n".join(json.dumps(r, ensure_ascii=False, default=str) for r in rows)
+    return _jsonl(path, lines, text_field, id_field)
+
+
 def _parse(path: Path, text_field: str, id_field: str | None):
+    if path.suffix.lower() == ".parquet" and path.is_file():
+        return _parquet(path, text_field, id_field)
     text, why = decode_file(path)
     if text is None:
         return [], [Skipped(str(path), why)]

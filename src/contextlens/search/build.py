@@ -11,13 +11,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from ..errors import ContextlensError
 from ..io.documents import Document, Skipped, read_file, shown
 from .chunking import chunk_text
+from .engine import Engine, check_batch_size, embedded
 from .store import Store, is_index_file
-from .vectors import ANN_THRESHOLD, Hnsw, save_snapshot, snapshot_shape
+from .vectors import (
+    ANN_THRESHOLD,
+    BLOCK_ROWS,
+    Hnsw,
+    load_snapshot,
+    save_snapshot,
+    snapshot_shape,
+)
 
 
 @dataclass
@@ -92,6 +100,15 @@ def read_documents(
     return docs, skipped
 
 
+def _whole_documents(queue: list, rows: int) -> int:
+    """How many documents at the head of `queue` (document, chunked) fit in `rows` vectors."""
+    n = 0
+    while n < len(queue) and rows >= len(queue[n][1].chunks):
+        rows -= len(queue[n][1].chunks)
+        n += 1
+    return n
+
+
 def _of_an_index(f: Path) -> bool:
     return is_index_file(f.name) and (f.parent / "index.db").is_file()
 
@@ -124,15 +141,16 @@ class Builder:
         batch_size: int = 32,
         commit_every: int = 64,
         progress: Callable[[int, int], None] | None = None,
+        engine: Engine | None = None,
     ) -> BuildReport:
-        """Embed the new and changed documents under `paths` and publish them; with `mirror`,
-        also remove the documents that are no longer there."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ContextlensError(
-                f"batch size (--batch-size) must be 1 or more (got {batch_size})"
-            )
+        """Embed the new and changed documents under `paths` (in this process, or on Ray with
+        `engine`) and publish them; with `mirror`, also remove the documents that are no longer
+        there."""
+        check_batch_size(batch_size)
         if not isinstance(commit_every, int) or commit_every < 1:
             raise ContextlensError(f"commit_every must be 1 or more chunks (got {commit_every})")
+        engine = engine or Engine()
+        engine.check()
         docs, skipped = read_documents(paths, text_field, id_field)
         if not docs:
             raise ContextlensError(
@@ -152,7 +170,7 @@ class Builder:
             report.resumed = sum(staged.get(n) == h != live.get(n) for n, h in wanted.items())
             todo = [d for d in docs if d.hash not in (live.get(d.name), staged.get(d.name))]
             gone = [n for n in live if n not in wanted] if mirror else []
-            self._embed(todo, model, batch_size, commit_every, progress, report)
+            self._embed(todo, model, engine, batch_size, commit_every, progress, report)
             if report.embedded or report.resumed or gone:
                 with self.store.transaction(write=True):
                     report.generation = self.store.publish(gone)
@@ -163,38 +181,42 @@ class Builder:
                 self._snapshot(repair=True)
         return report
 
-    def _embed(self, docs: list[Document], model, batch_size, commit_every, progress, report):
-        """Chunk and embed `docs`, committing them staged every `commit_every` chunks."""
-        chunked = []
+    def _embed(self, docs: list[Document], model, engine, batch_size, commit_every, progress,
+               report):  # fmt: skip
+        """Chunk and embed `docs`, committing them staged as soon as `commit_every` chunks of
+        whole documents have their vectors (and the rest at the end)."""
+        queue = []
         for d in docs:
             c = chunk_text(d.text, model.tokenizer, self.meta["chunk_tokens"], self.meta["overlap"])
             if c.chunks:
-                chunked.append((d, c))
+                queue.append((d, c))
             else:
                 report.skipped.append(Skipped(d.name, "no text to index"))
-        total, done = sum(len(c.chunks) for _, c in chunked), 0
+        texts = [ch.text for _, c in queue for ch in c.chunks]
         if progress:
-            progress(done, total)
-        group: list = []
-        for i, item in enumerate(chunked):
-            group.append(item)
-            if sum(len(c.chunks) for _, c in group) >= commit_every or i == len(chunked) - 1:
-                texts = [ch.text for _, c in group for ch in c.chunks]
-                vectors = torch.nn.functional.normalize(model.embed(texts, batch_size), dim=-1)
-                vectors = vectors.numpy()
-                with self.store.transaction(write=True):
-                    row = 0
-                    for d, c in group:
-                        n = len(c.chunks)
-                        self.store.insert_document(d, c.chunks, vectors[row : row + n], c.split)
-                        row += n
-                report.embedded += len(group)
-                report.chunks += len(texts)
-                report.split += sum(c.split for _, c in group)
-                done += len(texts)
-                if progress:
-                    progress(done, total)
-                group = []
+            progress(0, len(texts))
+        vectors = np.zeros((0, self.meta["dim"]), np.float32)
+        for part in embedded(texts, model, engine, batch_size, part=commit_every):
+            vectors = np.concatenate([vectors, part])
+            ready = _whole_documents(queue, len(vectors))
+            rows = sum(len(c.chunks) for _, c in queue[:ready])
+            if rows >= commit_every or ready == len(queue):
+                self._stage(queue[:ready], vectors[:rows], report)
+                queue, vectors = queue[ready:], vectors[rows:]
+            if progress:
+                progress(report.chunks + len(vectors), len(texts))
+
+    def _stage(self, group: list, vectors: np.ndarray, report: BuildReport) -> None:
+        """Commit the documents of `group` (document, chunked) staged, with their `vectors`."""
+        with self.store.transaction(write=True):
+            row = 0
+            for d, c in group:
+                n = len(c.chunks)
+                self.store.insert_document(d, c.chunks, vectors[row : row + n], c.split)
+                row += n
+        report.embedded += len(group)
+        report.chunks += len(vectors)
+        report.split += sum(c.split for _, c in group)
 
     def remove(self, names: list[str]) -> int:
         """Remove documents by name, path or folder (everything under it); returns how many."""
@@ -215,16 +237,17 @@ class Builder:
         return len(gone)
 
     def _snapshot(self, repair: bool = False) -> None:
-        """Write the current generation's live vectors as snapshot files; with `repair`, only
-        if they are missing or do not match the database (a writer killed before writing them)."""
+        """Write the current generation's live vectors as snapshot files, a block of rows at a
+        time; with `repair`, only if they are missing or do not match the database (a writer
+        killed before writing them)."""
         dim = self.meta["dim"]
         with self.store.transaction():
             generation = self.store.generation()
-            if repair:
-                rows = self.store.live_chunk_count()
-                if snapshot_shape(self.folder, generation) == (rows, dim):
-                    return
-            ids, vectors = self.store.live_vectors(dim)
-        save_snapshot(self.folder, generation, ids, vectors)
-        if len(ids) >= ANN_THRESHOLD:
+            rows = self.store.live_chunk_count()
+            if repair and snapshot_shape(self.folder, generation) == (rows, dim):
+                return
+            blocks = self.store.live_vector_blocks(dim, BLOCK_ROWS)
+            save_snapshot(self.folder, generation, (rows, dim), blocks)
+        if rows >= ANN_THRESHOLD:
+            _, vectors = load_snapshot(self.folder, generation)
             Hnsw.build(vectors, self.folder / f"hnsw-{generation}.bin")

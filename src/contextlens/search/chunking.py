@@ -14,6 +14,8 @@ from ..io.tokenizer import Tokenizer
 # A sentence ends after . ! ? (and closing quotes/brackets) followed by space, or at a blank line.
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"'’”)\]]*\s+|\n\s*\n")
 MIN_TEXT_TOKENS = 8  # the fewest tokens of text a chunk may hold
+DEFAULT_CHUNK_TOKENS = 200
+DEFAULT_OVERLAP = 32
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,16 @@ def check_chunking(n_special: int, max_tokens: int, overlap: int, limit: int | N
             f"{max_tokens} (got {overlap})"
         )
     return budget
+
+
+def chunk_settings(model, chunk_tokens: int | None, overlap: int | None) -> dict[str, int]:
+    """Checked chunk settings for `model` (a `LanguageModel`): `chunk_tokens` (None: 200 or the
+    model's limit) and `overlap` (None: 32)."""
+    limit = model.pooling.max_length or model.max_length
+    tokens = min(DEFAULT_CHUNK_TOKENS, limit) if chunk_tokens is None else chunk_tokens
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    check_chunking(sum(model.tokenize("x").special), tokens, overlap, limit)
+    return {"chunk_tokens": tokens, "overlap": overlap}
 
 
 def chunk_text(text: str, tokenizer: Tokenizer, max_tokens: int, overlap: int) -> Chunked:

@@ -75,7 +75,7 @@ class Index:
         self.meta = self.store.meta()
         self._generation = -1
         self._ids = np.zeros(0, dtype=np.int64)
-        self._vectors = torch.zeros(0, 0)
+        self._vectors = np.zeros((0, 0), dtype=np.float32)  # [n, d], memory-mapped when read
         self._hnsw: Hnsw | None = None
         self._loaded = None
         self._made: Made | None = None
@@ -212,8 +212,7 @@ class Index:
         snap = load_snapshot(self.path, generation)
         if snap is None:
             snap = self.store.live_vectors(self.meta["dim"])
-        self._ids, vectors = snap
-        self._vectors = torch.from_numpy(np.ascontiguousarray(vectors))
+        self._ids, self._vectors = snap
         self._hnsw = None
         self._generation = generation
 
@@ -222,7 +221,7 @@ class Index:
             path = self.path / f"hnsw-{self._generation}.bin"
             n = len(self._ids)
             self._hnsw = Hnsw.load(path, self.meta["dim"], n) or Hnsw.build(
-                self._vectors.numpy(), path if os.access(self.path, os.W_OK) else None
+                self._vectors, path if os.access(self.path, os.W_OK) else None
             )
         return self._hnsw
 

@@ -8,7 +8,7 @@ readers see the old index or the new one, never a mix.
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +180,15 @@ class Store:
         for r in rows:
             data += r[1]
         return ids, np.frombuffer(data, dtype=np.float32).reshape(-1, dim)
+
+    def live_vector_blocks(self, dim: int, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(chunk ids `[≤ rows]` int64, vectors `[≤ rows, d]` float32) of the live index by
+        chunk id, a block at a time: run it inside one read transaction."""
+        cursor = self.db.execute(f"SELECT c.id, c.vector FROM {_LIVE_CHUNKS} ORDER BY c.id")
+        while block := cursor.fetchmany(rows):
+            ids = np.fromiter((r[0] for r in block), dtype=np.int64, count=len(block))
+            vectors = np.frombuffer(b"".join(r[1] for r in block), dtype=np.float32)
+            yield ids, vectors.reshape(-1, dim)
 
     def counts(self) -> dict[str, int]:
         """Live documents, chunks, tokens and split sentences, and staged documents."""

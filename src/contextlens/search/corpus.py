@@ -1,0 +1,216 @@
+"""Embed a corpus to Parquet shards: the batch job that turns folders of documents into vectors.
+
+    report = embed_corpus(["~/notes"], "vectors", model=m)     # or engine=Engine("ray", ...)
+
+`out` receives `part-00000.parquet`, `part-00001.parquet`, … (columns `id` int64, `source`
+document name, `position` chunk number in its document, `start`/`end` character offsets, `chunk`
+text, `vector` float32[d] unit) and `manifest.json` (the settings and every finished shard with
+a digest of its chunks). Each shard and each manifest update is written to a temporary file
+and renamed into place, so a killed job leaves only whole shards; a rerun embeds only the shards
+whose chunks are not in the manifest yet (new, changed or unfinished).
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import ContextlensError
+from ..io.documents import Skipped, shown
+from ..lm import LanguageModel
+from .build import read_documents
+from .chunking import chunk_settings, chunk_text
+from .engine import Engine, ModelSpec, check_batch_size, embedded
+from .vectors import atomic_write
+
+MANIFEST = "manifest.json"
+SHARD = re.compile(r"part-(\d{5})\.parquet")
+DEFAULT_SHARD_ROWS = 4096
+
+
+@dataclass
+class CorpusReport:
+    out: Path
+    model: str
+    engine: str
+    documents: int = 0  # documents read
+    chunks: int = 0  # chunks in all shards
+    shards: int = 0
+    embedded: int = 0  # shards embedded by this run
+    kept: int = 0  # shards a previous run finished, not embedded again
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str
+    position: int
+    start: int
+    end: int
+    chunk: str
+
+
+def shard_name(n: int) -> str:
+    return f"part-{n:05d}.parquet"
+
+
+def embed_corpus(
+    paths: list[str | Path],
+    out: str | Path,
+    model: LanguageModel,
+    engine: Engine | None = None,
+    batch_size: int = 32,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    chunk_tokens: int | None = None,
+    overlap: int | None = None,
+    text_field: str = "text",
+    id_field: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CorpusReport:
+    """Chunk the documents under `paths` (files or folders: .txt .md .html .jsonl .parquet, SMART)
+    and write their unit embeddings to Parquet shards of `shard_rows` chunks in `out`, skipping
+    the shards a previous run finished. `progress(done, total)` counts chunks."""
+    engine = engine or Engine()
+    engine.check()
+    check_batch_size(batch_size)
+    if not isinstance(model, LanguageModel):
+        raise ContextlensError(f"{model.name} is a word-vector table; embed with -m minilm")
+    if not isinstance(shard_rows, int) or shard_rows < 1:
+        raise ContextlensError(f"--shard-rows must be 1 or more chunks (got {shard_rows})")
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ContextlensError(f"{shown(out)} is a file; give --out a folder (new or one of ours)")
+    settings = {"model": model.name, "weights": ModelSpec.of(model).weights,
+                "dim": model.config.d_model, **chunk_settings(model, chunk_tokens, overlap),
+                "shard_rows": shard_rows}  # fmt: skip
+    docs, skipped = read_documents(paths, text_field, id_field)
+    rows = _rows(docs, model, settings, skipped)
+    if not rows:
+        raise ContextlensError(
+            f"no text to embed under {', '.join(map(shown, paths))} ({len(skipped)} files "
+            "skipped); give .txt, .md, .html, .jsonl or .parquet files"
+        )
+    shards = [rows[i : i + shard_rows] for i in range(0, len(rows), shard_rows)]
+    digests = [_digest(settings, s) for s in shards]
+    done = _finished(out, settings)
+    todo = [n for n, d in enumerate(digests) if done.get(shard_name(n)) != d or not
+            (out / shard_name(n)).exists()]  # fmt: skip
+    report = CorpusReport(out, model.name, engine.name, len(docs), len(rows), len(shards),
+                          len(todo), len(shards) - len(todo), skipped)  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    done = {k: v for k, v in done.items() if k in map(shard_name, range(len(shards)))}
+    _drop_extra_shards(out, len(shards))
+    _write_manifest(out, settings, done, complete=False)
+    texts = [r.chunk for n in todo for r in shards[n]]
+    written, queue, buffer = 0, list(todo), np.zeros((0, settings["dim"]), np.float32)
+    if progress:
+        progress(len(rows) - len(texts), len(rows))
+    for part in embedded(texts, model, engine, batch_size):
+        buffer = np.concatenate([buffer, part])
+        while queue and len(buffer) >= len(shards[queue[0]]):
+            n = queue.pop(0)
+            size = len(shards[n])
+            _write_shard(out / shard_name(n), n * shard_rows, shards[n], buffer[:size])
+            buffer, written = buffer[size:], written + size
+            done[shard_name(n)] = digests[n]
+            _write_manifest(out, settings, done, complete=not queue)
+            if progress:
+                progress(len(rows) - len(texts) + written, len(rows))
+    _write_manifest(out, settings, done, complete=True)
+    return report
+
+
+def read_corpus(out: str | Path) -> pa.Table:
+    """All the shards of a finished `embed_corpus` job as one table, in id order."""
+    out = Path(out).expanduser()
+    manifest = _manifest(out)
+    if manifest is None or not manifest.get("complete"):
+        raise ContextlensError(
+            f"{shown(out)} holds no finished embedding job; run `contextlens embed PATH… --out "
+            f"{shown(out)}` (again, to finish it)"
+        )
+    names = sorted(manifest["shards"])
+    return pa.concat_tables([pq.read_table(out / n) for n in names])
+
+
+def _rows(docs, model, settings, skipped: list[Skipped]) -> list[Row]:
+    rows = []
+    for d in docs:
+        chunks = chunk_text(d.text, model.tokenizer, settings["chunk_tokens"], settings["overlap"])
+        if not chunks.chunks:
+            skipped.append(Skipped(d.name, "no text to embed"))
+        rows += [Row(d.name, i, c.start, c.end, c.text) for i, c in enumerate(chunks.chunks)]
+    return rows
+
+
+def _digest(settings: dict, rows: list[Row]) -> str:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for r in rows:
+        h.update(json.dumps([r.source, r.position, r.start, r.end, r.chunk]).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _manifest(out: Path) -> dict | None:
+    try:
+        return json.loads((out / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise ContextlensError(
+            f"{shown(out / MANIFEST)} cannot be read ({e}); give --out a new folder"
+        ) from None
+
+
+def _finished(out: Path, settings: dict) -> dict[str, str]:
+    """Shard name -> digest of the shards a previous job in `out` finished with `settings`."""
+    manifest = _manifest(out)
+    if manifest is None:
+        if out.is_dir() and any(SHARD.fullmatch(f.name) for f in out.iterdir()):
+            raise ContextlensError(
+                f"{shown(out)} holds shards without a manifest; give --out a new folder"
+            )
+        return {}
+    made = manifest.get("settings")
+    if made != settings:
+        diff = [k for k in settings if (made or {}).get(k) != settings[k]]
+        raise ContextlensError(
+            f"{shown(out)} holds embeddings made with other settings ({', '.join(diff)}); give "
+            "--out a new folder, or the same model and options as before"
+        )
+    return dict(manifest["shards"])
+
+
+def _write_manifest(out: Path, settings: dict, shards: dict[str, str], complete: bool) -> None:
+    data = {"settings": settings, "shards": dict(sorted(shards.items())), "complete": complete}
+    atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1)))
+
+
+def _drop_extra_shards(out: Path, count: int) -> None:
+    """Delete shard files numbered `count` or more (left by a larger corpus)."""
+    for f in out.iterdir():
+        m = SHARD.fullmatch(f.name)
+        if m and int(m[1]) >= count:
+            f.unlink()
+
+
+def _write_shard(path: Path, first_id: int, rows: list[Row], vectors: np.ndarray) -> None:
+    """One Parquet shard: `rows` with ids from `first_id` and their vectors `[rows, d]`."""
+    d = vectors.shape[1]
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(first_id, first_id + len(rows)), pa.int64()),
+            "source": pa.array([r.source for r in rows], pa.string()),
+            "position": pa.array([r.position for r in rows], pa.int32()),
+            "start": pa.array([r.start for r in rows], pa.int64()),
+            "end": pa.array([r.end for r in rows], pa.int64()),
+            "chunk": pa.array([r.chunk for r in rows], pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), d),
+        }
+    )
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
