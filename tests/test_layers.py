@@ -22,6 +22,7 @@ LAYERS = {
     "models": 3,  # architectures built from nn blocks
     "lm": 4,  # a model to look inside, word vectors, a trace, and loading them by name
     "static": 4,
+    "word2vec": 4,  # training word vectors; fastText subword vectors
     "trace": 4,
     "loader": 4,
     "sampling": 4,

@@ -31,6 +31,7 @@ from .metrics import (
 from .search import Engine, Hit, Index, embed_corpus, read_corpus
 from .static import WordVectors, load_vectors
 from .trace import Trace
+from .word2vec import load_fasttext, train_word2vec
 
 __version__ = "0.1.0"
 
@@ -66,11 +67,13 @@ __all__ = [
     "l2_norm",
     "load",
     "load_model",
+    "load_fasttext",
     "load_vectors",
     "manhattan",
     "normalize",
     "show",
     "softmax",
+    "train_word2vec",
 ]
 
 

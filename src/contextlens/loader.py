@@ -7,6 +7,7 @@ from typing import Literal, overload
 import torch
 
 from .errors import ContextlensError
+from .io import fasttext
 from .io.catalog import resolve
 from .io.hf import read_config, read_hf_dir, read_json
 from .io.tokenizer import Tokenizer
@@ -14,6 +15,7 @@ from .lm import LanguageModel, Pooling
 from .models import build
 from .models.transformer import is_int
 from .static import WordVectors, holds_vectors, load_vectors
+from .word2vec import load_fasttext
 
 
 def _is_module(entry) -> bool:
@@ -166,9 +168,12 @@ def load(
     multiplied directly, other formats dequantised a layer at a time): about the file's size in
     memory, a fraction of a second to load, faster generation, outputs close to but not equal to
     exact mode (docs/gguf.md measures how close). Hugging Face directories hold float weights
-    already; for them both modes are the same. Word-vector tables take none of these."""
+    already; for them both modes are the same. Word-vector tables take none of these; a fastText
+    model `.bin` (told from a word2vec binary by its header) loads as subword vectors."""
     path, entry = resolve(name_or_path)
     name = entry.name if entry else str(name_or_path)
+    if path.suffix == ".bin" and fasttext.layout(path):
+        return load_fasttext(path, name)
     if holds_vectors(path, entry):
         return load_vectors(path, name)
     return _load_model(path, name, weights, device, dtype)

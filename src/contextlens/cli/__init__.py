@@ -9,7 +9,7 @@ import warnings
 from functools import partial
 
 from ..errors import ContextlensError, Note
-from . import context, core, decoder, kvcache, search, static, tour, web  # noqa: F401  (register commands)
+from . import causal, context, core, decoder, kvcache, search, static, tour, train, web  # noqa: F401  (register commands)
 from .app import app
 
 SURROGATE = re.compile("[\ud800-\udfff]")  # how Python keeps argument bytes that are not UTF-8

@@ -1,0 +1,580 @@
+"""word2vec from scratch: skip-gram and CBOW with negative sampling (Mikolov et al. 2013), and
+fastText's subword vectors (Bojanowski et al. 2017) for words never seen.
+
+Training reads the corpus twice per run plus once per epoch (io/corpus.py): first the word
+counts, then each epoch a stream of word-id blocks. In each block
+
+    subsample:  a word w of corpus frequency f(w) survives with p = (√(f/(s·N)) + 1)·(s·N)/f
+    window:     each kept word draws b ∈ [0, window) and sees window − b words each side
+    pairs:      skip-gram: (context → word) for every word in that window
+                CBOW: (mean of the window's context vectors → word)
+    step:       for a batch of B pairs, the input vector v `[B, d]`, the output rows of the true
+                word and of `negative` noise words drawn from unigram^0.75, u `[B, 1 + k, d]`:
+                    g = lr · (label − σ(u·v))                     `[B, 1 + k]`
+                    Δv = Σ_j g_j u_j,  Δu_j = g_j v               (index_add_ into the tables)
+
+The learning rate falls linearly from `alpha` to `min_alpha` over all the words of all epochs,
+as in word2vec.c and gensim. Every step is a handful of batched tensor operations: no Python
+loop over words or pairs. `seed` fixes the initial vectors and every random draw, so a run with
+the same settings, corpus and thread count gives the same vectors.
+
+`track=[("king", "queen")]` records, at `checkpoints` evenly spaced moments from the random
+start to the end, the cosine of each pair, the nearest neighbours of each tracked word and its
+vector (analysis/learning.py turns them into a report and pictures).
+"""
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ContextlensError
+from .io import corpus
+from .io.fasttext import FastTextFile, ngram_rows, read_fasttext
+from .io.wordvectors import SUFFIX_FORMAT
+from .static import WordVectors, _as_list
+
+MODES = ("skipgram", "cbow")
+NOISE_POWER = 0.75
+NEIGHBOURS = 5  # neighbours recorded per tracked word at each checkpoint
+MAX_REPEATS = 256  # expected updates of the commonest row in one step (see safe_batch)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run trains, with gensim's defaults (`Word2Vec(sg=1)` for skip-gram)."""
+
+    mode: str = "skipgram"
+    dim: int = 100
+    window: int = 5
+    min_count: int = 5
+    negative: int = 5
+    sample: float = 1e-3
+    alpha: float = 0.025
+    min_alpha: float = 1e-4
+    epochs: int = 5
+    seed: int = 1
+    batch: int = 2048  # pairs (skip-gram) or centre words (CBOW) per step
+    workers: int = 1  # threads training at once; 1 is repeatable, more are faster
+    lowercase: bool = True
+
+    def check(self) -> None:
+        """One clear error for a setting out of range, naming the option that sets it."""
+        if self.mode not in MODES:
+            raise ContextlensError(f"mode {self.mode!r} is unknown; use skipgram or cbow (--mode)")
+        for name, value, low in (
+            ("dim", self.dim, 1),
+            ("window", self.window, 1),
+            ("min_count", self.min_count, 1),
+            ("negative", self.negative, 1),
+            ("epochs", self.epochs, 1),
+            ("batch", self.batch, 1),
+            ("workers", self.workers, 1),
+        ):
+            if value < low:
+                option = name.replace("_", "-")
+                raise ContextlensError(f"{name} must be ≥ {low} (got {value}); set --{option}")
+        if not 0 <= self.sample < 1:
+            raise ContextlensError(f"sample must be in [0, 1) (got {self.sample}); set --sample")
+        if not 0 < self.min_alpha <= self.alpha:
+            raise ContextlensError(
+                f"need 0 < min_alpha ≤ alpha (got {self.min_alpha}, {self.alpha}); set --alpha"
+            )
+
+
+@dataclass
+class Checkpoint:
+    """The tracked words at one moment of training.
+
+    progress: share of the training done (0 = random start, 1 = the end); words: corpus words
+    read so far; loss: mean negative-sampling loss per pair since the previous checkpoint
+    (None at the start); cosines: one per tracked pair; neighbours: word → [(word, cosine)];
+    vectors: the tracked words' vectors `[w, d]`.
+    """
+
+    progress: float
+    words: int
+    lr: float
+    loss: float | None
+    cosines: list[float]
+    neighbours: dict[str, list[tuple[str, float]]]
+    vectors: torch.Tensor
+
+
+@dataclass
+class Training:
+    """A finished run: the vectors, the settings, the corpus' size and speed, what was tracked."""
+
+    vectors: WordVectors
+    settings: Settings
+    corpus_words: int
+    seconds: float
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+    @property
+    def words_per_second(self) -> float:
+        """Corpus words read per second of training, all epochs (gensim's raw words/s)."""
+        return self.corpus_words * self.settings.epochs / max(self.seconds, 1e-9)
+
+
+@dataclass
+class Progress:
+    """Handed to the progress callback after each block: words read of `total`, the mean loss
+    over the block, the learning rate and the speed so far."""
+
+    words: int
+    total: int
+    loss: float
+    lr: float
+    words_per_second: float
+
+
+class Vocabulary:
+    """The words kept (count ≥ min_count), most frequent first, with their counts `[V]`."""
+
+    def __init__(self, counts, min_count: int):
+        kept = [(w, c) for w, c in counts.most_common() if c >= min_count]
+        if not kept:
+            top, n = counts.most_common(1)[0]
+            raise ContextlensError(
+                f"no word occurs {min_count} times or more (the commonest, {top!r}, occurs {n}); "
+                "give a larger corpus or lower --min-count"
+            )
+        self.words = [w for w, _ in kept]
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.counts = np.array([c for _, c in kept], dtype=np.float64)
+        self.total = int(sum(counts.values()))
+
+    def keep_probability(self, sample: float) -> np.ndarray:
+        """Each word's chance to survive subsampling `[V]` (gensim's formula; 1 when off)."""
+        if sample == 0:
+            return np.ones(len(self.words))
+        threshold = sample * self.counts.sum()
+        return np.minimum((np.sqrt(self.counts / threshold) + 1) * threshold / self.counts, 1.0)
+
+    def noise(self, device) -> torch.Tensor:
+        """Cumulative unigram^0.75 distribution `[V]`, for drawing noise words."""
+        p = torch.as_tensor(self.counts**NOISE_POWER, dtype=torch.float64)
+        return (p.cumsum(0) / p.sum()).float().to(device)
+
+    def safe_batch(self, settings: Settings) -> int:
+        """The most pairs one step may hold so that no row expects more than MAX_REPEATS of
+        the step's updates (they are summed from the same stale vectors; far more than that
+        for one frequent word overshoots, and the vectors diverge). Large vocabularies allow
+        big steps; a handful of words that make up the whole corpus force small ones."""
+        kept = self.counts * self.keep_probability(settings.sample)
+        noise = self.counts**NOISE_POWER
+        share = kept.max() / kept.sum() + settings.negative * noise.max() / noise.sum()
+        per_centre = settings.window + 1 if settings.mode == "cbow" else 1  # contexts it feeds
+        return max(1, int(MAX_REPEATS / share / per_centre))
+
+    def check_tracked(self, words: Sequence[str], min_count: int) -> None:
+        missing = [w for w in words if w not in self.index]
+        if missing:
+            raise ContextlensError(
+                f"tracked word {missing[0]!r} occurs fewer than {min_count} times in the corpus "
+                "(or not at all; words are lower-cased unless --keep-case); track other words "
+                "or lower --min-count"
+            )
+
+
+def windows(block: corpus.Block, settings: Settings, rng: np.random.Generator):
+    """Subsample a block and draw every word's reduced window: `(ids [n], centre [p],
+    context [p])`, positions into the kept ids of each (centre, context) pair, ordered by
+    centre."""
+    ids, sentence = block.ids, block.sentence
+    b = rng.integers(0, settings.window, len(ids))
+    reach = settings.window - b  # [n] words each side this centre sees
+    centres, contexts = [], []
+    for d in range(1, settings.window + 1):
+        same = sentence[d:] == sentence[:-d]  # position i and i + d in one sentence
+        left = np.flatnonzero(same & (reach[d:] >= d))  # centre i + d sees i
+        right = np.flatnonzero(same & (reach[:-d] >= d))  # centre i sees i + d
+        centres += [left + d, right]
+        contexts += [left, right + d]
+    centre, context = np.concatenate(centres), np.concatenate(contexts)
+    order = np.argsort(centre, kind="stable")
+    return ids, centre[order], context[order]
+
+
+class Trainer:
+    """The two tables (input `[V, d]`, output `[V, d]`) and one step of negative sampling.
+    Workers share the tables (updated in place, lock-free, as word2vec.c's threads do); each
+    brings its own random generator for noise words."""
+
+    def __init__(self, vocab: Vocabulary, settings: Settings, device):
+        self.settings = settings
+        self.device = torch.device(device)
+        gen = torch.Generator(self.device).manual_seed(settings.seed)
+        n, d = len(vocab.words), settings.dim
+        init = torch.rand(n, d, generator=gen, device=self.device)
+        self.w_in = (init - 0.5) / d  # word2vec.c's start: uniform in ±0.5/d
+        self.w_out = torch.zeros(n, d, device=self.device)
+        self.noise = vocab.noise(self.device)
+        self.batch = min(settings.batch, vocab.safe_batch(settings))
+
+    def generator(self, worker: int) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(self.settings.seed + 1 + worker)
+
+    def step(
+        self, v: torch.Tensor, target: torch.Tensor, lr: float, gen
+    ) -> tuple[torch.Tensor, float]:
+        """Negative sampling for inputs v `[B, d]` predicting `target` `[B]` against k noise
+        words each (drawn from unigram^0.75): updates the output table, returns the inputs'
+        update `[B, d]` and the summed loss."""
+        k = self.settings.negative
+        u = torch.rand(len(target), k, generator=gen, device=self.device)
+        noise = torch.searchsorted(self.noise, u).clamp_max_(len(self.noise) - 1)  # [B, k]
+        rows = torch.cat([target[:, None], noise], 1)  # [B, 1 + k]
+        out = F.embedding(rows, self.w_out)  # [B, 1 + k, d]
+        score = (out * v[:, None, :]).sum(2)  # [B, 1 + k]
+        score[:, 1:].neg_()  # the true word should score high, the noise low
+        g = lr * torch.sigmoid(-score)  # [B, 1 + k]: lr · (1 − σ) of the signed score
+        g[:, 1:].mul_(
+            noise != target[:, None]
+        ).neg_()  # pushed away; a draw of the true word skipped
+        loss = -float(F.logsigmoid(score).sum())
+        dv = (g[:, :, None] * out).sum(1)  # [B, d]
+        self.w_out.index_add_(0, rows.flatten(), (g[:, :, None] * v[:, None, :]).flatten(0, 1))
+        return dv, loss
+
+    def skipgram(self, work: "Work", lr, gen) -> tuple[float, int]:
+        """Train on every (context → centre) pair of a block, `batch` pairs a step."""
+        ids = torch.as_tensor(work.ids, device=self.device)
+        centre = torch.as_tensor(work.centre, device=self.device)
+        context = torch.as_tensor(work.context, device=self.device)
+        loss, n, batch = 0.0, len(centre), self.batch
+        for start in range(0, n, batch):
+            inp = ids[context[start : start + batch]]
+            v = F.embedding(inp, self.w_in)
+            dv, part = self.step(v, ids[centre[start : start + batch]], lr(start / n), gen)
+            self.w_in.index_add_(0, inp, dv)
+            loss += part
+        return loss, n
+
+    def cbow(self, work: "Work", lr, gen) -> tuple[float, int]:
+        """Train each centre word from the mean of its window's context vectors, `batch`
+        centres a step (gensim's cbow_mean=1: each context word gets the whole update)."""
+        ids = torch.as_tensor(work.ids, device=self.device)
+        centre, context = work.centre, work.context
+        starts = np.flatnonzero(np.diff(centre, prepend=-1))  # first pair of each centre
+        bounds = np.append(starts[:: self.batch], len(centre))
+        loss = 0.0
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            c = centre[a:b]
+            group = torch.as_tensor(np.cumsum(np.diff(c, prepend=c[0]) != 0), device=self.device)
+            inp = ids[torch.as_tensor(context[a:b], device=self.device)]
+            size = int(group[-1]) + 1
+            h = torch.zeros(size, self.settings.dim, device=self.device)
+            h.index_add_(0, group, F.embedding(inp, self.w_in))
+            h /= torch.bincount(group, minlength=size)[:, None]
+            target = ids[torch.as_tensor(np.unique(c), device=self.device)]
+            dv, part = self.step(h, target, lr(a / len(centre)), gen)
+            self.w_in.index_add_(0, inp, dv[group])
+            loss += part
+        return loss, len(starts)
+
+
+@dataclass
+class Work:
+    """One block ready to train: kept ids `[n]`, (centre, context) positions `[p]` each, how
+    many corpus words came before it (all epochs) and how many it stands for."""
+
+    ids: np.ndarray
+    centre: np.ndarray
+    context: np.ndarray
+    before: int
+    words: int
+
+
+def _work(paths, vocab: Vocabulary, settings: Settings) -> Iterator[Work]:
+    """Every block of every epoch, subsampled and windowed with the run's seeded generator."""
+    rng = np.random.default_rng(settings.seed)
+    keep = vocab.keep_probability(settings.sample)
+    before = 0
+    for _ in range(settings.epochs):
+        for block in corpus.blocks(paths, vocab.index, settings.lowercase):
+            kept = rng.random(len(block.ids)) < keep[block.ids]
+            block = corpus.Block(block.ids[kept], block.sentence[kept], block.words)
+            yield Work(*windows(block, settings, rng), before, block.words)
+            before += block.words
+
+
+def _check_out(out: str | Path | None) -> None:
+    """Refuse an output file that could not be written, before any training time is spent."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.suffix not in SUFFIX_FORMAT:
+        raise ContextlensError(
+            f"cannot tell the format of {out.name}: give --out a .txt (glove), .vec (word2vec) "
+            "or .bin (word2vec binary) name"
+        )
+    if not out.parent.is_dir():
+        raise ContextlensError(f"{out.parent} is not a folder; create it first or change --out")
+
+
+def _pairs(track: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """Every pair of words within each tracked group: [("king", "queen"), …]."""
+    pairs = []
+    for group in track:
+        group = list(group)
+        if len(group) < 2:
+            raise ContextlensError(
+                f"a tracked group needs two or more words (got {group}); e.g. --track king,queen"
+            )
+        pairs += [(a, b) for i, a in enumerate(group) for b in group[i + 1 :]]
+    return pairs
+
+
+class Recorder:
+    """Checkpoints of the tracked words at evenly spaced shares of training."""
+
+    def __init__(self, vocab: Vocabulary, track, checkpoints: int, lowercase: bool):
+        fold = str.lower if lowercase else str
+        self.vocab = vocab
+        self.pairs = [(fold(a), fold(b)) for a, b in _pairs(track)]
+        self.words = list(dict.fromkeys(w for p in self.pairs for w in p))
+        self.due = [i / checkpoints for i in range(checkpoints + 1)] if self.words else []
+        self.taken: list[Checkpoint] = []
+        self._loss, self._pairs = 0.0, 0
+
+    def add_loss(self, loss: float, pairs: int) -> None:
+        self._loss, self._pairs = self._loss + loss, self._pairs + pairs
+
+    def maybe(self, w_in: torch.Tensor, progress: float, words: int, lr: float) -> None:
+        """Take a checkpoint if `progress` has reached the next one due."""
+        if not self.due or progress + 1e-9 < self.due[0]:
+            return
+        while self.due and progress + 1e-9 >= self.due[0]:
+            self.due.pop(0)
+        unit = torch.nn.functional.normalize(w_in.float(), dim=1).cpu()  # [V, d]
+        rows = torch.tensor([self.vocab.index[w] for w in self.words])
+        sims = unit[rows] @ unit.T  # [w, V]
+        sims[torch.arange(len(rows)), rows] = -math.inf
+        top = sims.topk(min(NEIGHBOURS, len(unit) - 1), dim=1)
+        at = {w: i for i, w in enumerate(self.words)}
+        loss = self._loss / self._pairs if self._pairs else None
+        self.taken.append(
+            Checkpoint(
+                progress=progress,
+                words=words,
+                lr=lr,
+                loss=loss,
+                cosines=[float(unit[rows[at[a]]] @ unit[rows[at[b]]]) for a, b in self.pairs],
+                neighbours={
+                    w: [
+                        (self.vocab.words[j], round(float(s), 4))
+                        for s, j in zip(
+                            top.values[i].tolist(), top.indices[i].tolist(), strict=True
+                        )
+                    ]
+                    for i, w in enumerate(self.words)
+                },
+                vectors=w_in[rows.to(w_in.device)].float().cpu().clone(),
+            )
+        )
+        self._loss, self._pairs = 0.0, 0
+
+
+def train_word2vec(
+    corpus_paths: str | Path | Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    track: Sequence[Sequence[str]] = (),
+    checkpoints: int = 8,
+    progress: Callable[[Progress], None] | None = None,
+    device: str | torch.device = "cpu",
+    **options,
+) -> Training:
+    """Train word vectors on text files (plain, one sentence a line, or .gz) and, with `out`,
+    save them (.txt GloVe, .vec word2vec text, .bin word2vec binary; written whole or not at
+    all). `options` are the fields of `Settings`: mode="skipgram"|"cbow", dim, window,
+    min_count, negative, sample, alpha, min_alpha, epochs, seed, batch, lowercase.
+
+        run = train_word2vec("corpus.txt", "vectors.vec", track=[("king", "queen")])
+        run.vectors.most_similar("king"); run.checkpoints[-1].cosines
+    """
+    paths = [corpus_paths] if isinstance(corpus_paths, str | Path) else list(corpus_paths)
+    if not paths:
+        raise ContextlensError("no corpus given; name one or more text files")
+    unknown = set(options) - set(Settings.__dataclass_fields__)
+    if unknown:
+        known = ", ".join(Settings.__dataclass_fields__)
+        raise ContextlensError(f"unknown setting {sorted(unknown)[0]!r}; use {known}")
+    settings = Settings(**options)
+    settings.check()
+    if checkpoints < 1:
+        raise ContextlensError(f"checkpoints must be ≥ 1 (got {checkpoints})")
+    _check_out(out)
+    vocab = Vocabulary(corpus.count_words(paths, settings.lowercase), settings.min_count)
+    recorder = Recorder(vocab, track, checkpoints, settings.lowercase)
+    vocab.check_tracked(recorder.words, settings.min_count)
+    trainer = Trainer(vocab, settings, device)
+    started = time.perf_counter()
+    _epochs(paths, vocab, trainer, recorder, progress)
+    seconds = time.perf_counter() - started
+    vectors = WordVectors(
+        vocab.words, trainer.w_in.cpu(), name=Path(out).name if out else "word2vec"
+    )
+    if out is not None:
+        vectors.save(out)
+    return Training(
+        vectors, settings, vocab.total, seconds, recorder.pairs, recorder.words, recorder.taken
+    )
+
+
+def _train(work: Work, trainer: Trainer, total: int, gen) -> tuple[float, int]:
+    """Train one block, the learning rate falling linearly with the words read."""
+    s = trainer.settings
+
+    def lr(share: float) -> float:
+        done = work.before + share * work.words
+        return max(s.min_alpha, s.alpha - (s.alpha - s.min_alpha) * done / total)
+
+    if not len(work.centre):
+        return 0.0, 0
+    train = trainer.skipgram if s.mode == "skipgram" else trainer.cbow
+    return train(work, lr, gen)
+
+
+@contextmanager
+def _threads(n: int):
+    """torch's intra-op threads set to `n` for the block, then restored: the workers are the
+    parallelism (an op split over threads waits at a barrier on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _epochs(paths, vocab: Vocabulary, trainer: Trainer, recorder: Recorder, progress) -> None:
+    """Every epoch over the corpus: one worker trains in this thread (repeatable), several in
+    threads that share the tables. Checkpoints and progress follow the blocks as they finish."""
+    s = trainer.settings
+    total = vocab.total * s.epochs
+    started = time.perf_counter()
+    done = 0
+
+    def finished(work: Work, loss: float, pairs: int) -> None:
+        nonlocal done
+        done += work.words
+        lr = max(s.min_alpha, s.alpha - (s.alpha - s.min_alpha) * done / total)
+        recorder.add_loss(loss, pairs)
+        recorder.maybe(trainer.w_in, done / total, done, lr)
+        if progress:
+            speed = done / max(time.perf_counter() - started, 1e-9)
+            progress(Progress(done, total, loss / max(pairs, 1), lr, speed))
+
+    recorder.maybe(trainer.w_in, 0.0, 0, s.alpha)
+    with _threads(1 if trainer.device.type == "cpu" else torch.get_num_threads()):
+        if s.workers == 1:
+            gen = trainer.generator(0)
+            for work in _work(paths, vocab, s):
+                finished(work, *_train(work, trainer, total, gen))
+        else:
+            _threaded(_work(paths, vocab, s), trainer, total, finished)
+
+
+def _threaded(works: Iterator[Work], trainer: Trainer, total: int, finished) -> None:
+    """Blocks trained by `workers` threads; this thread reads the corpus and reports."""
+    jobs: queue.Queue = queue.Queue(maxsize=2 * trainer.settings.workers)
+    results: queue.Queue = queue.Queue()
+
+    def worker(i: int) -> None:
+        gen = trainer.generator(i)
+        while (work := jobs.get()) is not None:
+            try:
+                results.put((work, *_train(work, trainer, total, gen)))
+            except Exception as e:  # handed to the reading thread, which raises it
+                results.put(e)
+
+    def drain() -> None:
+        while not results.empty():
+            item = results.get()
+            if isinstance(item, BaseException):
+                raise item
+            finished(*item)
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), daemon=True)
+        for i in range(trainer.settings.workers)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for work in works:
+            jobs.put(work)
+            drain()
+    finally:
+        for _ in threads:
+            jobs.put(None)
+        for t in threads:
+            t.join()
+    drain()
+
+
+def load_fasttext(path: str | Path, name: str | None = None) -> "SubwordVectors":
+    """The word vectors of a fastText model `.bin` (Facebook's format), able to give vectors to
+    words it never saw from their character n-grams."""
+    return SubwordVectors(read_fasttext(Path(path)), name or Path(path).name)
+
+
+class SubwordVectors(WordVectors):
+    """fastText vectors: a word's vector is the mean of its own row and its n-gram rows (as
+    fastText's getWordVector computes it); an unknown word gets the mean of its n-gram rows, so
+    misspelt and unseen words have vectors too. Neighbours are searched among known words."""
+
+    def __init__(self, model: FastTextFile, name: str):
+        self.model = model
+        vectors = np.zeros((len(model.words), model.dim), np.float32)  # [n, d]
+        for i, word in enumerate(model.words):
+            rows = ngram_rows(word, model)
+            vectors[i] = (model.word_rows[i] + model.ngram_matrix[rows].sum(0)) / (len(rows) + 1)
+        super().__init__(model.words, torch.from_numpy(vectors), name)
+
+    def lookup(self, word: str) -> str:
+        """A known word, or an unknown one that has character n-grams to build a vector from."""
+        if isinstance(word, str) and word not in self.index and len(ngram_rows(word, self.model)):
+            return word
+        return super().lookup(word)
+
+    def vector(self, word: str) -> torch.Tensor:
+        """The vector of any word `[d]`: its row if known, else the mean of its n-gram rows."""
+        if word in self.index:
+            return self.vectors[self.index[word]]
+        rows = ngram_rows(self.lookup(word), self.model)
+        return torch.from_numpy(self.model.ngram_matrix[rows].mean(0, dtype=np.float32))
+
+    def __getitem__(self, words: str | Sequence[str]) -> torch.Tensor:
+        if isinstance(words, str):
+            return self.vector(words)
+        return torch.stack([self.vector(w) for w in words])
+
+    def get_unit(self, words: str | Sequence[str]) -> torch.Tensor:
+        return F.normalize(self[words], dim=-1)
+
+    def _as_queries(self, items) -> list:
+        """Query items with each unknown word replaced by its n-gram vector (a raw vector is
+        not left out of the answers, and an unknown word has no row to leave out)."""
+        return [self.vector(x) if isinstance(x, str) and x not in self else x for x in items]
+
+    def most_similar(self, positive=(), negative=(), k: int = 10, **options):
+        pos, neg = self._as_queries(_as_list(positive)), self._as_queries(_as_list(negative))
+        return super().most_similar(pos, neg, k, **options)
+
+    def most_similar_cosmul(self, positive=(), negative=(), k: int = 10, **options):
+        pos, neg = self._as_queries(_as_list(positive)), self._as_queries(_as_list(negative))
+        return super().most_similar_cosmul(pos, neg, k, **options)
