@@ -269,7 +269,9 @@ def latent_demo(lm: LanguageModel, text: str, layer: int = 1, seed: int = 0) -> 
     width = dims.kv_rank + dims.rope_dim
     return LatentDemo(
         model=lm.name,
-        tokens=trace.tokens,
+        tokens=[
+            text[a:b] or token for token, (a, b) in zip(trace.tokens, trace.offsets, strict=True)
+        ],
         gqa_cache=[cfg.n_layers, 2, cfg.n_kv_heads, n, head_dim],
         gqa_bytes=cache.nbytes,
         mla_cache=[cfg.n_layers, n, width],
