@@ -112,3 +112,14 @@ def test_web_route(smollm2):
     assert [rep["shape"]["name"] for rep in body["reports"]] == ["smollm2", *kvcache.NAMED]
     assert body["demo"]["max_difference"] < 1e-5
     assert client.get("/api/kv-cache", params={"model": "nope"}).status_code == 404
+
+
+def test_tour_section(capsys, smollm2):
+    from contextlens.cli.kvcache import tour_kv_cache
+
+    tour_kv_cache()
+    out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert "61·(512+64)·2 = 70,272 B/token" in out and "(71×)" in out
+    assert "[30, 2, 3, 13, 64] = 599,040 B" in out  # 13 tokens · 30 layers · K and V · 3 · 64 · 4 B
+    difference = float(out.split("largest difference over all heads ")[1].split()[0])
+    assert difference < 1e-5

@@ -231,3 +231,9 @@ def test_bad_configs_are_one_clear_error(tmp_path, change, message):
     path.write_text(json.dumps(json.loads(path.read_text()) | change))
     with pytest.raises(ContextlensError, match=message):
         cl.load(tmp_path)
+
+
+def test_unknown_latent_path_is_one_clear_error(pair):
+    m, _ = pair
+    with pytest.raises(ContextlensError, match="'absorbed' or 'naive'"):
+        m.model.use_latent_path("fast")
