@@ -9,7 +9,19 @@ import warnings
 from functools import partial
 
 from ..errors import ContextlensError, Note
-from . import causal, context, core, decoder, kvcache, search, static, tour, train, web  # noqa: F401  (register commands)
+from . import (  # noqa: F401  (register commands)
+    causal,
+    context,
+    contrast,
+    core,
+    decoder,
+    kvcache,
+    search,
+    static,
+    tour,
+    train,
+    web,
+)
 from .app import app
 
 SURROGATE = re.compile("[\ud800-\udfff]")  # how Python keeps argument bytes that are not UTF-8
