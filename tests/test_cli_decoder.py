@@ -5,8 +5,8 @@ import json
 
 def test_next_puts_paris_first(run_cli):
     code, out, _ = run_cli("next", "The capital of France is", "-k", "3", "--json")
-    top = json.loads(out)["next"]
-    assert code == 0 and top[0]["token"] == " Paris" and len(top) == 3
+    top = json.loads(out)["candidates"]
+    assert code == 0 and top[0]["text"] == " Paris" and len(top) == 3
     code, out, _ = run_cli("next", "The capital of France is", "-k", "3")
     assert code == 0 and "' Paris'" in out
 

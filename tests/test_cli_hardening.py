@@ -120,7 +120,7 @@ def test_cli_embeds_long_texts_with_one_note(run_cli):
     assert code == 0 and len(strict_json(out)["embeddings"]) == 2
     assert err == "note: text 1 is 302 tokens, over minilm's limit of 256; used the first 256\n"
     code, out, err = run_cli("similarity", "short", LONG, "--json")
-    assert code == 0 and -1 <= strict_json(out)["cosine"] <= 1
+    assert code == 0 and -1 <= strict_json(out)["cosine"][0][1] <= 1
     assert err == "note: text 2 is 302 tokens, over minilm's limit of 256; used the first 256\n"
     code, out, err = run_cli("tokens", "word " * 600, "--json")
     assert code == 0 and len(strict_json(out)["tokens"]) == 512
@@ -142,7 +142,8 @@ def test_a_decoder_prompt_over_the_context_keeps_its_last_tokens(run_cli, tiny_d
     with torch.inference_mode():
         hidden = m.model(torch.tensor([ids[-32:]]))
         best = m.model.logits(hidden[0, -1]).topk(3).indices.tolist()
-    assert [t["token"] for t in strict_json(out)["next"]] == [m.tokenizer.decode([i]) for i in best]
+    top = [t["text"] for t in strict_json(out)["candidates"]]
+    assert top == [m.tokenizer.decode([i]) for i in best]
     code, out, err = run_cli("generate", prompt, "-m", tiny_decoder, "-n", "4", "--json")
     assert code == 0 and isinstance(strict_json(out)["text"], str)
     assert err == (
@@ -191,7 +192,7 @@ def test_cosine_of_a_vector_and_itself_is_never_above_one(run_cli):
     assert cl.cosine(vs, vs).max() == 1.0 and cl.cosine(vs, -vs).min() == -1.0
     assert cl.cosine_matrix(vs, vs).max() == 1.0
     code, out, _ = run_cli("similarity", "Hello world.", "Hello world.", "--json")
-    assert code == 0 and 0.9999 < strict_json(out)["cosine"] <= 1.0  # 1.0000001 unclamped
+    assert code == 0 and 0.9999 < strict_json(out)["cosine"][0][1] <= 1.0  # 1.0000001 unclamped
 
 
 # ── 4. data files ───────────────────────────────────────────────────────────────────────────
@@ -321,7 +322,7 @@ def test_contextual_commands_refuse_a_static_model(run_cli, args):
 
 def test_similarity_still_takes_static_word_vectors(run_cli):
     code, out, _ = run_cli("similarity", "king", "queen", "-m", "glove-50", "--json")
-    assert code == 0 and strict_json(out)["cosine"] == pytest.approx(0.784, abs=1e-3)
+    assert code == 0 and strict_json(out)["cosine"][0][1] == pytest.approx(0.784, abs=1e-3)
 
 
 # ── 7. a word inside text written without spaces, emoji, combining marks ───────────────────
@@ -335,13 +336,13 @@ def test_attention_from_a_word_inside_unsegmented_text(run_cli, tmp_path):
     assert err == "" or (  # without a Chinese font: one note, not a warning per character
         err.startswith("note: the font has no glyphs for ") and err.count("\n") == 1
     )
-    assert (r["from"]["word"], r["from"]["start"], r["from"]["end"]) == ("北京", 2, 4)
-    assert len(r["from"]["tokens"]) == 2  # minilm: one token per character
+    assert (r["source"]["text"], r["source"]["start"], r["source"]["end"]) == ("北京", 2, 4)
+    assert len(r["source"]["tokens"]) == 2  # minilm: one token per character
     code, out, _ = run_cli(
         "attention", "我爱北京天安门", "--from", "北京", "-m", "smollm2", "--json"
     )
     r = strict_json(out)
-    assert code == 0 and r["from"]["word"] == "北京" and len(r["from"]["tokens"]) == 4  # bytes
+    assert code == 0 and r["source"]["text"] == "北京" and len(r["source"]["tokens"]) == 4  # bytes
     one_error(
         run_cli("attention", ANIMAL, "--from", "anim"),
         "'anim' is not a word of the text: it is only part of a token there; choose whole "
@@ -354,11 +355,11 @@ def test_attention_from_an_emoji_and_a_word_with_a_combining_mark(run_cli):
     one_error(run_cli("attention", text, "--from", "🍕"), "'🍕' occurs 2 times (characters")
     code, out, _ = run_cli("attention", text, "--from", "🍕", "--occurrence", "2", "--json")
     r = strict_json(out)
-    assert code == 0 and (r["from"]["word"], r["from"]["start"]) == ("🍕", 13)
+    assert code == 0 and (r["source"]["text"], r["source"]["start"]) == ("🍕", 13)
     cafe = "cafe\u0301"  # é as e + a combining acute accent
     code, out, _ = run_cli("attention", f"the {cafe} was open", "--from", cafe, "--json")
     r = strict_json(out)
-    assert code == 0 and r["from"]["word"] == cafe and len(r["from"]["tokens"]) == 1
+    assert code == 0 and r["source"]["text"] == cafe and len(r["source"]["tokens"]) == 1
 
 
 # ── 9. numeric options ──────────────────────────────────────────────────────────────────────

@@ -12,7 +12,7 @@ def test_attention_from_word(run_cli, tmp_path):
     pic = tmp_path / "it.png"
     code, out, _ = run_cli("attention", ANIMAL, "--from", "it", "--json", "--plot", pic)
     r = json.loads(out)
-    assert code == 0 and r["from"]["word"] == "it" and len(r["layers"]) == 6
+    assert code == 0 and r["source"]["text"] == "it" and len(r["layers"]) == 6
     top = r["layers"][5]["top"]
     assert len(top) == 5 and top[0]["weight"] >= top[1]["weight"]
     assert pic.stat().st_size > 5000
@@ -24,7 +24,7 @@ def test_attention_whole_text(run_cli, tmp_path):
     code, out, _ = run_cli("attention", ANIMAL, "--layer", "2", "--top", "2", "--json")
     r = json.loads(out)
     assert code == 0 and r["layer"] == 2
-    assert [w["word"] for w in r["words"]][:3] == ["[CLS]", "The", "animal"]
+    assert [w["word"]["text"] for w in r["words"]][:3] == ["[CLS]", "The", "animal"]
     grid = tmp_path / "grid.svg"
     code, out, _ = run_cli("attention", ANIMAL, "--plot", grid, "--grid")
     assert code == 0 and "saved" in out and grid.exists()
@@ -45,7 +45,7 @@ def test_attention_bad_inputs(run_cli):
 def test_heads(run_cli):
     code, out, _ = run_cli("heads", ANIMAL, "--from", "it", "--to", "animal", "--json")
     r = json.loads(out)
-    assert code == 0 and (r["from"]["word"], r["to"]["word"]) == ("it", "animal")
+    assert code == 0 and (r["source"]["text"], r["target"]["text"]) == ("it", "animal")
     weights = [h["weight"] for h in r["heads"]]
     assert len(weights) == 10 and weights == sorted(weights, reverse=True)
     assert len(r["by_layer"]) == 6
@@ -74,7 +74,7 @@ def test_coref(run_cli):
     args = ("coref", ANIMAL, "--pronoun", "it", "--candidates", "animal", "street")
     code, out, _ = run_cli(*args, "--json", "--head", "5.11")
     r = json.loads(out)
-    assert code == 0 and [c["word"] for c in r["candidates"]] == ["animal", "street"]
+    assert code == 0 and r["given"] == ["animal", "street"]
     methods = {m["method"]: m for m in r["methods"]}
     assert methods["attention, layer 5 head 11"]["winner"] in ("animal", "street")
     assert len(r["methods"]) == 6 + 4 + 1

@@ -64,13 +64,53 @@ def test_coref_cli_and_web_give_the_same_report(run_cli, client, name):
     w = web(
         client, "/api/coref", model=name, text=IT, pronoun="it", candidates=["animal", "street"]
     )
-    assert [x["word"] for x in c["candidates"]] == w["candidates"] == ["animal", "street"]
-    assert (c["pronoun"]["word"], [c["pronoun"]["start"], c["pronoun"]["end"]]) == (
-        w["pronoun"],
-        w["pronoun_at"],
-    )
-    methods = {x["method"]: x["scores"] for x in c["methods"]}
-    for n, row in enumerate(w["attention"]):
-        assert methods[f"attention, layer {n} (heads averaged)"] == pytest.approx(row, abs=1e-4)
-    assert methods["attention rollout, last layer"] == pytest.approx(w["rollout"][-1], abs=1e-4)
-    assert methods["similarity, last layer"] == pytest.approx(w["similarity"][-1], abs=1e-4)
+    assert c == w
+    assert w["model"] == name and w["given"] == ["animal", "street"] and not w["proposed"]
+    n_layers = len(w["scores"]["attention"])
+    assert len(w["methods"]) == n_layers + 4
+    assert all(m["winner"] in ("animal", "street") for m in w["methods"])
+
+
+@pytest.mark.parametrize("name", ["minilm", "smollm2"])
+def test_tokens_cli_and_web_give_the_same_report(run_cli, client, name):
+    c = cli(run_cli, "tokens", IT, "-m", name)
+    w = web(client, "/api/tokens", model=name, text=IT)
+    assert c == w["tokens"]
+    assert c["model"] == name and "animal" in [x["text"] for x in c["words"]]
+    assert len(w["vectors"]["token"]) == len(c["ids"])
+
+
+def test_embed_and_similarity_cli_and_web_give_the_same_report(run_cli, client):
+    a, b = "A cat sits on the mat.", "A kitten rests on a rug."
+    c = cli(run_cli, "embed", a, b)
+    assert c == web(client, "/api/embed", model="minilm", texts=[a, b])
+    assert len(c["embeddings"]) == 2 and len(c["embeddings"][0]) == 384
+    c = cli(run_cli, "similarity", a, b)
+    assert c == web(client, "/api/similarity", model="minilm", texts=[a, b])
+    assert c["cosine"][0][1] == c["cosine"][1][0] > 0.5
+
+
+def test_next_cli_and_web_give_the_same_report(run_cli, client):
+    prompt = "The capital of France is"
+    c = cli(run_cli, "next", prompt, "-k", "5", "-t", "0.7")
+    w = web(client, "/api/next", model="smollm2", text=prompt, k=5, temperature=0.7)
+    assert c == w["next"]
+    assert c["candidates"][0]["text"] == " Paris" and c["candidates"][0]["p"] > 0.77
+    assert len(w["attention"]) == len(w["tokens"]["ids"])
+
+
+@pytest.mark.parametrize("name", ["minilm", "smollm2"])
+def test_shift_cli_and_web_give_the_same_report(run_cli, client, name):
+    bank = ["I sat on the bank of the river.", "I deposited cash at the bank."]
+    c = cli(run_cli, "shift", "bank", *bank, "--neighbours", "3", "-m", name)
+    w = web(client, "/api/shift", model=name, word="bank", sentences=bank, k=3)
+    assert c == w
+    assert len(w["cosine"]) == len(w["layers"]) and len(w["right_context"]) == 2
+    assert (w["nearest_note"] is None) == (name == "minilm")
+
+
+def test_head_statistics_cli_and_web_give_the_same_report(run_cli, client):
+    c = cli(run_cli, "heads", IT)
+    w = web(client, "/api/attention", model="minilm", text=IT, layer=0)
+    assert c == w["stats"]
+    assert len(c["entropy"]) == 6 and len(c["sink"][0]) == 12

@@ -63,13 +63,14 @@ def test_models_and_openapi(client):
 
 def test_tokens_vectors_match_the_model(client, models):
     m = models["minilm"]
-    d = post(client, "/api/tokens", model="minilm", text=IT)
+    r = post(client, "/api/tokens", model="minilm", text=IT)
+    d, v = r["tokens"], r["vectors"]
     t = m.trace(IT)
     assert d["tokens"] == t.tokens and d["ids"] == t.ids
-    assert torch.allclose(torch.tensor(d["token"]), m.model.tok.weight[t.ids], atol=1e-3)
-    assert torch.allclose(torch.tensor(d["input"]), t.hidden_states[0], atol=2e-3)
-    assert d["position_kind"] == "learned" and len(d["position"]) == len(t)
-    rope = post(client, "/api/tokens", model="smollm2", text=IT)
+    assert torch.allclose(torch.tensor(v["token"]), m.model.tok.weight[t.ids], atol=1e-3)
+    assert torch.allclose(torch.tensor(v["input"]), t.hidden_states[0], atol=2e-3)
+    assert v["position_kind"] == "learned" and len(v["position"]) == len(t)
+    rope = post(client, "/api/tokens", model="smollm2", text=IT)["vectors"]
     assert rope["position"] is None and rope["position_kind"] == "rope"
 
 
@@ -88,7 +89,7 @@ def test_attention_edges_are_the_trace(client, models, name, layer, head):
 def test_long_text_is_aggregated(client):
     text = " ".join(["the river bank was muddy and the boat drifted"] * 11)  # > 64 tokens
     d = post(client, "/api/attention", model="minilm", text=text, layer=1, head=0)
-    s = len(d["tokens"])
+    s = len(d["tokens"]["tokens"])
     assert s > 64 and len(d["edges"]) <= 8 * s  # top-8 per query, not s²
     assert len(d["grid"][0][0]) == 16  # thumbnails pooled to 16 × 16
     assert len(json.dumps(d)) < 250_000
@@ -117,13 +118,14 @@ def test_steps_of_every_head_average_to_the_head_view(client, models, name):
     assert torch.allclose(weights, attn[:, 8], atol=1e-4)
     view = post(client, "/api/attention", model=name, text=IT, layer=2, head=None)
     row = {k: w for q, k, w in view["edges"] if q == 8}
-    assert [row.get(k, 0.0) for k in range(len(d["tokens"]))] == pytest.approx(
+    assert [row.get(k, 0.0) for k in range(len(d["tokens"]["tokens"]))] == pytest.approx(
         weights.mean(0).tolist(), abs=1e-4
     )  # the step card's averaged weights are the lines drawn for "all heads"
 
 
 def test_next_token(client, models):
-    d = post(client, "/api/next", model="smollm2", text="The capital of France is")
+    view = post(client, "/api/next", model="smollm2", text="The capital of France is")
+    d = view["next"]
     (word, p), *_ = models["smollm2"].next_token_probs("The capital of France is", k=1)
     assert d["candidates"][0]["text"] == word == " Paris"
     assert d["candidates"][0]["p"] == pytest.approx(p, abs=1e-4)
@@ -131,8 +133,8 @@ def test_next_token(client, models):
     sharp = post(
         client, "/api/next", model="smollm2", text="The capital of France is", temperature=0.5
     )
-    assert sharp["candidates"][0]["p"] > p
-    assert sum(d["attention"]) == pytest.approx(1, abs=1e-3)
+    assert sharp["next"]["candidates"][0]["p"] > p
+    assert sum(view["attention"]) == pytest.approx(1, abs=1e-3)
 
 
 @pytest.mark.parametrize(("top_k", "top_p"), [(2, None), (3, None), (None, 0.8), (5, 0.5)])
@@ -144,7 +146,7 @@ def test_filtered_lists_hold_only_kept_tokens(client, top_k, top_p):
         text="The capital of France is",
         top_k=top_k,
         top_p=top_p,
-    )
+    )["next"]
     cands = d["candidates"]
     assert d["filtered"] and len(cands) == d["kept"] <= (top_k or 12)
     assert all(c["p"] > 0 for c in cands)
@@ -159,8 +161,8 @@ def test_temperature_zero_and_tiny_are_greedy(client, temperature):
     )
     r = client.post("/api/next", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 200, r.json()
-    (top,) = r.json()["candidates"]
-    assert top["text"] == " Paris" and top["p"] == 1.0 and r.json()["kept"] == 1
+    (top,) = r.json()["next"]["candidates"]
+    assert top["text"] == " Paris" and top["p"] == 1.0 and r.json()["next"]["kept"] == 1
 
 
 @pytest.mark.parametrize("temperature", ["NaN", "Infinity", "-Infinity", "1e308", "-1", "100.5"])
@@ -178,8 +180,9 @@ def test_shift_and_projection(client, models):
     sentences = ["She sat on the bank of the river.", "He robbed the bank at noon."]
     d = post(client, "/api/shift", model="minilm", word="bank", sentences=sentences, k=3)
     want = occurrences(models["minilm"], "bank", sentences).cosines()[:, 0, 1]
-    assert torch.allclose(torch.tensor(d["cosine"][0]), want, atol=1e-4)
-    assert len(d["nearest"]) == 2 and all(len(row) == 3 for row in d["nearest"][0])
+    assert torch.allclose(torch.tensor(d["cosine"])[:, 0, 1], want, atol=1e-4)
+    assert len(d["layers"]) == 7 and len(d["layers"][0]["nearest"]) == 2
+    assert all(len(row) == 3 for row in d["layers"][0]["nearest"])
     p = post(client, "/api/project", model="minilm", text="The cat sat on the mat", layer=3)
     assert p["labels"] == ["The", "cat", "sat", "on", "the", "mat"] and len(p["points"]) == 6
 
@@ -252,9 +255,9 @@ def test_coref(client, models):
         client, "/api/coref", model="minilm", text=IT, pronoun="it", candidates=["animal", "street"]
     )
     want = probe(models["minilm"], CorefCase(IT, "it", ("animal", "street")))
-    assert d["candidates"] == ["animal", "street"]
-    assert torch.allclose(torch.tensor(d["attention"]), want.attention.mean(1), atol=1e-4)
-    assert torch.allclose(torch.tensor(d["similarity"]), want.similarity, atol=1e-4)
+    assert d["given"] == ["animal", "street"]
+    assert torch.allclose(torch.tensor(d["scores"]["attention"]), want.attention, atol=1e-4)
+    assert torch.allclose(torch.tensor(d["scores"]["similarity"]), want.similarity, atol=1e-4)
 
 
 def test_coref_proposes_its_pronoun_and_candidates(client, models):
@@ -262,12 +265,13 @@ def test_coref_proposes_its_pronoun_and_candidates(client, models):
 
     trophy = "The trophy didn't fit in the suitcase because it was too big."
     d = post(client, "/api/coref", model="minilm", text=trophy)
-    assert (d["pronoun"], d["candidates"], d["proposed"]) == ("it", ["trophy", "suitcase"], True)
+    pronoun = d["scores"]["pronoun"]["text"]
+    assert (pronoun, d["given"], d["proposed"]) == ("it", ["trophy", "suitcase"], True)
     want = probe(models["minilm"], CorefCase(trophy, "it", ("trophy", "suitcase")))
-    assert torch.allclose(torch.tensor(d["attention"]), want.attention.mean(1), atol=1e-4)
+    assert torch.allclose(torch.tensor(d["scores"]["attention"]), want.attention, atol=1e-4)
     told = post(client, "/api/coref", model="minilm", text="Mary told her sister that she won.")
-    assert told["pronoun"] == "she" and "sister" in told["candidates"]
-    assert "her" not in told["candidates"]
+    assert told["scores"]["pronoun"]["text"] == "she" and "sister" in told["given"]
+    assert "her" not in told["given"]
     r = client.post("/api/coref", json={"model": "minilm", "text": "Rain fell on the hills."})
     assert r.status_code == 422 and "no pronoun" in r.json()["error"]
     assert "with pronoun" in r.json()["error"]
@@ -279,9 +283,10 @@ def test_coref_occurrence_of_a_repeated_pronoun(client):
     assert r.status_code == 422 and "occurrence=1..2" in r.json()["error"]
     first = post(client, "/api/coref", model="minilm", text=text, pronoun="it", occurrence=1)
     second = post(client, "/api/coref", model="minilm", text=text, pronoun="it", occurrence=2)
-    assert first["pronoun_at"] == [24, 26] and second["pronoun_at"] == [37, 39]
-    assert first["candidates"] == ["dog", "cat"] and "mat" not in second["candidates"]
-    assert first["attention"] != second["attention"]
+    at = [(x["scores"]["pronoun"]["start"], x["scores"]["pronoun"]["end"]) for x in (first, second)]
+    assert at == [(24, 26), (37, 39)]
+    assert first["given"] == ["dog", "cat"] and "mat" not in second["given"]
+    assert first["scores"]["attention"] != second["scores"]["attention"]
     r = client.post(
         "/api/coref", json={"model": "minilm", "text": text, "pronoun": "it", "occurrence": 3}
     )
@@ -295,11 +300,11 @@ def test_shift_occurrence_and_decoder_neighbours(client, models):
     d = post(client, "/api/shift", model="minilm", word="bank", sentences=sentences, occurrence=2)
     assert [f["start"] for f in d["found"]] == [18, 20] and d["nearest_note"] is None
     want = occurrences(models["minilm"], "bank", sentences, 2).cosines()[:, 0, 1]
-    assert torch.allclose(torch.tensor(d["cosine"][0]), want, atol=1e-4)
+    assert torch.allclose(torch.tensor(d["cosine"])[:, 0, 1], want, atol=1e-4)
     two = ["She sat on the bank of the river.", "He robbed the bank at noon."]
     dec = post(client, "/api/shift", model="smollm2", word="bank", sentences=two)
-    assert dec["nearest"] is None and "predict the next token" in dec["nearest_note"]
-    assert len(dec["cosine"][0]) == 31
+    assert "predict the next token" in dec["nearest_note"]
+    assert len(dec["cosine"]) == len(dec["layers"]) == 31
 
 
 BAD = [

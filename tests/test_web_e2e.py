@@ -160,7 +160,7 @@ def chip_labels(browser) -> list[str]:
 def test_type_a_sentence_see_tokens(browser, url, shots):
     open_view(browser, url, "tokens", text="A bank by the river.")
     chips = browser.find_elements(By.CSS_SELECTOR, "#token-chips .chip")
-    want = api(url, "/api/tokens", model="minilm", text="A bank by the river.")
+    want = api(url, "/api/tokens", model="minilm", text="A bank by the river.")["tokens"]
     assert [c.get_attribute("title").split(": ", 1)[1] for c in chips] == want["tokens"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#vectors canvas.strip")) == 3 * len(chips)
     shoot(browser, shots, "tokens")
@@ -172,7 +172,7 @@ UNICODE = "I 😀 saw 東京 and the cafe\u0301 👍🏽 — it was fun, 𝒻�
 @pytest.mark.parametrize("model", ["minilm", "smollm2"])
 def test_labels_after_emoji_cjk_and_combining_marks(browser, url, model):
     open_address(browser, url, "tokens", model, UNICODE)
-    want = expected_labels(api(url, "/api/tokens", model=model, text=UNICODE), UNICODE)
+    want = expected_labels(api(url, "/api/tokens", model=model, text=UNICODE)["tokens"], UNICODE)
     assert chip_labels(browser) == want
     assert "it" in want and "fun" in [w.strip() for w in want]
     browser.find_element(By.CSS_SELECTOR, '#tabs button[data-view="attention"]').click()

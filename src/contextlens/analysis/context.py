@@ -6,6 +6,7 @@ different positions already differs there). Each layer's attention mixes in the 
 so "bank" beside "river" and "bank" beside "loan" drift apart.
 """
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -15,7 +16,8 @@ import torch
 from ..errors import ContextlensError
 from ..metrics import normalize
 from ..trace import Trace
-from .words import Word, locate, word_vectors
+from .embedding import rounded
+from .words import Word, locate, word_vectors, words
 
 
 def position_in_input(model) -> bool:
@@ -197,3 +199,173 @@ def right_context(
     a = word_vectors(full.hidden_states.float(), w)
     b = word_vectors(cut.hidden_states.float(), w_cut)
     return RightContext(w, prefix, torch.nn.functional.cosine_similarity(a, b, dim=-1), full)
+
+
+# ── reports ─────────────────────────────────────────────────────────────────────────────────
+DECODER_NEIGHBOURS = (
+    "in a decoder, the hidden state at a word is shaped to predict the next token, so the "
+    "input-embedding rows nearest to it (shared with the output head when tied) are likely next "
+    "tokens and sub-word pieces, not words that mean the same"
+)
+
+
+@dataclass
+class Neighbour:
+    word: str
+    cosine: float
+
+
+@dataclass
+class ShiftLayer:
+    """One layer of a shift report: the average and the lowest cosine between two occurrences,
+    the sense group (1..k) of each occurrence, and each occurrence's nearest input-embedding
+    words `[n][k]`."""
+
+    layer: int
+    mean_cosine: float
+    min_cosine: float
+    groups: list[int]
+    nearest: list[list[Neighbour]]
+
+
+@dataclass
+class Shift:
+    """How `word`'s vector changes with its sentence, layer by layer.
+
+    cosine: `[L+1, n, n]` — between every two occurrences, per layer ([0] input embeddings).
+    right_context: per sentence, the cosine at the last layer between the word in the whole
+        sentence and in the sentence cut right after it (None when nothing follows it).
+    nearest_note: why the nearest words say little for this model (decoders), else None.
+    """
+
+    model: str
+    word: str
+    sentences: list[str]
+    found: list[Word]
+    position_in_input: bool
+    layers: list[ShiftLayer]
+    cosine: torch.Tensor
+    right_context: list[float | None]
+    nearest_note: str | None
+
+
+def shift(
+    model,
+    word: str,
+    sentences: Sequence[str],
+    occurrence: int | None = None,
+    neighbours: int = 4,
+    groups: int = 2,
+    truncate: bool = False,
+) -> tuple[Occurrences, Shift]:
+    """The occurrences of `word` in `sentences` and the report on them: `neighbours` nearest
+    words per occurrence and layer, `groups` sense groups (at most one per sentence)."""
+    for name, value in (("neighbours", neighbours), ("groups", groups)):
+        if value < 1:
+            raise ContextlensError(f"{name} must be ≥ 1 (got {value})")
+    occ = occurrences(model, word, sentences, occurrence, truncate=truncate)
+    n, n_layers, d = occ.vectors.shape
+    cos = occ.cosines()
+    mean = occ.mean_cosine()
+    near = nearest_words(model, occ.vectors.transpose(0, 1).reshape(-1, d), neighbours, word)
+    layers = [
+        ShiftLayer(
+            i,
+            float(mean[i]),
+            float(cos[i].min()),
+            clusters(occ.vectors[:, i], min(groups, n)),
+            [[Neighbour(*x) for x in row] for row in near[i * n : (i + 1) * n]],
+        )
+        for i in range(n_layers)
+    ]
+    moved = [
+        float(right_context(model, s, (w.start, w.end), truncate=truncate).cosine[-1])
+        if s[w.end :].strip()
+        else None
+        for s, w in zip(occ.sentences, occ.found, strict=True)
+    ]
+    note = DECODER_NEIGHBOURS if model.kind == "decoder" else None
+    report = Shift(
+        model.name,
+        word,
+        occ.sentences,
+        occ.found,
+        position_in_input(model),
+        layers,
+        cos,
+        moved,
+        note,
+    )
+    return occ, report
+
+
+PROJECTIONS = ("pca", "umap", "tsne")
+MIN_POINTS = {"pca": 1, "tsne": 2, "umap": 3}
+
+
+def _umap(x):
+    try:
+        import umap
+    except ImportError:
+        raise ContextlensError(
+            "umap-learn is not installed; pip install 'contextlens[maps]', or use method pca"
+        ) from None
+    n = x.shape[0]
+    return umap.UMAP(
+        n_components=2, n_neighbors=max(2, min(15, n - 1)), init="random", random_state=0
+    ).fit_transform(x)
+
+
+def _tsne(x):
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise ContextlensError(
+            "scikit-learn is not installed; pip install 'contextlens[maps]', or use method pca"
+        ) from None
+    perplexity = max(1.0, min(30.0, (x.shape[0] - 1) / 3))  # below the number of points
+    return TSNE(
+        2, perplexity=perplexity, init="pca", method="exact", max_iter=500, random_state=0
+    ).fit_transform(x)
+
+
+def to_2d(vectors: torch.Tensor, method: str) -> list:
+    """`[n, d]` → `[n, 2]` points by PCA, UMAP or t-SNE, rounded to 4 decimals. t-SNE runs
+    exact (the Barnes-Hut approximation is slower than exact on a few hundred points)."""
+    if method not in PROJECTIONS:
+        raise ContextlensError(
+            f"projection {method!r} is not available; use one of {', '.join(PROJECTIONS)}"
+        )
+    n = vectors.shape[0]
+    if n < MIN_POINTS[method]:
+        raise ContextlensError(
+            f"{method} needs at least {MIN_POINTS[method]} points (got {n}); use more words "
+            "or method pca"
+        )
+    if method == "pca":
+        return rounded(project_2d(vectors), 4)
+    x = vectors.double().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        points = _umap(x) if method == "umap" else _tsne(x)
+    return rounded(torch.as_tensor(points), 4)
+
+
+@dataclass
+class Projection:
+    """Labelled points `[n, 2]` in a 2-D projection (`method`: pca, umap or tsne)."""
+
+    labels: list[str]
+    points: list
+    method: str
+
+
+def sentence_map(trace: Trace, layer: int, method: str = "pca") -> Projection:
+    """A sentence's contextual word vectors at `layer` (0 = input embeddings), in 2-D."""
+    n = trace.hidden_states.shape[0] - 1
+    if not 0 <= layer <= n:
+        raise ContextlensError(f"layer {layer} is out of range; {trace.model} has 0..{n}")
+    units = [w for w in words(trace) if not w.special]
+    h = trace.hidden_states.float()[layer]  # [s, d]
+    vecs = torch.stack([h[list(w.tokens)].mean(0) for w in units])
+    return Projection([w.text for w in units], to_2d(vecs, method), method)

@@ -166,38 +166,51 @@ def propose_candidates(units: list[Word], pronoun: Word) -> list[str]:
 
 
 @dataclass
+class Vote:
+    """One way of choosing the antecedent: its scores `[c]` for the candidates, and the winner."""
+
+    method: str
+    scores: torch.Tensor
+    winner: str
+
+
+def votes(scores: Scores, given: list[str], head: tuple[int, int] | None = None) -> list[Vote]:
+    """Each way of choosing, named, with its scores: every layer's heads averaged, all layers
+    and heads, rollout, the strongest head in this text, similarity at the last layer, and
+    `head` (layer, head) when given."""
+    s = scores
+    check_layer_head(s.attention, *(head or (None, None)))
+    hl, hh = divmod(int(s.attention.amax(-1).flatten().argmax()), s.attention.shape[1])
+    rows = [
+        (f"attention, layer {n} (heads averaged)", s.attention[n].mean(0))
+        for n in range(s.attention.shape[0])
+    ]
+    rows += [
+        ("attention, all layers and heads", s.attention.mean((0, 1))),
+        ("attention rollout, last layer", s.rollout[-1]),
+        (f"strongest head in this sentence: layer {hl} head {hh}", s.attention[hl, hh]),
+        ("similarity, last layer", s.similarity[-1]),
+    ]
+    if head:
+        rows.append((f"attention, layer {head[0]} head {head[1]}", s.attention[head]))
+    return [Vote(name, v, given[int(v.argmax())]) for name, v in rows]
+
+
+@dataclass
 class CorefReport:
     """Which candidate the pronoun of one text points to.
 
     given: the candidates as the user wrote them, or as proposed from the text (`proposed`).
     scores: the pronoun's attention, rollout and similarity to each candidate (see `Scores`).
+    methods: each way of choosing and its winner (see `votes`).
     """
 
+    model: str
     text: str
     given: list[str]
     proposed: bool
     scores: Scores
-
-    def methods(self, head: tuple[int, int] | None = None) -> list[tuple[str, torch.Tensor]]:
-        """Each way of choosing, named, with its scores `[c]`: every layer's heads averaged, all
-        layers and heads, rollout, the strongest head in this text, similarity at the last
-        layer, and `head` (layer, head) when given."""
-        s = self.scores
-        check_layer_head(s.attention, *(head or (None, None)))
-        hl, hh = divmod(int(s.attention.amax(-1).flatten().argmax()), s.attention.shape[1])
-        rows = [
-            (f"attention, layer {n} (heads averaged)", s.attention[n].mean(0))
-            for n in range(s.attention.shape[0])
-        ]
-        rows += [
-            ("attention, all layers and heads", s.attention.mean((0, 1))),
-            ("attention rollout, last layer", s.rollout[-1]),
-            (f"strongest head in this sentence: layer {hl} head {hh}", s.attention[hl, hh]),
-            ("similarity, last layer", s.similarity[-1]),
-        ]
-        if head:
-            rows.append((f"attention, layer {head[0]} head {head[1]}", s.attention[head]))
-        return rows
+    methods: list[Vote]
 
 
 def coref_report(
@@ -205,9 +218,11 @@ def coref_report(
     pronoun: str | None,
     candidates: list[str] | None,
     occurrence: int | None = None,
+    head: tuple[int, int] | None = None,
 ) -> CorefReport:
     """Score the candidates for the pronoun of a traced text (hidden states and attentions).
-    Without a pronoun, the text's first subject pronoun; without candidates, proposed ones."""
+    Without a pronoun, the text's first subject pronoun; without candidates, proposed ones;
+    `head` (layer, head) adds that head's vote."""
     units = words(trace)
     p = find_pronoun(units, trace, pronoun, occurrence)
     proposed = candidates is None
@@ -215,7 +230,10 @@ def coref_report(
     if len(names) < 2:
         raise ContextlensError("give at least two candidates to choose between")
     case = CorefCase(trace.text, p.text, tuple(names), pronoun_span=(p.start, p.end))
-    return CorefReport(trace.text, list(names), proposed, score(trace, case))
+    s = score(trace, case)
+    return CorefReport(
+        trace.model, trace.text, list(names), proposed, s, votes(s, list(names), head)
+    )
 
 
 def probe(model, case: CorefCase) -> Scores:
@@ -391,6 +409,37 @@ def evaluate(f: Features, dev: torch.Tensor) -> dict:
         },
         "test_by_head": mean(per_head, test).tolist(),
     }
+
+
+@dataclass
+class CorefEvaluation:
+    """`evaluate` on the cases of one file: how many were read and skipped (by reason), the
+    dev/test split and every method's accuracy (see `evaluate`)."""
+
+    model: str
+    file: str
+    read: int
+    skipped: dict[str, int]
+    cases: int
+    dev: int
+    test: int
+    methods: list[dict]
+    test_by_layer: dict[str, list[float]]
+    test_by_head: list[list[float]]
+
+
+def evaluate_file(
+    model,
+    file: str,
+    cases: Sequence[CorefCase],
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> CorefEvaluation:
+    """Trace, score and evaluate the cases read from `file` (see `features`, `evaluate`)."""
+    kept, feats, skipped = features(model, cases, batch_size, progress)
+    return CorefEvaluation(
+        model.name, str(file), len(cases), dict(skipped), **evaluate(feats, split(kept))
+    )
 
 
 def limit_cases(cases: list[CorefCase], limit: int | None) -> list[CorefCase]:

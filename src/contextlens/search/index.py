@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ContextlensError
 from ..io.documents import shown, utf8_problem
+from ..lm import LanguageModel
 from .build import Builder, BuildReport, Made
 from .chunking import check_chunking
 from .store import Store
@@ -103,7 +104,7 @@ class Index:
         `chunk_tokens`, default 200 or the model's limit, sharing `overlap` tokens, default 32;
         None keeps an existing index's). A folder that exists may hold other files: the index
         only adds its own (see `discard`)."""
-        if getattr(model, "kind", None) != "encoder":
+        if not isinstance(model, LanguageModel) or model.kind != "encoder":
             raise ContextlensError(f"{model.name} is not a sentence encoder; index with -m minilm")
         path = index_path(name_or_path)
         if path.exists() and not path.is_dir():
@@ -150,7 +151,7 @@ class Index:
         return True
 
     def check_model(self, model) -> None:
-        dim = getattr(getattr(model, "config", None), "d_model", None)
+        dim = model.config.d_model if isinstance(model, LanguageModel) else None
         if model.name != self.meta["model"] or dim != self.meta["dim"]:
             raise ContextlensError(
                 f"index {self.path} was made with {self.meta['model']} "

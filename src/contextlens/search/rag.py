@@ -4,6 +4,7 @@ decoder answers from them, citing sources as [1], [2], …"""
 from dataclasses import dataclass
 
 from ..errors import ContextlensError
+from ..lm import LanguageModel
 from .index import Hit
 
 SYSTEM = (
@@ -32,7 +33,7 @@ def answer(question: str, hits: list[Hit], decoder=None, max_new_tokens: int = 2
     messages = messages_for(question, hits)
     if decoder is None:
         return Answer(question, hits, messages, None, None)
-    if getattr(decoder, "kind", None) != "decoder":
+    if not isinstance(decoder, LanguageModel) or decoder.kind != "decoder":
         raise ContextlensError(
             f"{decoder.name} cannot write answers; give a decoder such as -m smollm2"
         )

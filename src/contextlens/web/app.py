@@ -9,13 +9,18 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from ..analysis import kvcache
+from ..analysis import attention as att
+from ..analysis import context as ctx
+from ..analysis import decoding, kvcache
+from ..analysis import embedding as emb
+from ..analysis.coref import coref_report
 from ..errors import ContextlensError
 from ..report import to_dict
-from . import apidoc, compute, errors, search, wordspace
+from . import apidoc, errors, search, wordspace
 from .errors import TooLarge
 from .guard import Guard
 from .inputs import (
+    TEMPERATURE,
     AnalogyIn,
     AttentionIn,
     CorefIn,
@@ -110,7 +115,7 @@ def create_app(
         return {
             "models": [{"name": n, "kind": reg.kind(n)} for n in reg.names],
             "index": served.summary() if served else None,
-            "projections": compute.projections(),
+            "projections": list(ctx.PROJECTIONS),
             "limits": asdict(limits),
         }
 
@@ -118,62 +123,59 @@ def create_app(
     def model_info(name: str) -> dict:
         if reg.kind(name) == "static":
             return wordspace.info(name, reg.get(name))
-        return compute.model_info(name, reg.language_model(name))
+        return to_dict(emb.model_info(name, reg.language_model(name)))
 
     @app.post("/api/tokens", summary="Tokens → vectors: ids, embedding rows, positions, input")
     def tokens(req: TextIn) -> dict:
         model, trace = traced(req.model, req.text)
-        return compute.token_info(trace) | compute.vectors(model, trace)
+        return to_dict(emb.token_vectors(model, trace))
 
     @app.post("/api/attention", summary="Head view of one layer/head, layer × head grid")
     def attention(req: AttentionIn) -> dict:
-        model, trace = traced(req.model, req.text)
+        _, trace = traced(req.model, req.text)
         k = len(trace) if len(trace) <= limits.dense else limits.edges
-        return (
-            compute.model_info(req.model, model)
-            | compute.token_info(trace)
-            | compute.attention(trace, req.layer, req.head, k)
-        )
+        return to_dict(att.head_view(trace, req.layer, req.head, k))
 
     @app.post(
         "/api/steps", summary="Q·Kᵀ/√d → softmax → weights·V for one query token (head or all)"
     )
     def steps(req: StepsIn) -> dict:
         model, trace = traced(req.model, req.text, qkv=True)
-        return compute.token_info(trace) | compute.steps(
-            trace, req.layer, req.head, req.query, model.config.causal
-        )
+        return to_dict(att.steps(trace, req.layer, req.head, req.query, model.config.causal))
 
     @app.post("/api/next", summary="Next-token probabilities with temperature / top-k / top-p")
     def next_token(req: NextIn) -> dict:
         model, trace = traced(req.model, req.text)
-        return compute.token_info(trace) | compute.next_token(
-            model, trace, req.k, req.temperature, req.top_k, req.top_p
-        )
+        check_decoder(model)
+        check_temperature(req.temperature)
+        r = decoding.next_tokens(model, req.text, req.k, req.temperature, req.top_k, req.top_p)
+        return to_dict(decoding.next_view(trace, r))
 
     @app.post("/api/shift", summary="A word's vector across sentences, layer by layer")
     def shift(req: ShiftIn) -> dict:
         model = reg.language_model(req.model)
         sentences = check_texts(req.sentences)
-        return compute.shift(model, req.word, sentences, req.k, req.occurrence)
+        _, r = ctx.shift(model, req.word, sentences, req.occurrence, req.k)
+        return to_dict(r)
 
     @app.post("/api/coref", summary="Which candidate a pronoun attends to, layer by layer")
     def coref(req: CorefIn) -> dict:
         _, trace = traced(req.model, req.text)
-        return compute.coref(trace, req.pronoun, req.candidates, req.occurrence)
+        return to_dict(coref_report(trace, req.pronoun, req.candidates, req.occurrence))
 
     @app.post("/api/project", summary="A sentence's word vectors at one layer, in 2-D")
     def project(req: ProjectIn) -> dict:
-        model, trace = traced(req.model, req.text)
-        return compute.projection(model, trace, req.layer, req.method)
+        _, trace = traced(req.model, req.text)
+        return to_dict(ctx.sentence_map(trace, req.layer, req.method))
 
     @app.post("/api/embed", summary="Sentence embeddings with the model's pooling")
     def embed(req: TextsIn) -> dict:
-        return compute.embeddings(reg.language_model(req.model), check_texts(req.texts))
+        return to_dict(emb.embeddings(reg.language_model(req.model), check_texts(req.texts)))
 
     @app.post("/api/similarity", summary="Cosine similarity of sentence embeddings")
     def similarity(req: TextsIn) -> dict:
-        return compute.similarity(reg.language_model(req.model), check_texts(req.texts))
+        model = reg.language_model(req.model)
+        return to_dict(emb.text_similarity(model, check_texts(req.texts)))
 
     @app.post("/api/neighbours", summary="Nearest words in a static word-vector table")
     def neighbours(req: NeighboursIn) -> dict:
@@ -220,6 +222,24 @@ def create_app(
         return to_dict({"reports": reports, "demo": demo})
 
     return app
+
+
+def check_decoder(model) -> None:
+    if model.kind != "decoder" or model.model.lm_head is None:
+        kind = "an encoder" if model.kind == "encoder" else "a decoder without an LM head"
+        raise ContextlensError(
+            f"{model.name} is {kind}; next-token prediction needs a decoder with an LM head: "
+            "set model to one (GET /api/models lists them)"
+        )
+
+
+def check_temperature(temperature: float) -> None:
+    lo, hi = TEMPERATURE
+    if not lo <= temperature <= hi:
+        raise ContextlensError(
+            f"temperature must be between {lo:g} and {hi:g} (got {temperature}); 0 is greedy "
+            "(the most likely token only), 1 the model's own distribution"
+        )
 
 
 def static_file(path: str) -> Path:

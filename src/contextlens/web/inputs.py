@@ -4,9 +4,9 @@ lone surrogate ("\\ud800"), which no tokenizer or UTF-8 answer can carry, so it 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..analysis.context import PROJECTIONS
 from ..search import DEFAULT_MODE
 
-PROJECTIONS = ("pca", "umap", "tsne")
 TEMPERATURE = (0.0, 100.0)  # the valid range; 0 means greedy
 
 

@@ -5,10 +5,9 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from ..analysis.attention import check_layer_head, require_attentions
+from ..analysis.attention import check_layer_head, edges, require_attentions
 from ..trace import Trace
 from .app import STATIC
-from .compute import edges
 
 STYLE = """
 .hv text{font:13px ui-monospace,Menlo,Consolas,monospace;fill:#1d2330;cursor:pointer}

@@ -3,9 +3,10 @@ word-vector table (`contextlens.load("glove-50")`, a `WordVectors`)."""
 
 import torch
 
+from ..analysis.context import Projection, to_2d
 from ..errors import ContextlensError
+from ..report import to_dict
 from ..static import WordVectors
-from .compute import to_2d
 
 
 def table(registry, name: str) -> WordVectors:
@@ -50,4 +51,4 @@ def project(wv, words: list[str], method: str = "pca") -> dict:
     points `[n, 2]`."""
     words = [spelled(wv, w) for w in words]
     vecs = torch.as_tensor(wv[words]).float()  # [n, d]
-    return {"labels": words, "points": to_2d(vecs, method), "method": method}
+    return to_dict(Projection(words, to_2d(vecs, method), method))

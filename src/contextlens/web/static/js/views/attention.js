@@ -26,8 +26,8 @@ export async function render(root, state) {
     Object.assign(pick, { layer: Math.floor(state.info.n_layers / 2), head: null, query: null, text: state.text, model: state.model });
   }
   const d = await post("/api/attention", { model: state.model, text: state.text, layer: pick.layer, head: pick.head });
-  const labels = tokenLabels(d, state.text);
-  if (pick.query === null) pick.query = defaultQuery(labels, d.special);
+  const labels = tokenLabels(d.tokens, state.text);
+  if (pick.query === null) pick.query = defaultQuery(labels, d.tokens.special);
   const redraw = () => { state.drawn.delete("attention"); state.refresh(); };
 
   const layerSel = el("select", { id: "layer", onchange: (e) => { pick.layer = +e.target.value; redraw(); } },
@@ -50,13 +50,13 @@ export async function render(root, state) {
     grid.append(el("span", { class: "lab", text: `L${l + 1}` }));
     heads.forEach((m, h) => grid.append(heatmap(m, {
       class: l === pick.layer && (pick.head === null || h === pick.head) ? "sel" : "",
-      title: `layer ${l + 1}, head ${h + 1}: entropy ${fmt(d.entropy[l][h], 2)} nats, mean distance ${fmt(d.distance[l][h], 1)} tokens, on first/special tokens ${Math.round(100 * d.sink[l][h])}%`,
+      title: `layer ${l + 1}, head ${h + 1}: entropy ${fmt(d.stats.entropy[l][h], 2)} nats, mean distance ${fmt(d.stats.distance[l][h], 1)} tokens, on first/special tokens ${Math.round(100 * d.stats.sink[l][h])}%`,
       "data-layer": l, "data-head": h,
       onclick: () => { pick.layer = l; pick.head = h; redraw(); },
     })));
   });
 
-  const long = d.tokens.length > 64 ? ` Long text: the ${d.top_k} strongest lines per word are drawn; scroll the box to see every word.` : "";
+  const long = d.tokens.tokens.length > 64 ? ` Long text: the ${d.top_k} strongest lines per word are drawn; scroll the box to see every word.` : "";
   root.replaceChildren(
     el("div", { class: "card" },
       el("h2", { id: "attention-title", text: `Who attends to whom — layer ${pick.layer + 1}, ${selection(d.n_heads)}` }),

@@ -52,6 +52,8 @@ function lineChart(series, names, xLabels, yLabel, id) {
 
 const layerNames = (n, withEmbeddings) => Array.from({ length: n }, (_, i) => (withEmbeddings ? (i === 0 ? "emb" : `${i}`) : `${i + 1}`));
 const columns = (matrix) => matrix[0].map((_, c) => matrix.map((row) => row[c]));
+// [heads][candidates] → [candidates]: the heads' average
+const headMean = (heads) => heads[0].map((_, c) => heads.reduce((sum, h) => sum + h[c], 0) / heads.length);
 
 function failing(out, fn) {
   return (e) => {
@@ -71,10 +73,10 @@ function shiftCard(state) {
     const d = await post("/api/shift", { model: state.model, word: form.word, sentences: list, occurrence: number(form.shiftOccurrence), k: 3 });
     result.replaceChildren(
       el("div", { class: "row" },
-        lineChart(d.cosine, list.slice(1).map((_, i) => `sentence ${i + 2}`), layerNames(d.cosine[0].length, true), "cosine with sentence 1", "shift-chart"),
+        lineChart(list.slice(1).map((_, i) => d.cosine.map((layer) => layer[0][i + 1])), list.slice(1).map((_, i) => `sentence ${i + 2}`), layerNames(d.cosine.length, true), "cosine with sentence 1", "shift-chart"),
         el("div", {}, el("h3", { text: "Sentences" }), el("ol", { class: "note" }, ...list.map((s) => el("li", { text: s }))))),
       el("h3", { text: `Nearest vocabulary words to “${d.word}” at each layer` }),
-      d.nearest ? nearestTable(d.nearest, list) : el("p", { class: "note", id: "shift-nearest-note", text: `${state.model}: ${d.nearest_note}.` }));
+      d.nearest_note ? el("p", { class: "note", id: "shift-nearest-note", text: `Not shown for ${state.model}: ${d.nearest_note}.` }) : nearestTable(d.layers, list));
   });
   const card = el("div", { class: "card" },
     el("h2", { text: "The same word in different sentences" }),
@@ -85,9 +87,10 @@ function shiftCard(state) {
   return [card, run];
 }
 
-function nearestTable(nearest, list) {
-  const rows = nearest[0].map((_, l) => el("tr", {}, el("td", { class: "num", text: l === 0 ? "emb" : l }),
-    ...nearest.map((per) => el("td", { text: per[l].join(", ") }))));
+// layers: [{layer, nearest: [sentence][k] of {word, cosine}}]
+function nearestTable(layers, list) {
+  const rows = layers.map((layer, l) => el("tr", {}, el("td", { class: "num", text: l === 0 ? "emb" : l }),
+    ...layer.nearest.map((near) => el("td", { text: near.map((x) => x.word).join(", ") }))));
   return el("table", { id: "shift-nearest" },
     el("thead", {}, el("tr", {}, el("th", { text: "layer" }), ...list.map((_, i) => el("th", { text: `sentence ${i + 1}` })))),
     el("tbody", {}, ...rows));
@@ -106,13 +109,15 @@ function corefCard(state) {
       model: state.model, text: state.text, pronoun: form.pronoun || null,
       occurrence: number(form.occurrence), candidates: names.length ? names : null,
     });
-    pronoun.placeholder = d.pronoun;
-    candidates.placeholder = d.candidates.join(", ");
+    const who = d.scores.pronoun.text;
+    const attention = d.scores.attention.map(headMean);  // [layers][candidates]
+    pronoun.placeholder = who;
+    candidates.placeholder = d.given.join(", ");
     result.replaceChildren(
-      d.proposed ? el("p", { class: "note", id: "coref-proposed", text: `Candidates proposed from the text (the content words before “${d.pronoun}”, nouns after “the”/“a” first): ${d.candidates.join(", ")}. Type your own to change them.` }) : null,
+      d.proposed ? el("p", { class: "note", id: "coref-proposed", text: `Candidates proposed from the text (the content words before “${who}”, nouns after “the”/“a” first): ${d.given.join(", ")}. Type your own to change them.` }) : null,
       el("div", { class: "row" },
-        lineChart(columns(d.attention), d.candidates, layerNames(d.attention.length, false), `attention of “${d.pronoun}” (heads averaged)`, "coref-attention"),
-        lineChart(columns(d.similarity), d.candidates, layerNames(d.similarity.length, true), `cosine with “${d.pronoun}”`, "coref-similarity")));
+        lineChart(columns(attention), d.given, layerNames(attention.length, false), `attention of “${who}” (heads averaged)`, "coref-attention"),
+        lineChart(columns(d.scores.similarity), d.given, layerNames(d.scores.similarity.length, true), `cosine with “${who}”`, "coref-similarity")));
   });
   const card = el("div", { class: "card" },
     el("h2", { text: "Who is the pronoun? (in the text above)" }),

@@ -10,7 +10,7 @@ const history = { text: null, model: null, tokens: [] };  // tokens: [{token, lo
 
 function looked(d, labels) {
   // Where the last token attends (layers and heads averaged), the first token (a sink) left out.
-  return d.attention.map((w, i) => [labels[i], w, i]).filter(([, , i]) => i > 0 && !d.special[i])
+  return d.attention.map((w, i) => [labels[i], w, i]).filter(([, , i]) => i > 0 && !d.tokens.special[i])
     .sort((a, b) => b[1] - a[1]).slice(0, 3);
 }
 
@@ -32,7 +32,8 @@ export async function render(root, state) {
     top_k: opts.top_k === "" ? null : +opts.top_k, top_p: opts.top_p >= 1 ? null : opts.top_p,
   };
   const d = await post("/api/next", body);
-  const labels = tokenLabels(d, state.text);
+  const n = d.next;
+  const labels = tokenLabels(d.tokens, state.text);
   const rerender = () => { state.drawn.delete("next"); state.refresh(); };
 
   const tLabel = (t) => (t === 0 ? "0 (greedy)" : t.toFixed(2));
@@ -47,8 +48,8 @@ export async function render(root, state) {
     oninput: (e) => { pShown.textContent = (+e.target.value).toFixed(2); } });
   const pShown = el("output", { text: opts.top_p >= 1 ? "off" : opts.top_p.toFixed(2) });
 
-  const top = d.candidates[0]?.p || 1;
-  const cands = el("div", { class: "cands", id: "candidates" }, ...d.candidates.map((c) => el("div", {
+  const top = n.candidates[0]?.p || 1;
+  const cands = el("div", { class: "cands", id: "candidates" }, ...n.candidates.map((c) => el("div", {
     class: "cand", "data-id": c.id, title: "click to append",
     onclick: () => {
       generated.push({ token: c.text, looked: null });
@@ -71,7 +72,7 @@ export async function render(root, state) {
   root.replaceChildren(
     el("div", { class: "card" },
       el("h2", { text: "What comes next?" }),
-      el("p", { class: "note", id: "next-note", text: `The model's probabilities for the token after the text${d.filtered ? `: ${d.kept} of ${d.vocab.toLocaleString("en")} tokens kept by top-k / top-p, the rest set to 0 and the kept ones renormalised` : ""}. Temperature divides the scores before the softmax: low T sharpens, high T flattens, T = 0 keeps only the most likely token (greedy). Click a token to append it.` }),
+      el("p", { class: "note", id: "next-note", text: `The model's probabilities for the token after the text${n.filtered ? `: ${n.kept} of ${n.vocab.toLocaleString("en")} tokens kept by top-k / top-p, the rest set to 0 and the kept ones renormalised` : ""}. Temperature divides the scores before the softmax: low T sharpens, high T flattens, T = 0 keeps only the most likely token (greedy). Click a token to append it.` }),
       el("div", { class: "controls" },
         el("label", {}, "temperature ", temp, " ", tShown),
         el("label", {}, "top-k ", topk),
