@@ -1,6 +1,8 @@
 """Gradient attributions (saliency, input × gradient, integrated gradients) and direct logit
 attribution, on the real models and tiny GPT-2 / Llama ones."""
 
+import json
+
 import pytest
 from tiny import save_tiny
 
@@ -35,7 +37,7 @@ def test_integrated_gradients_are_complete_for_the_next_token(smollm2, tiny):
         float(smollm2.next_token_logits(PROMPT)[r_id(smollm2)]), abs=1e-4
     )
     assert_complete(r)
-    assert [t.token for t in r.tokens] == smollm2.tokenize(PROMPT).tokens
+    assert "".join(t.token for t in r.tokens) == PROMPT
     assert r.tokens[0].integrated_gradients == 0  # the first token (the sink) is in the baseline
     assert_complete(attribute_next_token(tiny, PROMPT, log_prob=True))
 
@@ -105,3 +107,14 @@ def test_bad_inputs_are_one_line_errors(smollm2, minilm):
         with pytest.raises(ContextlensError, match=message) as e:
             call()
         assert "\n" not in str(e.value)
+
+
+def test_cli_attribute(run_cli, minilm):
+    a, b = "A man is playing a guitar.", "Someone is playing an instrument."
+    code, out, _ = run_cli("attribute", a, "--with", b, "--steps", "8", "--json")
+    assert code == 0
+    assert json.loads(out)["cosine"] == pytest.approx(attribute_similarity(minilm, a, b, 8).cosine)
+    code, out, _ = run_cli("attribute", PROMPT, "--direct", "-k", "3")
+    assert code == 0 and "parts" in out and "MLP" in out
+    code, _, err = run_cli("attribute", PROMPT, "--plot", "x.png")
+    assert code == 2 and "add --direct" in err

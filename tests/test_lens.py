@@ -1,5 +1,7 @@
 """The logit lens: every layer's residual stream read through the final norm and LM head."""
 
+import json
+
 import pytest
 import torch
 from tiny import save_tiny
@@ -76,3 +78,14 @@ def test_bad_inputs_are_one_line_errors(smollm2, kwargs, message):
     with pytest.raises(ContextlensError, match=message) as e:
         logit_lens(smollm2, PROMPT, **kwargs)
     assert "\n" not in str(e.value)
+
+
+def test_cli_lens_json_is_the_report_and_bad_input_exits_2(run_cli, smollm2, tmp_path):
+    code, out, _ = run_cli("lens", PROMPT, "-k", "3", "--json")
+    assert code == 0
+    assert json.loads(out) == json.loads(json.dumps(to_dict(logit_lens(smollm2, PROMPT, k=3))))
+    code, out, _ = run_cli("lens", PROMPT, "--plot", tmp_path / "lens.png")
+    assert code == 0 and "leads from layer" in out and (tmp_path / "lens.png").stat().st_size
+    code, _, err = run_cli("lens", PROMPT, "--target", " Paris France")
+    assert code == 2 and err.startswith("error: target ' Paris France' is 2 tokens")
+    assert err.count("\n") == 1

@@ -1,6 +1,8 @@
 """Activation patching and ablation through the Recorder's edits, on minilm and tiny GPT-2 /
 Llama models."""
 
+import json
+
 import pytest
 import torch
 from tiny import save_tiny
@@ -110,3 +112,19 @@ def test_bad_inputs_are_one_line_errors(tiny, minilm):
         with pytest.raises(ContextlensError, match=message) as e:
             call()
         assert "\n" not in str(e.value)
+
+
+def test_cli_patch_and_ablate(run_cli, tmp_path):
+    code, out, _ = run_cli("patch", TIRED, WIDE, "-m", "minilm", "--site", "attn", "--json")
+    assert code == 0 and json.loads(out)["site"] == "attn"
+    code, out, _ = run_cli("patch", TIRED, WIDE, "-m", "minilm", "--plot", tmp_path / "p.png")
+    assert code == 0 and "'tired'" in out and (tmp_path / "p.png").stat().st_size
+    code, out, _ = run_cli("patch", TIRED, "-m", "minilm", "--ablate", "1.2", "--mode", "mean")
+    assert code == 0 and "cosine of the embedding" in out
+    for args, message in [
+        ((TIRED, "-m", "minilm", "--ablate", "1-2"), "write a head as LAYER.HEAD"),
+        ((TIRED, "-m", "minilm"), "give the corrupted text"),
+        ((TIRED, "The animal.", "-m", "minilm"), "same token length"),
+    ]:
+        code, _, err = run_cli("patch", *args)
+        assert code == 2 and message in err and err.count("\n") == 1

@@ -32,7 +32,7 @@ from ..errors import ContextlensError
 from ..lm import LanguageModel
 from ..nn.quant import QuantLinear
 from ..nn.record import Recorder
-from .lens import check_position, encode, require_lm_head, token_id
+from .lens import check_position, encode, pieces, require_lm_head, token_id
 
 DEFAULT_STEPS = 64
 BASELINE = (
@@ -145,7 +145,7 @@ def attribute(
         [
             TokenScore(t, o[0], o[1], sp, float(sal), float(ixg), float(g))
             for t, o, sp, sal, ixg, g in zip(
-                e.tokens,
+                pieces(lm, e.ids),
                 e.offsets,
                 e.special,
                 grads[0].norm(dim=-1),
@@ -327,7 +327,7 @@ def direct_logit_attribution(
     return DirectLogitAttribution(
         lm.name,
         text,
-        e.tokens,
+        pieces(lm, e.ids),
         pos,
         lm.tokenizer.decode([t]),
         float(model_logits[t]),

@@ -8,13 +8,16 @@ The helpers here (one token, a position, a layer) are shared by the other causal
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import ContextlensError
 from ..io.tokenizer import Encoded
 from ..lm import LanguageModel
 from ..nn.record import Recorder
+from . import plots
 
 
 # ── shared by the causal methods ───────────────────────────────────────────────────────────
@@ -67,6 +70,11 @@ def encode(lm: LanguageModel, text: str) -> tuple[Encoded, torch.Tensor]:
     """(tokens, ids [1, s]) of one text within the model's context."""
     e = lm.tokenize(text)
     return e, torch.tensor([e.ids])
+
+
+def pieces(lm: LanguageModel, ids: list[int]) -> list[str]:
+    """Each token as the text it stands for (' Paris', not the tokenizer's 'ĠParis')."""
+    return [lm.tokenizer.decode([i]) for i in ids]
 
 
 def unembed(lm: LanguageModel, resid: torch.Tensor) -> torch.Tensor:
@@ -168,7 +176,7 @@ def logit_lens(
     return LensReport(
         lm.name,
         text,
-        e.tokens,
+        pieces(lm, e.ids),
         pos,
         decode([t]),
         k,
@@ -178,3 +186,63 @@ def logit_lens(
         [[decode([int(j)]) for j in g.indices] for g in grid],
         [g.values.tolist() for g in grid],
     )
+
+
+# ── pictures ───────────────────────────────────────────────────────────────────────────────
+MAX_WRITTEN = 400  # cells; larger grids are drawn without the tokens written in them
+
+
+def label_axes(ax, cols: list[str], rows: list[str], axes: tuple[str, str]) -> None:
+    """Column and row labels (thinned when there are many) and the axes' names."""
+    plots._ticks(ax, cols, "x")
+    plots._ticks(ax, rows, "y")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+
+
+def lens_picture(r: LensReport, path: str | Path) -> Path:
+    """Layers (rows, the embedding at the bottom) × positions: each cell the most likely next
+    token read there, coloured by its probability."""
+    probs = torch.tensor(r.grid_probability)  # [L+1, s]
+    fig, ax = plots.plt.subplots(figsize=(min(3 + 1.1 * probs.shape[1], 20), 2 + 0.3 * len(probs)))
+    im = ax.imshow(probs.numpy(), cmap=plots.CMAP, vmin=0, vmax=1, aspect="auto", origin="lower")
+    if probs.numel() <= MAX_WRITTEN:
+        for (i, j), p in np.ndenumerate(probs.numpy()):
+            colour = "white" if p > 0.6 else "black"
+            ax.text(
+                j,
+                i,
+                repr(r.grid[i][j])[1:-1][:10],
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=colour,
+            )
+    label_axes(
+        ax, r.tokens, [str(i) for i in range(len(probs))], ("token", "layer (0 = embedding)")
+    )
+    ax.set_title(f"{r.model}: logit lens of {r.text[:60]!r}", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="probability of the top token")
+    return plots.save(fig, path)
+
+
+def signed_map(
+    values,
+    rows: list[str],
+    cols: list[str],
+    title: str,
+    path: str | Path,
+    axes: tuple[str, str],
+    label: str,
+) -> Path:
+    """A matrix of signed values `[rows, cols]` in a diverging colour map centred on 0."""
+    m = torch.as_tensor(values, dtype=torch.float32)
+    top = float(m.abs().max()) or 1.0
+    fig, ax = plots.plt.subplots(
+        figsize=(min(3 + 0.45 * m.shape[1], 20), min(2 + 0.3 * m.shape[0], 16))
+    )
+    im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", origin="lower")
+    label_axes(ax, cols, rows, axes)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.04, label=label)
+    return plots.save(fig, path)

@@ -26,7 +26,7 @@ from ..errors import ContextlensError
 from ..lm import LanguageModel
 from ..nn.record import Recorder
 from .attribution import mean_row
-from .lens import check_layer, encode, token_id
+from .lens import check_layer, encode, pieces, token_id
 
 SITES = {
     "resid": "the residual stream entering the layer",
@@ -214,8 +214,8 @@ def patch(
         lm.name,
         clean,
         corrupted,
-        ec.tokens,
-        ex.tokens,
+        pieces(lm, ec.ids),
+        pieces(lm, ex.ids),
         [i for i, (a, b) in enumerate(zip(ec.ids, ex.ids, strict=True)) if a != b],
         site,
         what,
