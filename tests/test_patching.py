@@ -5,11 +5,13 @@ import json
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from tiny import save_tiny
 
 import contextlens as cl
 from contextlens import ContextlensError
-from contextlens.analysis.lens import encode
+from contextlens.analysis.attribution import attribute_similarity
+from contextlens.analysis.lens import encode, logit_lens
 from contextlens.analysis.patching import (
     SITES,
     Patch,
@@ -21,6 +23,8 @@ from contextlens.analysis.patching import (
     run_patched,
 )
 from contextlens.report import to_dict
+from contextlens.web import create_app
+from contextlens.web.models import Registry
 
 CLEAN, CORRUPTED = "The capital of France is", "The capital of Italy is"
 TIRED = "The animal didn't cross the street because it was too tired."
@@ -128,3 +132,29 @@ def test_cli_patch_and_ablate(run_cli, tmp_path):
     ]:
         code, _, err = run_cli("patch", *args)
         assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_web_why_endpoints_give_the_reports(minilm, smollm2):
+    """/api/lens, /api/attribute and /api/patch answer to_dict of the same reports."""
+    loaded = {"minilm": minilm, "smollm2": smollm2}
+    app = create_app(["minilm", "smollm2"], registry=Registry(list(loaded), loader=loaded.get))
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+
+    def post(path: str, **body) -> dict:
+        r = client.post(path, json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    lens = post("/api/lens", model="smollm2", text=CLEAN, k=3)
+    assert lens == json.loads(json.dumps(to_dict(logit_lens(smollm2, CLEAN, k=3))))
+    sim = post("/api/attribute", model="minilm", text=TIRED, other=WIDE, steps=4)
+    assert sim["cosine"] == pytest.approx(attribute_similarity(minilm, TIRED, WIDE, 4).cosine)
+    assert post("/api/patch", model="minilm", clean=TIRED, corrupted=WIDE) == json.loads(
+        json.dumps(to_dict(patch(minilm, TIRED, WIDE)))
+    )
+    bad = client.post("/api/patch", json={"model": "minilm", "clean": TIRED, "corrupted": "A cat."})
+    assert bad.status_code == 422 and "same token length" in bad.json()["error"]
+    long = client.post("/api/lens", json={"model": "smollm2", "text": "word " * 80})
+    assert long.status_code == 413 and "Why view's limit of 64" in long.json()["error"]
+    page = client.get("/").text
+    assert 'data-view="why"' in page and 'id="view-why"' in page

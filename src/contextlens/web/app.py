@@ -8,11 +8,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from pydantic import Field
 
 from ..analysis import attention as att
+from ..analysis import attribution, decoding, kvcache, patching
 from ..analysis import context as ctx
-from ..analysis import decoding, kvcache
 from ..analysis import embedding as emb
+from ..analysis import lens as causal_lens
 from ..analysis.coref import coref_report
 from ..errors import ContextlensError
 from ..report import to_dict
@@ -24,6 +26,7 @@ from .inputs import (
     AnalogyIn,
     AttentionIn,
     CorefIn,
+    In,
     NeighboursIn,
     NextIn,
     ProjectIn,
@@ -195,6 +198,8 @@ def create_app(
     def search_index(req: SearchIn) -> dict:
         return search.search(served, reg, check_text(req.query), req.k, req.mode)
 
+    why_routes(app, reg, check_text)
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return HTMLResponse(apidoc.page(app.openapi()))
@@ -254,3 +259,68 @@ def static_file(path: str) -> Path:
     if not found:
         raise NotFound(f"no such file under /static/: {path[:200]!r}")
     return target
+
+
+# ── the "Why" view: logit lens, attributions, patching ─────────────────────────────────────
+WHY_TOKENS = 64  # the longest text the Why view takes: gradients and patching run many passes
+
+
+class LensIn(TextIn):
+    k: int = Field(8, ge=1, le=50, description="how many tokens per layer")
+    target: str | None = Field(None, description="one token to follow (default: the prediction)")
+
+
+class AttributeIn(TextIn):
+    other: str | None = Field(None, description="attribute the cosine with this text instead")
+    score: str = Field("cosine", description="what the cosine is: cosine or search score")
+    target: str | None = Field(None, description="one token (default: the prediction)")
+    steps: int = Field(attribution.DEFAULT_STEPS, ge=1, le=64, description="IG steps")
+
+
+class PatchIn(In):
+    model: str = Field(description="a model this server serves (GET /api/models)")
+    clean: str = Field(description="the clean text")
+    corrupted: str = Field(description="the corrupted text, of as many tokens")
+    site: str = Field("resid", description="resid | attn | mlp | heads")
+    target: str | None = Field(None, description="one token (default: the clean prediction)")
+    foil: str | None = Field(None, description="one token (default: the corrupted prediction)")
+
+
+def why_routes(app, reg: Registry, check_text) -> None:
+    """Logit lens, token attributions and patching maps, for texts of up to WHY_TOKENS."""
+
+    def short(name: str, *texts: str):
+        model = reg.language_model(name)
+        for text in texts:
+            n = len(model.tokenizer.encode([check_text(text)])[0].ids)
+            if n > WHY_TOKENS:
+                raise TooLarge(
+                    f"text is {n} tokens, over the Why view's limit of {WHY_TOKENS}; send a "
+                    "shorter text"
+                )
+        return model
+
+    @app.post("/api/lens", summary="The next token read from every layer (logit lens)")
+    def lens(req: LensIn) -> dict:
+        return to_dict(
+            causal_lens.logit_lens(short(req.model, req.text), req.text, req.k, req.target)
+        )
+
+    @app.post("/api/attribute", summary="Token attributions of the next token or a cosine")
+    def attribute(req: AttributeIn) -> dict:
+        if req.other is None:
+            m = short(req.model, req.text)
+            return to_dict(
+                attribution.attribute_next_token(m, req.text, req.target, False, req.steps)
+            )
+        if req.score not in ("cosine", "search score"):
+            raise ContextlensError(f"unknown score {req.score!r}; use cosine or search score")
+        m = short(req.model, req.text, req.other)
+        return to_dict(
+            attribution.attribute_similarity(m, req.text, req.other, req.steps, req.score)
+        )
+
+    @app.post("/api/patch", summary="Activation patching: clean into corrupted, per site")
+    def patch(req: PatchIn) -> dict:
+        m = short(req.model, req.clean, req.corrupted)
+        return to_dict(patching.patch(m, req.clean, req.corrupted, req.site, req.target, req.foil))

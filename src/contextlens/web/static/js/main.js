@@ -9,8 +9,9 @@ import * as next from "./views/next.js";
 import * as search from "./views/search.js";
 import * as tokens from "./views/tokens.js";
 import * as wordspace from "./views/wordspace.js";
+import * as why from "./views/why.js";
 
-const VIEWS = { tokens, attention, context, next, wordspace, search, kvcache };
+const VIEWS = { tokens, attention, context, next, why, wordspace, search, kvcache };
 const $ = (id) => document.getElementById(id);
 
 const state = {
