@@ -91,3 +91,22 @@ def test_bad_input_is_one_line(run_cli, args, message):
 def test_static_side_must_know_the_word(minilm, glove):
     with pytest.raises(ContextlensError, match="not in the vocabulary"):
         contrast("qzxv", [RIVER, LOAN], glove, minilm)
+
+
+def test_web_contrast_is_the_report():
+    from fastapi.testclient import TestClient
+
+    from contextlens.web import create_app
+    from contextlens.web.models import Registry
+
+    registry = Registry(["minilm", "glove-50"], loader=get_model)  # the models loaded above
+    app = create_app(["minilm", "glove-50"], registry=registry)
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    body = {"word": "bank", "sentences": [RIVER, SALARY], "model": "minilm", "static": "glove-50"}
+    r = client.post("/api/contrast", json=body | {"k": 5, "layer": 4, "candidates": 500})
+    assert r.status_code == 200, r.text
+    wv, lm = get_model("glove-50"), get_model("minilm")
+    expected = to_dict(contrast("bank", [RIVER, SALARY], wv, lm, 5, 4, 500))
+    assert r.json() == json.loads(json.dumps(expected))
+    swapped = client.post("/api/contrast", json=body | {"model": "glove-50", "static": "minilm"})
+    assert swapped.status_code == 422 and "transformer" in swapped.json()["error"]

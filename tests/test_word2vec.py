@@ -254,3 +254,28 @@ def test_bad_files_and_options_on_the_command_line(tmp_path, run_cli):
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, (args, err)
         assert message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.txt.gz"]
+
+
+def test_web_learning_view_trains_on_the_posted_text(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from contextlens.web import create_app
+
+    client = TestClient(create_app(["glove-50"]), base_url="http://127.0.0.1:8000")
+    text = two_topics(tmp_path / "topics.txt", 1500).read_text()
+    body = {"text": text, "track": [["cat", "dog"], ["cat", "car"]], "min_count": 1, "seed": 2}
+    r = client.post("/api/learn", json=body)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    run = cl.train_word2vec(tmp_path / "topics.txt", dim=20, epochs=3, min_count=1, seed=2,
+                            checkpoints=10, track=[("cat", "dog"), ("cat", "car")])  # fmt: skip
+    expected = json.loads(json.dumps(cl.report.to_dict(learning(run))))
+    assert {k: d[k] for k in ("pairs", "tracked", "maps", "progress", "loss")} == {
+        k: expected[k] for k in ("pairs", "tracked", "maps", "progress", "loss")
+    }
+    assert d["pairs"][0]["cosines"][-1] > d["pairs"][1]["cosines"][-1]
+    bad = client.post("/api/learn", json=body | {"track": [["cat", "zebra"]]})
+    assert bad.status_code == 422 and "'zebra'" in bad.json()["error"]
+    page = client.get("/static/js/views/learning.js")
+    assert page.status_code == 200 and "/api/learn" in page.text
+    assert 'data-view="learning"' in client.get("/").text

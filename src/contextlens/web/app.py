@@ -18,7 +18,7 @@ from ..analysis import lens as causal_lens
 from ..analysis.coref import coref_report
 from ..errors import ContextlensError
 from ..report import to_dict
-from . import apidoc, errors, search, wordspace
+from . import apidoc, errors, learning, search, wordspace
 from .errors import TooLarge
 from .guard import Guard
 from .inputs import (
@@ -200,6 +200,8 @@ def create_app(
 
     why_routes(app, reg, check_text)
 
+    learning_routes(app, reg, check_texts)
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return HTMLResponse(apidoc.page(app.openapi()))
@@ -324,3 +326,17 @@ def why_routes(app, reg: Registry, check_text) -> None:
     def patch(req: PatchIn) -> dict:
         m = short(req.model, req.clean, req.corrupted)
         return to_dict(patching.patch(m, req.clean, req.corrupted, req.site, req.target, req.foil))
+
+
+def learning_routes(app, reg: Registry, check_texts) -> None:
+    """Watching embeddings learn (word2vec on the page's text) and static vs contextual."""
+
+    @app.post("/api/learn", summary="Train word2vec on a text and watch tracked words learn")
+    def learn(req: learning.LearnIn) -> dict:
+        return learning.learn(req)
+
+    @app.post("/api/contrast", summary="A static table's neighbours beside a transformer's")
+    def contrast(req: learning.ContrastIn) -> dict:
+        check_texts(req.sentences)
+        wv = wordspace.table(reg, req.static)
+        return learning.side_by_side(req, wv, reg.language_model(req.model))

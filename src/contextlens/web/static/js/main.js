@@ -4,6 +4,7 @@
 import { get } from "./api.js";
 import * as attention from "./views/attention.js";
 import * as context from "./views/context.js";
+import * as learning from "./views/learning.js";
 import * as kvcache from "./views/kvcache.js";
 import * as next from "./views/next.js";
 import * as search from "./views/search.js";
@@ -11,7 +12,7 @@ import * as tokens from "./views/tokens.js";
 import * as wordspace from "./views/wordspace.js";
 import * as why from "./views/why.js";
 
-const VIEWS = { tokens, attention, context, next, why, wordspace, search, kvcache };
+const VIEWS = { tokens, attention, context, next, why, wordspace, learning, search, kvcache };
 const $ = (id) => document.getElementById(id);
 
 const state = {
