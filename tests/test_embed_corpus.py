@@ -82,7 +82,7 @@ def test_a_changed_document_re_embeds_only_its_shards(corpus, minilm, tmp_path):
     out = tmp_path / "out"
     first = embed_corpus([corpus], out, minilm, shard_rows=4)
     (corpus / "garden.md").write_text("Water the basil every morning. Pinch off its flowers.")
-    report = embed_corpus([corpus], out, minilm, shard_rows=4)
+    report = embed_corpus([corpus], out, "minilm", shard_rows=4)  # a name loads the model
     assert report.embedded == 1 and report.kept == first.shards - 1
     chunks = read_corpus(out).column("chunk").to_pylist()
     assert "Water the basil every morning. Pinch off its flowers." in chunks

@@ -1,6 +1,6 @@
 """Embed a corpus to Parquet shards: the batch job that turns folders of documents into vectors.
 
-    report = embed_corpus(["~/notes"], "vectors", model=m)     # or engine=Engine("ray", ...)
+    report = embed_corpus(["~/notes"], "vectors", "minilm")     # or engine=Engine("ray", ...)
 
 `out` receives `part-00000.parquet`, `part-00001.parquet`, … (columns `id` int64, `source`
 document name, `position` chunk number in its document, `start`/`end` character offsets, `chunk`
@@ -63,7 +63,7 @@ def shard_name(n: int) -> str:
 def embed_corpus(
     paths: list[str | Path],
     out: str | Path,
-    model: LanguageModel,
+    model: LanguageModel | str = "minilm",
     engine: Engine | None = None,
     batch_size: int = 32,
     shard_rows: int = DEFAULT_SHARD_ROWS,
@@ -75,7 +75,12 @@ def embed_corpus(
 ) -> CorpusReport:
     """Chunk the documents under `paths` (files or folders: .txt .md .html .jsonl .parquet, SMART)
     and write their unit embeddings to Parquet shards of `shard_rows` chunks in `out`, skipping
-    the shards a previous run finished. `progress(done, total)` counts chunks."""
+    the shards a previous run finished. `model` is a loaded model or a name for `load`;
+    `progress(done, total)` counts chunks."""
+    if isinstance(model, str):
+        from ..loader import load
+
+        model = load(model)
     engine = engine or Engine()
     engine.check()
     check_batch_size(batch_size)

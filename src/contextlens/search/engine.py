@@ -111,7 +111,7 @@ def _on_ray(texts: list[str], spec: ModelSpec, engine: Engine, batch_size: int):
         import pyarrow as pa
         import ray.data
 
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
@@ -123,7 +123,7 @@ def _on_ray(texts: list[str], spec: ModelSpec, engine: Engine, batch_size: int):
             fn_constructor_kwargs={"spec": spec, "batch_size": batch_size},
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=engine.actors,
+            compute=ray.data.ActorPoolStrategy(size=engine.actors),
             num_cpus=0 if gpu else 1,
             num_gpus=1 if gpu else 0,
         )
