@@ -2,6 +2,7 @@
 Llama models."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from tiny import save_tiny
 
 import contextlens as cl
 from contextlens import ContextlensError
+from contextlens.analysis import coref
 from contextlens.analysis.attribution import attribute_similarity
 from contextlens.analysis.lens import encode, logit_lens
 from contextlens.analysis.patching import (
@@ -22,6 +24,7 @@ from contextlens.analysis.patching import (
     points,
     run_patched,
 )
+from contextlens.io.benchmarks import read_cases
 from contextlens.report import to_dict
 from contextlens.web import create_app
 from contextlens.web.models import Registry
@@ -158,3 +161,13 @@ def test_web_why_endpoints_give_the_reports(minilm, smollm2):
     assert long.status_code == 413 and "Why view's limit of 64" in long.json()["error"]
     page = client.get("/").text
     assert 'data-view="why"' in page and 'id="view-why"' in page
+
+
+def test_evaluate_coref_reports_the_candidate_ablation_method(minilm):
+    cases = coref.limit_cases(read_cases(Path("tests/data/winobias"), None), 12)
+    kept, feats, _ = coref.features(minilm, cases)
+    assert feats.influence.shape == (len(kept), minilm.config.n_layers + 1, 2)
+    r = coref.evaluate(feats, coref.split(kept))
+    method = next(m for m in r["methods"] if m["method"].startswith("candidate ablation"))
+    assert method["choice"].startswith("layer ") and 0 <= method["test"] <= 1
+    assert len(r["test_by_layer"]["candidate ablation"]) == minilm.config.n_layers + 1

@@ -19,6 +19,7 @@ from ..errors import ContextlensError
 from ..io.benchmarks import CorefCase, Span
 from ..trace import Trace
 from .attention import check_layer_head, require_attentions, rollout, token_weights
+from .patching import candidate_influence
 from .words import Word, find, locate, words
 
 DETERMINERS = {"the", "a", "an", "this", "that", "his", "her", "their", "its"}
@@ -79,6 +80,8 @@ class Scores:
     rollout: `[L, c]` — rolled-out attention from the pronoun.
     similarity: `[L+1, c]` — cosine of pronoun and candidate vectors per layer.
     distance: `[c]` — how far (in tokens) each candidate is from the pronoun.
+    influence: `[L+1, c]` — how far the pronoun's vector moves when the candidate's tokens are
+        ablated (`patching.candidate_influence`); filled by `features`.
     """
 
     pronoun: Word
@@ -87,6 +90,7 @@ class Scores:
     rollout: torch.Tensor
     similarity: torch.Tensor
     distance: torch.Tensor
+    influence: torch.Tensor | None = None
 
 
 def score(trace: Trace, case: CorefCase) -> Scores:
@@ -260,6 +264,13 @@ def split(cases: Sequence[CorefCase]) -> torch.Tensor:
     return torch.tensor([order[c.group or c.text] % 2 == 0 for c in cases])
 
 
+def with_influence(model, text: str, s: Scores) -> Scores:
+    """`s` with its candidates' causal influence on the pronoun (one batched pass)."""
+    candidates = [list(h.tokens) for h in s.candidates]
+    s.influence = candidate_influence(model, text, list(s.pronoun.tokens), candidates)
+    return s
+
+
 @dataclass
 class Features:
     """Scores of N evaluated cases, padded to c candidates with -inf."""
@@ -270,6 +281,7 @@ class Features:
     distance: torch.Tensor  # [N, c] (+inf for padding)
     answers: torch.Tensor  # [N]
     n_candidates: torch.Tensor  # [N]
+    influence: torch.Tensor  # [N, L+1, c]
 
 
 def features(
@@ -298,7 +310,7 @@ def features(
         traces = model.trace([c.text for _, _, c in chunk])
         for (_, n, case), trace in zip(chunk, traces, strict=True):
             try:
-                scored.append((n, case, score(trace, case)))
+                scored.append((n, case, with_influence(model, case.text, score(trace, case))))
             except ContextlensError:
                 skipped["a candidate or the pronoun was not found in the text"] += 1
         if progress:
@@ -323,6 +335,7 @@ def features(
             torch.stack([pad(r.distance, inf) for r in rows]),
             torch.tensor([k.answer for k in kept]),
             torch.tensor([len(r.candidates) for r in rows]),
+            torch.stack([pad(r.influence, -inf) for r in rows]),
         ),
         skipped,
     )
@@ -353,6 +366,7 @@ def evaluate(f: Features, dev: torch.Tensor) -> dict:
     all_layers = credit(f.attention.mean((1, 2)), f.answers)  # [N]
     rolled = credit(f.rollout, f.answers)  # [N, L]
     similar = credit(f.similarity, f.answers)  # [N, L+1]
+    moved = credit(f.influence, f.answers)  # [N, L+1]
     first = (f.answers == 0).float()
     majority_index = int(torch.bincount(f.answers[dev]).argmax())
     majority = (f.answers == majority_index).float()
@@ -384,6 +398,7 @@ def evaluate(f: Features, dev: torch.Tensor) -> dict:
         ("attention, best layer (heads averaged)", per_layer),
         ("attention rollout, best layer", rolled),
         ("similarity, best layer", similar),
+        ("candidate ablation moves the pronoun, best layer", moved),
     ):
         i = _best(mean(acc, dev))
         results.append(
@@ -406,6 +421,7 @@ def evaluate(f: Features, dev: torch.Tensor) -> dict:
             "attention (heads averaged)": mean(per_layer, test).tolist(),
             "rollout": mean(rolled, test).tolist(),
             "similarity": mean(similar, test).tolist(),
+            "candidate ablation": mean(moved, test).tolist(),
         },
         "test_by_head": mean(per_head, test).tolist(),
     }
