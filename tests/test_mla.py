@@ -19,7 +19,7 @@ YARN = dict(
     rope_theta=10000.0,
     factor=4.0,
     original_max_position_embeddings=64,
-    mscale=1.0,
+    mscale=0.707,  # as DeepSeek-V2 (V3: 1.0 and 1.0); GGUF keeps one value for both
     mscale_all_dim=0.707,
     beta_fast=32,
     beta_slow=1,
@@ -203,7 +203,7 @@ def test_yarn_frequencies_and_scale_equal_transformers():
     from transformers import DeepseekV3Config
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    cfg = DeepseekV3Config(**COMMON | {"rope_parameters": YARN})
+    cfg = DeepseekV3Config(**COMMON | {"rope_parameters": YARN | {"mscale": 1.0}})
     inv_freq, factor = ROPE_INIT_FUNCTIONS["yarn"](cfg)
     ours = YaRN(4.0, 64, 32, 1, 1.0, 0.707)
     torch.testing.assert_close(ours.inv_freq(8, 10000.0), inv_freq)
@@ -237,3 +237,107 @@ def test_unknown_latent_path_is_one_clear_error(pair):
     m, _ = pair
     with pytest.raises(ContextlensError, match="'absorbed' or 'naive'"):
         m.model.use_latent_path("fast")
+
+
+def write_deepseek2_gguf(path, model, split_kv_b_only: bool = False):
+    """The tiny model as llama.cpp's converter writes a "deepseek2" GGUF: gguf's own tensor names,
+    routed experts stacked [experts, rows, cols], kv_b also split into k_b (transposed) and v_b,
+    the widths of MLA's absorbed form under key_length/value_length and the per-head ones under
+    *_mla, the tokenizer as GGUF metadata."""
+    import numpy as np
+    from gguf import MODEL_ARCH, GGUFWriter, TokenType, get_tensor_name_map
+
+    c = model.config
+    tok = byte_bpe_tokenizer()
+    v3 = c.model_type == "deepseek_v3"
+    w = GGUFWriter(path, "deepseek2")
+    a = "deepseek2."
+    for key, value in {
+        "block_count": c.num_hidden_layers,
+        "context_length": c.max_position_embeddings,
+        "embedding_length": c.hidden_size,
+        "feed_forward_length": c.intermediate_size,
+        "attention.head_count": c.num_attention_heads,
+        "attention.head_count_kv": 1,
+        "vocab_size": c.vocab_size,
+        "leading_dense_block_count": c.first_k_dense_replace,
+        "attention.kv_lora_rank": c.kv_lora_rank,
+        "attention.key_length": c.kv_lora_rank + c.qk_rope_head_dim,
+        "attention.value_length": c.kv_lora_rank,
+        "attention.key_length_mla": c.qk_nope_head_dim + c.qk_rope_head_dim,
+        "attention.value_length_mla": c.v_head_dim,
+        "expert_feed_forward_length": c.moe_intermediate_size,
+        "expert_count": c.n_routed_experts,
+        "expert_shared_count": c.n_shared_experts,
+        "expert_used_count": c.num_experts_per_tok,
+        "expert_gating_func": 2 if v3 else 1,
+        "expert_group_count": c.n_group,
+        "expert_group_used_count": c.topk_group,
+        "rope.dimension_count": c.qk_rope_head_dim,
+    }.items():
+        w.add_uint32(a + key, value)
+    if c.q_lora_rank is not None:
+        w.add_uint32(a + "attention.q_lora_rank", c.q_lora_rank)
+    w.add_float32(a + "attention.layer_norm_rms_epsilon", c.rms_norm_eps)
+    w.add_float32(a + "rope.freq_base", c.rope_parameters["rope_theta"])
+    w.add_float32(a + "expert_weights_scale", c.routed_scaling_factor)
+    w.add_bool(a + "expert_weights_norm", bool(c.norm_topk_prob))
+    rope = c.rope_parameters
+    if rope.get("rope_type") == "yarn":
+        w.add_string(a + "rope.scaling.type", "yarn")
+        w.add_float32(a + "rope.scaling.factor", rope["factor"])
+        w.add_uint32(a + "rope.scaling.original_context_length", 64)
+        w.add_float32(a + "rope.scaling.yarn_log_multiplier", 0.1 * rope["mscale_all_dim"])
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list([t for t, _ in vocab])
+    w.add_token_types([TokenType.CONTROL] + [TokenType.NORMAL] * (len(vocab) - 1))
+    merges = json.loads(tok.to_str())["model"]["merges"]
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(0)
+    names = get_tensor_name_map(MODEL_ARCH.DEEPSEEK2, c.num_hidden_layers)
+    state = model.state_dict()
+    for name, t in state.items():
+        base, kind = name.rsplit(".", 1)
+        gguf_name = names.get_name(base)
+        if ".experts." in name or gguf_name is None:
+            continue
+        if base.endswith("kv_b_proj") and split_kv_b_only:
+            continue
+        w.add_tensor(f"{gguf_name}.{kind}", t.contiguous().numpy())
+    for i in range(c.first_k_dense_replace, c.num_hidden_layers):
+        layer = f"model.layers.{i}.mlp"
+        gate, up = state[f"{layer}.experts.gate_up_proj"].chunk(2, dim=1)  # [experts, ff, d]
+        down = state[f"{layer}.experts.down_proj"]  # [experts, d, ff]
+        for p, stacked in (("gate", gate), ("up", up), ("down", down)):
+            w.add_tensor(f"blk.{i}.ffn_{p}_exps.weight", stacked.contiguous().numpy())
+        if v3:
+            bias = state[f"{layer}.gate.e_score_correction_bias"]
+            w.add_tensor(f"blk.{i}.exp_probs_b.bias", bias.numpy())
+    for i in range(c.num_hidden_layers):
+        kv_b = state[f"model.layers.{i}.self_attn.kv_b_proj.weight"]
+        kv_b = kv_b.view(c.num_attention_heads, -1, c.kv_lora_rank)
+        k_b, v_b = kv_b.split([c.qk_nope_head_dim, c.v_head_dim], dim=1)
+        w.add_tensor(f"blk.{i}.attn_k_b.weight", np.ascontiguousarray(k_b.transpose(1, 2)))
+        w.add_tensor(f"blk.{i}.attn_v_b.weight", np.ascontiguousarray(v_b))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("split_only", [False, True], ids=["kv_b-and-split", "split-only"])
+@pytest.mark.parametrize("variant", ["v3", "v2"])  # llama.cpp rotates adjacent pairs only
+def test_deepseek2_gguf_gives_the_same_logits(tmp_path, variant, split_only):
+    ref = save_deepseek(variant, tmp_path)
+    m = cl.load(tmp_path)
+    g = cl.load(write_deepseek2_gguf(tmp_path / "tiny.gguf", ref, split_only))
+    assert m.tokenize(PROMPTS[1]).ids == g.tokenize(PROMPTS[1]).ids
+    ids = torch.tensor([m.tokenize(PROMPTS[0]).ids])
+    torch.testing.assert_close(g.model.logits(g.model(ids)), m.model.logits(m.model(ids)))
+    assert list(g.generate_ids(ids[0].tolist(), 8, stop_at_eos=False)) == list(
+        m.generate_ids(ids[0].tolist(), 8, stop_at_eos=False)
+    )

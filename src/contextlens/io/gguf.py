@@ -354,6 +354,95 @@ ARCHITECTURES = {
 }
 
 
+# DeepSeek-V2/V3 ("deepseek2"): multi-head latent attention and experts. The routed experts come
+# stacked ([experts, rows, cols]) and kv_b also split (k_b, v_b); models.deepseek.regroup turns
+# them into a checkpoint's per-expert and kv_b_proj tensors.
+DEEPSEEK2_KEYS = {
+    "vocab_size": "vocab_size",
+    "hidden_size": "embedding_length",
+    "intermediate_size": "feed_forward_length",
+    "num_hidden_layers": "block_count",
+    "num_attention_heads": "attention.head_count",
+    "max_position_embeddings": "context_length",
+    "rms_norm_eps": "attention.layer_norm_rms_epsilon",
+    "qk_rope_head_dim": "rope.dimension_count",
+    "kv_lora_rank": "attention.kv_lora_rank",
+    "moe_intermediate_size": "expert_feed_forward_length",
+    "n_routed_experts": "expert_count",
+    "num_experts_per_tok": "expert_used_count",
+    "first_k_dense_replace": "leading_dense_block_count",
+}
+
+
+def _deepseek2_config(meta: dict, tensor_names: set[str]) -> dict:
+    """As DeepSeek's config.json says it; V3's router scores with a sigmoid (gating func 2)."""
+    a = "deepseek2."
+    config = {"model_type": "deepseek2", **_from_metadata(meta, "deepseek2", DEEPSEEK2_KEYS)}
+    # the converter keeps the per-head widths under *_mla where it also writes MLA's own
+    key = meta.get(a + "attention.key_length_mla", meta[a + "attention.key_length"])
+    value = meta.get(a + "attention.value_length_mla", meta[a + "attention.value_length"])
+    groups = meta.get(a + "expert_group_count", 1)
+    config |= {
+        "scoring_func": "sigmoid" if meta.get(a + "expert_gating_func") == 2 else "softmax",
+        "q_lora_rank": meta.get(a + "attention.q_lora_rank") or None,
+        "qk_nope_head_dim": key - config["qk_rope_head_dim"],
+        "v_head_dim": value,
+        "n_shared_experts": meta.get(a + "expert_shared_count", 0),
+        "routed_scaling_factor": meta.get(a + "expert_weights_scale", 1.0),
+        "norm_topk_prob": bool(meta.get(a + "expert_weights_norm", False)),
+        "n_group": groups,
+        "topk_group": meta.get(a + "expert_group_used_count", groups),
+        "topk_method": "group_limited_greedy" if groups > 1 else "greedy",
+        "rope_theta": meta.get(a + "rope.freq_base", 10000.0),
+        "rope_interleave": True,  # llama.cpp rotates adjacent pairs, the weights as DeepSeek's
+        "hidden_act": "silu",
+        "tie_word_embeddings": "output.weight" not in tensor_names,
+    }
+    if meta.get(a + "rope.scaling.type", "none") == "yarn":
+        mscale = meta[a + "rope.scaling.yarn_log_multiplier"] / 0.1  # written as 0.1·mscale
+        config["rope_scaling"] = {
+            "rope_type": "yarn",
+            "factor": meta[a + "rope.scaling.factor"],
+            "original_max_position_embeddings": meta[a + "rope.scaling.original_context_length"],
+            "mscale": mscale,
+            "mscale_all_dim": mscale,
+        }
+    return config | _special_ids(meta)
+
+
+ARCHITECTURES["deepseek2"] = Architecture(
+    config=_deepseek2_config,
+    names={"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"},
+    layer_names={
+        "attn_norm": "input_layernorm",
+        **{
+            f"attn_{ours}": f"self_attn.{theirs}"
+            for ours, theirs in (
+                ("q", "q_proj"),
+                ("q_a", "q_a_proj"),
+                ("q_a_norm", "q_a_layernorm"),
+                ("q_b", "q_b_proj"),
+                ("kv_a_mqa", "kv_a_proj_with_mqa"),
+                ("kv_a_norm", "kv_a_layernorm"),
+                ("kv_b", "kv_b_proj"),
+                ("k_b", "k_b_proj"),
+                ("v_b", "v_b_proj"),
+                ("output", "o_proj"),
+            )
+        },
+        "ffn_norm": "post_attention_layernorm",
+        "ffn_gate_inp": "mlp.gate",
+        "exp_probs_b": "mlp.gate.e_score_correction",
+        **{f"ffn_{p}": f"mlp.{p}_proj" for p in ("gate", "up", "down")},
+        **{f"ffn_{p}_exps": f"mlp.experts.{p}_proj" for p in ("gate", "up", "down")},
+        **{f"ffn_{p}_shexp": f"mlp.shared_experts.{p}_proj" for p in ("gate", "up", "down")},
+    },
+    layer_prefix="model.layers.{i}.",
+    layout=lambda name, t, config: t,
+    keys=DEEPSEEK2_KEYS,
+)
+
+
 def metadata_keys(architecture: str) -> dict[str, str]:
     """Hugging Face config key -> the full metadata key it is read from, to name it in errors."""
     return {hf: f"{architecture}.{key}" for hf, key in ARCHITECTURES[architecture].keys.items()}

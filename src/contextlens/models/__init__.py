@@ -7,7 +7,8 @@ checkpoint names), `WEIGHTS` and `LAYER_WEIGHTS` (our name -> checkpoint name(s)
 concatenated along dim 0, `{p}` stands for weight and bias), `LAYER_PREFIX`, `UNUSED` (the
 checkpoint tensors it may hold and leave unused, as shell patterns) and optionally
 `transform(name, tensor)` for layout changes and `layer_weights(cfg)` for a LAYER_WEIGHTS that
-depends on the config (DeepSeek's experts).
+depends on the config (DeepSeek's experts), and `regroup(tensors, cfg)` for a file that stores
+some tensors stacked or split otherwise than its checkpoint names (llama.cpp's DeepSeek).
 
 `build` uses every tensor of the checkpoint and fills every parameter: a tensor left over, or
 missing, means the config does not describe the file, and is an error.
@@ -30,7 +31,7 @@ from . import bert, deepseek, gpt2, llama
 from .transformer import Transformer, TransformerConfig
 
 ARCHITECTURES: dict[str, ModuleType] = {"bert": bert, "llama": llama, "gpt2": gpt2}
-ARCHITECTURES |= {"deepseek_v2": deepseek, "deepseek_v3": deepseek}
+ARCHITECTURES |= {"deepseek_v2": deepseek, "deepseek_v3": deepseek, "deepseek2": deepseek}
 SHOWN = 3  # tensor names listed in an error before "… (n in all)"
 
 
@@ -192,6 +193,8 @@ def build(
     cfg = _config(arch, hf_config, source, key)
     for prefix in arch.PREFIXES:
         tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    if hasattr(arch, "regroup"):  # a file that stores some tensors split or stacked otherwise
+        tensors = arch.regroup(tensors, cfg)
     _check_layers(arch, cfg, tensors, source, key(arch.KEYS["n_layers"]))
     with torch.device("meta"):  # no memory, no random init: the checkpoint supplies everything
         model = Transformer(cfg)

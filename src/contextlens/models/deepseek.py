@@ -4,8 +4,12 @@ after the first `first_k_dense_replace` layers, are mixtures of experts (nn.moe.
 
 V2 and V3 differ in the router (softmax vs sigmoid scores with a correction bias, groups ranked
 by their best score vs their best two) and in how RoPE pairs channels (V2: always adjacent
-pairs, its complex form; V3: adjacent if `rope_interleave`, else half a head apart).
+pairs, its complex form; V3: adjacent if `rope_interleave`, else half a head apart). A config is
+V3's if its model_type says so or its router scores with a sigmoid (`scoring_func`, as
+DeepSeek's own config.json and llama.cpp's "deepseek2" files say it).
 """
+
+import torch
 
 from ..errors import ContextlensError
 from ..nn.attention import Latent
@@ -71,6 +75,10 @@ def rope(hf: dict) -> tuple[float, YaRN | None]:
     return theta, yarn
 
 
+def is_v3(hf: dict) -> bool:
+    return hf["model_type"] == "deepseek_v3" or hf.get("scoring_func") == "sigmoid"
+
+
 def latent(hf: dict, yarn: YaRN | None) -> Latent:
     dims = {field: _count(hf, key) for field, key in LATENT_KEYS.items()}
     if dims["rope_dim"] % 2:
@@ -79,7 +87,7 @@ def latent(hf: dict, yarn: YaRN | None) -> Latent:
             "for RoPE to rotate pairs"
         )
     q_rank = None if hf.get("q_lora_rank") is None else _count(hf, "q_lora_rank")
-    v3 = hf["model_type"] == "deepseek_v3"
+    v3 = is_v3(hf)
     interleaved = bool(hf.get("rope_interleave", True)) if v3 else True
     return Latent(**dims, q_rank=q_rank, interleaved=interleaved, yarn=yarn)
 
@@ -88,7 +96,7 @@ def moe(hf: dict) -> MoEConfig | None:
     """The experts, or None for a model without them."""
     if not hf.get("n_routed_experts"):
         return None
-    v3 = hf["model_type"] == "deepseek_v3"
+    v3 = is_v3(hf)
     limited = v3 or hf.get("topk_method", "greedy") == "group_limited_greedy"
     n_experts = _count(hf, "n_routed_experts")
     n_group = _count(hf, "n_group") if limited and hf.get("n_group") else 1
@@ -174,3 +182,26 @@ def layer_weights(cfg: TransformerConfig) -> dict:
 
 
 UNUSED = ("layers.*.self_attn.rotary_emb.inv_freq",)
+
+
+def regroup(tensors: dict, cfg: TransformerConfig) -> dict:
+    """A llama.cpp file's tensors under this module's checkpoint names: routed experts stored
+    stacked (`mlp.experts.gate_proj.weight` [experts, rows, cols]) become one tensor per expert;
+    kv_b stored split (`k_b_proj` [heads, d_c, nope], `v_b_proj` [heads, v, d_c]) becomes
+    `kv_b_proj` [heads·(nope + v), d_c] (kept as is where the file holds it too); the correction
+    bias takes its checkpoint name. Hugging Face checkpoints pass through unchanged."""
+    out = {}
+    for name, t in tensors.items():
+        layer, _, rest = name.rpartition("mlp.experts.")
+        if layer and rest.count(".") == 1:  # stacked: "<proj>.weight"
+            out |= {f"{layer}mlp.experts.{e}.{rest}": t[e] for e in range(t.shape[0])}
+        elif name.endswith("mlp.gate.e_score_correction.bias"):
+            out[name.removesuffix(".bias") + "_bias"] = t
+        elif not name.endswith(("self_attn.k_b_proj.weight", "self_attn.v_b_proj.weight")):
+            out[name] = t
+    for name in [n for n in tensors if n.endswith("self_attn.k_b_proj.weight")]:
+        kv_b = name.replace("k_b_proj", "kv_b_proj")
+        if kv_b not in out:
+            k_b, v_b = tensors[name], tensors[name.replace("k_b_proj", "v_b_proj")]
+            out[kv_b] = torch.cat((k_b.transpose(1, 2), v_b), dim=1).flatten(0, 1)
+    return out
