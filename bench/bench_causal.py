@@ -1,0 +1,98 @@
+"""The causal methods (logit lens, attributions, patching, ablation) against one forward pass of
+the same model on the same text, in the same process; the machine's fp32 matmul ceiling and its
+load are measured in the same run. Prints a markdown section for RESULTS.md.
+
+    .venv/bin/python bench/bench_causal.py
+"""
+
+import os
+
+import torch
+from common import machine, matmul_ceiling, timeit
+
+import contextlens as cl
+from contextlens.analysis import attribution as attr
+from contextlens.analysis import lens, patching
+
+PROMPT, ITALY = "The capital of France is", "The capital of Italy is"
+TIRED = "The animal didn't cross the street because it was too tired."
+WIDE = "The animal didn't cross the street because it was too wide."
+OTHER = "The animal was too tired to walk."
+
+
+def forward(m, text: str):
+    ids = torch.tensor([m.tokenize(text).ids])
+
+    def run():
+        with torch.inference_mode():
+            m.model(ids)
+
+    return run
+
+
+def rows(m, text: str, methods: dict) -> list[tuple[str, float, float]]:
+    """(method, seconds, seconds / one forward pass) for each method on `text`."""
+    one = timeit(forward(m, text), repeat=5, warmup=2)
+    out = [("one forward pass", one, 1.0)]
+    for name, fn in methods.items():
+        t = timeit(fn, repeat=3, warmup=1)
+        out.append((name, t, t / one))
+    return out
+
+
+def main() -> None:
+    load_before = os.getloadavg()
+    ceiling = matmul_ceiling()
+    smollm2, minilm = cl.load("smollm2"), cl.load("minilm")
+    n_layers, n_heads = smollm2.config.n_layers, smollm2.config.n_heads
+    decoder = rows(
+        smollm2,
+        PROMPT,
+        {
+            "logit lens (every layer × position, top 5)": lambda: lens.logit_lens(smollm2, PROMPT),
+            "direct logit attribution": lambda: attr.direct_logit_attribution(smollm2, PROMPT),
+            f"gradients, {attr.DEFAULT_STEPS}-step integrated gradients": lambda: (
+                attr.attribute_next_token(smollm2, PROMPT, " Paris")
+            ),
+            f"patching, residual stream ({n_layers} layers × 5 positions)": lambda: patching.patch(
+                smollm2, PROMPT, ITALY
+            ),
+            f"patching, heads ({n_layers} × {n_heads})": lambda: patching.patch(
+                smollm2, PROMPT, ITALY, site="heads"
+            ),
+            "zero-ablating 2 heads": lambda: patching.ablate(smollm2, PROMPT, [(23, 4), (29, 1)]),
+        },
+    )
+    encoder = rows(
+        minilm,
+        TIRED,
+        {
+            f"similarity attribution, both sides, {attr.DEFAULT_STEPS} steps": lambda: (
+                attr.attribute_similarity(minilm, TIRED, OTHER)
+            ),
+            "patching, residual stream (6 layers × 16 positions)": lambda: patching.patch(
+                minilm, TIRED, WIDE
+            ),
+            "patching, heads (6 × 12)": lambda: patching.patch(minilm, TIRED, WIDE, site="heads"),
+        },
+    )
+    load_after = os.getloadavg()
+    lines = [
+        "## Causal methods: cost against one forward pass (issue 14)",
+        "",
+        f"`.venv/bin/python bench/bench_causal.py` — {machine()}; fp32 matmul ceiling "
+        f"{ceiling['torch_gflops']:.0f} GFLOP/s (torch) / {ceiling['numpy_gflops']:.0f} "
+        f"(numpy), measured in the same run. **The machine was shared and busy**: load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores), so seconds are "
+        "inflated; the ratios, taken in one run, are the figure to read.",
+        "",
+    ]
+    for title, table in ((f"smollm2, {PROMPT!r}", decoder), (f"minilm, {TIRED!r}", encoder)):
+        lines += [f"{title}:", "", "| method | seconds | × one forward |", "|---|---:|---:|"]
+        lines += [f"| {name} | {t:.3f} | {ratio:.1f} |" for name, t, ratio in table]
+        lines.append("")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
