@@ -117,6 +117,7 @@ class Training:
     settings: Settings
     corpus_words: int
     seconds: float
+    examples: int = 0  # training examples seen: pairs (skip-gram) or centre words (CBOW)
     pairs: list[tuple[str, str]] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
@@ -422,7 +423,7 @@ def train_word2vec(
     vocab.check_tracked(recorder.words, settings.min_count)
     trainer = Trainer(vocab, settings, device)
     started = time.perf_counter()
-    _epochs(paths, vocab, trainer, recorder, progress)
+    examples = _epochs(paths, vocab, trainer, recorder, progress)
     seconds = time.perf_counter() - started
     vectors = WordVectors(
         vocab.words, trainer.w_in.cpu(), name=Path(out).name if out else "word2vec"
@@ -430,7 +431,14 @@ def train_word2vec(
     if out is not None:
         vectors.save(out)
     return Training(
-        vectors, settings, vocab.total, seconds, recorder.pairs, recorder.words, recorder.taken
+        vectors,
+        settings,
+        vocab.total,
+        seconds,
+        examples,
+        recorder.pairs,
+        recorder.words,
+        recorder.taken,
     )
 
 
@@ -460,17 +468,19 @@ def _threads(n: int):
         torch.set_num_threads(before)
 
 
-def _epochs(paths, vocab: Vocabulary, trainer: Trainer, recorder: Recorder, progress) -> None:
+def _epochs(paths, vocab: Vocabulary, trainer: Trainer, recorder: Recorder, progress) -> int:
     """Every epoch over the corpus: one worker trains in this thread (repeatable), several in
-    threads that share the tables. Checkpoints and progress follow the blocks as they finish."""
+    threads that share the tables. Checkpoints and progress follow the blocks as they finish.
+    Returns the number of training examples."""
     s = trainer.settings
     total = vocab.total * s.epochs
     started = time.perf_counter()
-    done = 0
+    done = examples = 0
 
     def finished(work: Work, loss: float, pairs: int) -> None:
-        nonlocal done
+        nonlocal done, examples
         done += work.words
+        examples += pairs
         lr = max(s.min_alpha, s.alpha - (s.alpha - s.min_alpha) * done / total)
         recorder.add_loss(loss, pairs)
         recorder.maybe(trainer.w_in, done / total, done, lr)
@@ -486,6 +496,7 @@ def _epochs(paths, vocab: Vocabulary, trainer: Trainer, recorder: Recorder, prog
                 finished(work, *_train(work, trainer, total, gen))
         else:
             _threaded(_work(paths, vocab, s), trainer, total, finished)
+    return examples
 
 
 def _threaded(works: Iterator[Work], trainer: Trainer, total: int, finished) -> None:
