@@ -249,22 +249,14 @@ class Shift:
     nearest_note: str | None
 
 
-def shift(
-    model,
-    word: str,
-    sentences: Sequence[str],
-    occurrence: int | None = None,
-    neighbours: int = 4,
-    groups: int = 2,
-    truncate: bool = False,
-) -> tuple[Occurrences, Shift]:
-    """The occurrences of `word` in `sentences` and the report on them: `neighbours` nearest
-    words per occurrence and layer, `groups` sense groups (at most one per sentence)."""
+def shift(model, occ: Occurrences, neighbours: int = 4, groups: int = 2) -> Shift:
+    """The report on a word's occurrences (see `occurrences`): `neighbours` nearest words per
+    occurrence and layer, `groups` sense groups (at most one per sentence)."""
     for name, value in (("neighbours", neighbours), ("groups", groups)):
         if value < 1:
             raise ContextlensError(f"{name} must be ≥ 1 (got {value})")
-    occ = occurrences(model, word, sentences, occurrence, truncate=truncate)
     n, n_layers, d = occ.vectors.shape
+    word = occ.word
     cos = occ.cosines()
     mean = occ.mean_cosine()
     near = nearest_words(model, occ.vectors.transpose(0, 1).reshape(-1, d), neighbours, word)
@@ -279,13 +271,13 @@ def shift(
         for i in range(n_layers)
     ]
     moved = [
-        float(right_context(model, s, (w.start, w.end), truncate=truncate).cosine[-1])
+        float(right_context(model, s, (w.start, w.end), truncate=True).cosine[-1])
         if s[w.end :].strip()
         else None
         for s, w in zip(occ.sentences, occ.found, strict=True)
     ]
     note = DECODER_NEIGHBOURS if model.kind == "decoder" else None
-    report = Shift(
+    return Shift(
         model.name,
         word,
         occ.sentences,
@@ -296,7 +288,6 @@ def shift(
         moved,
         note,
     )
-    return occ, report
 
 
 PROJECTIONS = ("pca", "umap", "tsne")

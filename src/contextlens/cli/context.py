@@ -229,7 +229,8 @@ def shift(
         if value < 1:
             raise ContextlensError(f"{name} must be ≥ 1 (got {value})")
     m = need_transformer(model, "shift")
-    occ, r = ctx.shift(m, word, sentences, occurrence, neighbours, groups, truncate=True)
+    occ = ctx.occurrences(m, word, sentences, occurrence, truncate=True)
+    r = ctx.shift(m, occ, neighbours, groups)
     if plot:
         shift_plot(occ, f"{r.model}: {word!r} in {len(sentences)} sentences", plot)
     if map_file:
@@ -468,7 +469,8 @@ def tour_context() -> None:
         "neighbours, so the river 'bank' and the money 'bank' drift apart with depth."
     )
     m = get_model("minilm")
-    occ, r = ctx.shift(m, "bank", BANK, neighbours=3)
+    occ = ctx.occurrences(m, "bank", BANK)
+    r = ctx.shift(m, occ, neighbours=3)
     curve = " ".join(f"{x.mean_cosine:.2f}" for x in r.layers)
     console.print(f"  minilm mean cosine of 'bank' per layer: {curve}", markup=False)
     console.print(

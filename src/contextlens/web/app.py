@@ -158,8 +158,8 @@ def create_app(
     def shift(req: ShiftIn) -> dict:
         model = reg.language_model(req.model)
         sentences = check_texts(req.sentences)
-        _, r = ctx.shift(model, req.word, sentences, req.occurrence, req.k)
-        return to_dict(r)
+        occ = ctx.occurrences(model, req.word, sentences, req.occurrence)
+        return to_dict(ctx.shift(model, occ, req.k))
 
     @app.post("/api/coref", summary="Which candidate a pronoun attends to, layer by layer")
     def coref(req: CorefIn) -> dict:
