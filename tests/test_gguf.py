@@ -272,8 +272,9 @@ def test_gpt2_tensors_are_those_of_the_hf_checkpoint(gpt2):
     original = model.state_dict()
     assert set(tensors) == set(original)
     for name, t in tensors.items():
+        t = t.T if name.endswith(CONV1D) else t  # ours [out, in], Conv1D's [in, out]
         assert torch.equal(t, original[name]) and torch.equal(t, ref[name]), name
-    assert tensors["transformer.h.0.attn.c_attn.weight"].shape == (16, 48)  # Conv1D: [in, out]
+    assert tensors["transformer.h.0.attn.c_attn.weight"].shape == (48, 16)  # nn.Linear's
 
 
 def test_gpt2_tokenizer_equals_transformers_and_adds_bos(gpt2):
@@ -330,7 +331,7 @@ def test_unsupported_architecture_tokenizer_tensor_and_missing_metadata(tmp_path
     model = gpt2[0]
     cases = [
         (dict(arch="mamba"), "architecture 'mamba' is not supported"),
-        (dict(tokenizer="llama"), "tokenizer 'llama' is not supported"),
+        (dict(tokenizer="t5"), "tokenizer 't5' is not supported"),
         (dict(extra=["rope_freqs.weight"]), "tensor 'rope_freqs.weight' has no place"),
         (dict(drop=["block_count"]), "metadata 'gpt2.block_count' is missing"),
     ]

@@ -195,7 +195,7 @@ def edit_tensors(directory, change) -> None:
     [
         ("num_key_value_heads", 0, "is 0; expected a positive integer"),
         ("num_key_value_heads", 3, "is 3; expected a divisor of config.json"),
-        ("head_dim", 32, "is 32; expected config.json 'hidden_size' / config.json"),
+        ("head_dim", 0, "is 0; expected a positive integer (the head width)"),
         ("rope_theta", 0, "is 0; expected a finite number > 0"),
         ("rope_theta", math.inf, "is inf; expected a finite number > 0"),
         ("rms_norm_eps", [1e-6], "is [1e-06]; expected a number"),

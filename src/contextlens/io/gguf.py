@@ -2,13 +2,16 @@
 and the tokenizer (vocabulary, merges, special tokens, chat template).
 
 `read_gguf(path)` gives what a Hugging Face directory would: a config dict, float32 tensors under
-Hugging Face names and in Hugging Face layouts, and the tokenizer, built with the `tokenizers`
-library from the file's own metadata. The `gguf` package parses the file and dequantises the
-blocks (vectorised numpy: SmolLM2-135M loads in a few seconds, so no float cache is kept).
+Hugging Face names (matrices in nn.Linear's orientation), and the tokenizer, built with the
+`tokenizers` library from the file's own metadata. The `gguf` package dequantises the blocks
+(vectorised numpy: SmolLM2-135M loads in a few seconds, so no float cache is kept).
 
-llama.cpp's converter changes two things that are undone here: the rows of Llama's Q and K
-projections are permuted within each head (it pairs rotary dimensions as (0, 1), (2, 3), … where
-Hugging Face pairs (i, i + d/2)), and GPT-2's Conv1D weights are stored transposed.
+Architectures: llama (and Mistral, which llama.cpp converts as llama), qwen2, qwen3, gemma2,
+gemma3, phi3 and gpt2. Every matrix arrives in nn.Linear's [out, in] orientation, as llama.cpp
+stores it (GPT-2's Conv1D weights too). llama.cpp's converter changes two things that are undone
+here: the rows of Llama's Q and K projections are permuted within each head (it pairs rotary
+dimensions as (0, 1), (2, 3), … where Hugging Face pairs (i, i + d/2)), and Gemma's norm weights
+are stored plus one.
 """
 
 import struct
@@ -24,7 +27,7 @@ from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as HFTokenizer
 
 from ..errors import ContextlensError
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, regex_then_bytes, sentencepiece_bpe, split_regex
 
 MAGIC = b"GGUF"
 
@@ -204,7 +207,12 @@ LLAMA_KEYS = {
     "max_position_embeddings": "context_length",
     "rms_norm_eps": "attention.layer_norm_rms_epsilon",
     "rope_theta": "rope.freq_base",
-    "head_dim": "rope.dimension_count",
+    "head_dim": "attention.key_length",
+}
+WINDOW_KEYS = LLAMA_KEYS | {"sliding_window": "attention.sliding_window"}
+GEMMA2_KEYS = WINDOW_KEYS | {
+    "attn_logit_softcapping": "attn_logit_softcapping",
+    "final_logit_softcapping": "final_logit_softcapping",
 }
 GPT2_KEYS = {
     "vocab_size": "vocab_size",
@@ -216,7 +224,15 @@ GPT2_KEYS = {
     "n_inner": "feed_forward_length",
     "layer_norm_epsilon": "attention.layer_norm_epsilon",
 }
-OPTIONAL = {"vocab_size", "attention.head_count_kv", "rope.freq_base", "rope.dimension_count"}
+OPTIONAL = {
+    "vocab_size",
+    "attention.head_count_kv",
+    "attention.key_length",
+    "attention.sliding_window",
+    "rope.freq_base",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
+}
 
 
 def _from_metadata(meta: dict, arch: str, keys: dict[str, str]) -> dict:
@@ -230,21 +246,111 @@ def _from_metadata(meta: dict, arch: str, keys: dict[str, str]) -> dict:
     return {"vocab_size": len(meta["tokenizer.ggml.tokens"])} | config
 
 
-def _llama_config(meta: dict, tensor_names: set[str]) -> dict:
-    """As transformers builds a LlamaConfig from the same metadata."""
+def _check_rotary_width(meta: dict, arch: str, config: dict, source: Path | str) -> None:
+    """`rope.dimension_count` (the channels RoPE turns) is the whole head; llama.cpp's partial
+    rotation is not supported. (Heads that do not split the width are named by the tensors.)"""
+    rotated, heads = meta.get(f"{arch}.rope.dimension_count"), config.get("num_attention_heads")
+    width, given = config.get("head_dim"), f"metadata '{arch}.attention.key_length'"
+    d = config.get("hidden_size")
+    if width is None and all(type(v) is int and v > 0 for v in (d, heads)) and d % heads == 0:
+        width = d // heads
+        given = f"metadata '{arch}.embedding_length' / metadata '{arch}.attention.head_count'"
+    if rotated is not None and width is not None and rotated != width:
+        raise ContextlensError(
+            f"{source}: metadata '{arch}.rope.dimension_count' is {rotated!r}; expected {given} "
+            f"= {width}"
+        )
+
+
+def _decoder_config(meta: dict, tensor_names: set[str], arch: str, keys: dict) -> dict:
+    """A Llama-like decoder's config.json, as transformers builds it from the same metadata."""
     config = {
-        "model_type": "llama",
-        **_from_metadata(meta, "llama", LLAMA_KEYS),
+        **_from_metadata(meta, arch, keys),
         "hidden_act": "silu",
         # llama.cpp writes the output projection only when it is not the embedding matrix
         "tie_word_embeddings": "output.weight" not in tensor_names,
     }
     config.setdefault("num_key_value_heads", config["num_attention_heads"])
     config.setdefault("rope_theta", 10000.0)
-    scaling = meta.get("llama.rope.scaling.type", "none")
+    scaling = meta.get(f"{arch}.rope.scaling.type", "none")
     if scaling != "none":  # passed on so that the model refuses it rather than ignoring it
-        config["rope_scaling"] = {"rope_type": scaling, "factor": meta["llama.rope.scaling.factor"]}
+        factor = meta[f"{arch}.rope.scaling.factor"]
+        config["rope_scaling"] = {"rope_type": scaling, "factor": factor}
     return config | _special_ids(meta)
+
+
+def _llama_config(meta: dict, tensor_names: set[str]) -> dict:
+    """Llama, and Mistral, which llama.cpp converts as Llama."""
+    return {"model_type": "llama"} | _decoder_config(meta, tensor_names, "llama", LLAMA_KEYS)
+
+
+def _qwen_config(arch: str) -> Callable[[dict, set[str]], dict]:
+    """Qwen2 and Qwen3: a window where the file gives one, on every layer."""
+
+    def config(meta: dict, tensor_names: set[str]) -> dict:
+        config = _decoder_config(meta, tensor_names, arch, WINDOW_KEYS)
+        return {"model_type": arch, "use_sliding_window": "sliding_window" in config} | config
+
+    return config
+
+
+def _phi3_config(meta: dict, tensor_names: set[str]) -> dict:
+    """Phi-3: a sliding window of 0 means none (Phi-4)."""
+    config = {"model_type": "phi3"} | _decoder_config(meta, tensor_names, "phi3", WINDOW_KEYS)
+    if config.get("sliding_window") == 0:
+        config["sliding_window"] = None
+    return config
+
+
+def _query_scalar(config: dict) -> int | None:
+    """Gemma's query_pre_attn_scalar, which llama.cpp does not store: it scales scores by the
+    head width, but for the 27B model (46 layers) by d_model / heads."""
+    d, heads = config["hidden_size"], config["num_attention_heads"]
+    if not (type(d) is int and type(heads) is int and heads > 0):
+        return None  # the config's own checks name the bad value
+    if config["num_hidden_layers"] == 46 or config.get("head_dim") is None:
+        return d // heads
+    return config["head_dim"]
+
+
+def _gemma_layer_types(meta: dict, arch: str, n_layers, default_period: int) -> list[str] | None:
+    """Which layers are windowed: llama.cpp's `attention.sliding_window_pattern` (a period n:
+    all but every n-th layer; or one flag per layer), else the family's period."""
+    pattern = meta.get(f"{arch}.attention.sliding_window_pattern", default_period)
+    if isinstance(pattern, list):
+        return ["sliding_attention" if p else "full_attention" for p in pattern]
+    if type(n_layers) is not int or type(pattern) is not int or pattern < 1:
+        return None
+    return [
+        "sliding_attention" if i % pattern < pattern - 1 else "full_attention"
+        for i in range(n_layers)
+    ]
+
+
+def _gemma_config(arch: str, default_period: int) -> Callable[[dict, set[str]], dict]:
+    """Gemma 2 (windows on every other layer) and Gemma 3 (five of six, and a local RoPE base)."""
+
+    def config(meta: dict, tensor_names: set[str]) -> dict:
+        config = _decoder_config(meta, tensor_names, arch, GEMMA2_KEYS)
+        config |= {
+            "model_type": "gemma2" if arch == "gemma2" else "gemma3_text",
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": _query_scalar(config),
+            "layer_types": _gemma_layer_types(
+                meta, arch, config["num_hidden_layers"], default_period
+            ),
+        }
+        config.setdefault("attn_logit_softcapping", None)  # absent from the file: none
+        config.setdefault("final_logit_softcapping", None)
+        if arch == "gemma3":
+            local = meta.get("gemma3.rope.freq_base_swa", 10000.0)
+            config["rope_parameters"] = {
+                "full_attention": {"rope_type": "default", "rope_theta": config.pop("rope_theta")},
+                "sliding_attention": {"rope_type": "default", "rope_theta": local},
+            }
+        return config
+
+    return config
 
 
 def _gpt2_config(meta: dict, tensor_names: set[str]) -> dict:
@@ -286,51 +392,83 @@ def _llama_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
     return w if heads is None else unpermute_rotary(w, heads)
 
 
-def _gpt2_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
-    """Hugging Face GPT-2 keeps these projections as Conv1D weights, [in, out]."""
-    if name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
-        return w.T.contiguous()
+def _as_stored(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
     return w
+
+
+def _gemma_layout(name: str, w: torch.Tensor, config: dict) -> torch.Tensor:
+    """llama.cpp stores Gemma's norm weights plus one (it scales by w, Gemma by 1 + w)."""
+    return w - 1 if name.endswith("norm.weight") else w
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """How one llama.cpp architecture maps onto its Hugging Face counterpart."""
+    """How one llama.cpp architecture maps onto its Hugging Face counterpart. Matrices come in
+    nn.Linear's [out, in] orientation, as llama.cpp stores them (GPT-2's Conv1D included)."""
 
     config: Callable[[dict, set[str]], dict]  # (metadata, tensor names) -> Hugging Face config
     names: dict[str, str]  # llama.cpp tensor (less .weight/.bias) -> Hugging Face name
     layer_names: dict[str, str]  # the same inside layer blocks: "blk.{i}.<key>"
     layer_prefix: str  # the Hugging Face prefix of layer i
-    layout: Callable[[str, torch.Tensor, dict], torch.Tensor]  # (HF name, tensor, config)
     keys: dict[str, str]  # Hugging Face config key -> metadata key, less "<architecture>."
+    # (HF name, tensor, config) -> the tensor as Hugging Face has it (values; orientation kept)
+    layout: Callable[[str, torch.Tensor, dict], torch.Tensor] = _as_stored
     # (HF name, config, rows) -> how many heads' rows llama.cpp reordered (None: it did not)
     rotary_heads: Callable[[str, dict, int], int | None] = lambda name, config, rows: None
 
 
+DECODER_NAMES = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+}
+LLAMA_LAYER = {
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+QK_NORMS = {"attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"}
+GEMMA2_LAYER = LLAMA_LAYER | {
+    "post_attention_norm": "post_attention_layernorm",
+    "ffn_norm": "pre_feedforward_layernorm",
+    "post_ffw_norm": "post_feedforward_layernorm",
+}
+PHI3_LAYER = {
+    "attn_norm": "input_layernorm",
+    "attn_qkv": "self_attn.qkv_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_up": "mlp.gate_up_proj",  # gate and up, fused
+    "ffn_down": "mlp.down_proj",
+}
+DECODER_PREFIX = "model.layers.{i}."
+
+
+def _decoder(config, layer_names: dict, keys: dict = WINDOW_KEYS, **kwargs) -> Architecture:
+    return Architecture(config, DECODER_NAMES, layer_names, DECODER_PREFIX, keys, **kwargs)
+
+
 ARCHITECTURES = {
-    "llama": Architecture(
-        config=_llama_config,
-        names={
-            "token_embd": "model.embed_tokens",
-            "output_norm": "model.norm",
-            "output": "lm_head",
-        },
-        layer_names={
-            "attn_norm": "input_layernorm",
-            "attn_q": "self_attn.q_proj",
-            "attn_k": "self_attn.k_proj",
-            "attn_v": "self_attn.v_proj",
-            "attn_output": "self_attn.o_proj",
-            "ffn_norm": "post_attention_layernorm",
-            "ffn_gate": "mlp.gate_proj",
-            "ffn_up": "mlp.up_proj",
-            "ffn_down": "mlp.down_proj",
-        },
-        layer_prefix="model.layers.{i}.",
+    "llama": _decoder(
+        _llama_config,
+        LLAMA_LAYER,
+        LLAMA_KEYS,
         layout=_llama_layout,
-        keys=LLAMA_KEYS,
         rotary_heads=_llama_rotary_heads,
     ),
+    "qwen2": _decoder(_qwen_config("qwen2"), LLAMA_LAYER),
+    "qwen3": _decoder(_qwen_config("qwen3"), LLAMA_LAYER | QK_NORMS),
+    "gemma2": _decoder(_gemma_config("gemma2", 2), GEMMA2_LAYER, GEMMA2_KEYS, layout=_gemma_layout),
+    "gemma3": _decoder(
+        _gemma_config("gemma3", 6), GEMMA2_LAYER | QK_NORMS, GEMMA2_KEYS, layout=_gemma_layout
+    ),
+    "phi3": _decoder(_phi3_config, PHI3_LAYER),
     "gpt2": Architecture(
         config=_gpt2_config,
         names={
@@ -348,7 +486,6 @@ ARCHITECTURES = {
             "ffn_down": "mlp.c_proj",
         },
         layer_prefix="transformer.h.{i}.",
-        layout=_gpt2_layout,
         keys=GPT2_KEYS,
     ),
 }
@@ -443,8 +580,12 @@ ARCHITECTURES["deepseek2"] = Architecture(
 )
 
 
-def metadata_keys(architecture: str) -> dict[str, str]:
+MODEL_TYPES = {"gemma3_text": "gemma3"}  # Hugging Face model_type -> GGUF name, where they differ
+
+
+def metadata_keys(model_type: str) -> dict[str, str]:
     """Hugging Face config key -> the full metadata key it is read from, to name it in errors."""
+    architecture = MODEL_TYPES.get(model_type, model_type)
     return {hf: f"{architecture}.{key}" for hf, key in ARCHITECTURES[architecture].keys.items()}
 
 
@@ -470,9 +611,12 @@ def byte_spelling() -> list[str]:
 
 # llama.cpp's `tokenizer.ggml.pre` names -> how text is split before BPE (llama-vocab.cpp).
 # Each is what the model's own tokenizer.json does: the GPT-2 regex, with or without every digit
-# split off first.
+# split off first, or Llama 3's regex (digits up to three at a time), or Qwen2's (one at a time).
 GPT2_SPLIT = ("gpt-2", "mpt", "olmo", "jais")
 DIGITS_THEN_GPT2_SPLIT = ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone")
+LLAMA3_SPLIT = ("llama-bpe", "llama3", "llama-v3", "dbrx", "smaug-bpe")
+QWEN2_SPLIT = ("qwen2", "deepseek-r1-qwen", "stablelm2")
+PRE_TOKENIZERS = GPT2_SPLIT + DIGITS_THEN_GPT2_SPLIT + LLAMA3_SPLIT + QWEN2_SPLIT
 
 
 def _pre_tokenizer(name: str, source: Path | str):
@@ -481,9 +625,12 @@ def _pre_tokenizer(name: str, source: Path | str):
         return byte_level
     if name in DIGITS_THEN_GPT2_SPLIT:
         return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    if name in LLAMA3_SPLIT:
+        return regex_then_bytes(split_regex("{1,3}"))
+    if name in QWEN2_SPLIT:
+        return regex_then_bytes(split_regex(""))
     raise ContextlensError(
-        f"{source}: pre-tokenizer {name!r} is not supported; supported: "
-        f"{', '.join(GPT2_SPLIT + DIGITS_THEN_GPT2_SPLIT)}"
+        f"{source}: pre-tokenizer {name!r} is not supported; supported: {', '.join(PRE_TOKENIZERS)}"
     )
 
 
@@ -498,9 +645,9 @@ def _strings(meta: dict, key: str, source: Path | str) -> list[str]:
 
 
 def _check_special_ids(meta: dict, n_tokens: int, source: Path | str) -> None:
-    """The ids the tokenizer and generation use (BOS, EOS, end of turn or message) name tokens of
-    the vocabulary."""
-    for key in (f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "eot", "eom")):
+    """The ids the tokenizer and generation use (BOS, EOS, end of turn or message, unknown) name
+    tokens of the vocabulary."""
+    for key in (f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "eot", "eom", "unknown")):
         i = meta.get(key)
         if i is not None and not (type(i) is int and 0 <= i < n_tokens):
             raise ContextlensError(
@@ -532,22 +679,14 @@ def _bpe(vocab: dict[str, int], merges: list[tuple[str, str]], source: Path | st
         ) from None
 
 
-def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
-    """The byte-level BPE tokenizer the metadata describes (`tokenizer.ggml.model` "gpt2"):
-    vocabulary, merges, control tokens as special tokens, pre-tokenizer, BOS/EOS, chat template."""
-    kind = meta.get("tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise ContextlensError(
-            f"{source}: tokenizer {kind!r} is not supported; only byte-level BPE ('gpt2', as in "
-            "GPT-2, SmolLM2, Llama 3) is"
-        )
-    tokens = _strings(meta, "tokenizer.ggml.tokens", source)
-    types = meta.get("tokenizer.ggml.token_type") or [TokenType.NORMAL] * len(tokens)
-    if not isinstance(types, list) or len(types) != len(tokens):
-        raise ContextlensError(
-            f"{source}: {len(tokens)} tokens but {len(types)} token types; the file is corrupt"
-        )
-    _check_special_ids(meta, len(tokens), source)
+TOKENIZER_MODELS = {  # `tokenizer.ggml.model` -> what it is
+    "gpt2": "byte-level BPE, as in GPT-2, SmolLM2, Llama 3, Qwen",
+    "llama": "SentencePiece BPE, as in Llama 2, Mistral, Gemma, Phi-3",
+}
+
+
+def _byte_level(meta: dict, tokens: list[str], source: Path | str) -> HFTokenizer:
+    """Byte-level BPE: vocabulary in GPT-2's byte alphabet, the file's merges, its pre-tokenizer."""
     spelling = byte_spelling()
     alphabet = set(spelling)
     if set("".join(tokens)) <= alphabet:  # the usual case, without a loop over the vocabulary
@@ -560,36 +699,69 @@ def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
     tok = HFTokenizer(_bpe(vocab, _merges(meta, source), source))
     tok.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre", "gpt-2"), source)
     tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _sentencepiece(meta: dict, tokens: list[str], source: Path | str) -> HFTokenizer:
+    """SentencePiece BPE from the tokens and their scores (the file has no merges)."""
+    scores = meta["tokenizer.ggml.scores"]
+    if not isinstance(scores, list) or len(scores) != len(tokens):
+        raise ContextlensError(
+            f"{source}: metadata 'tokenizer.ggml.scores' is not one number per token; the file "
+            "is corrupt"
+        )
+    unk = meta.get("tokenizer.ggml.unknown_token_id")
+    add_space = meta.get("tokenizer.ggml.add_space_prefix", True)
+    return sentencepiece_bpe(tokens, scores, None if unk is None else tokens[unk], add_space)
+
+
+def _added_tokens(tok: HFTokenizer, tokens: list[str], types: list[int], byte_level: bool) -> None:
+    """Control tokens (<|im_start|>, <s>, …) are matched whole and are special; user-defined ones
+    are matched whole. In a byte-level vocabulary a "control" token outside the byte alphabet is
+    a mislabel in the file and is left alone (as transformers does)."""
     types = np.asarray(types)
+    alphabet = set(byte_spelling()) if byte_level else None
 
     def of_type(kind: TokenType) -> list[str]:
         return [tokens[i] for i in np.flatnonzero(types == kind)]
 
-    # control tokens (<|im_start|>, …) are matched whole and are special; a "control" token
-    # outside the byte alphabet is a mislabel in the file and is left alone (as transformers does)
-    tok.add_special_tokens(
-        [
-            AddedToken(t, normalized=False, special=True)
-            for t in of_type(TokenType.CONTROL)
-            if set(t) <= alphabet
-        ]
-    )
-    tok.add_tokens(
-        [
-            AddedToken(t, normalized=False, special=False)
-            for t in of_type(TokenType.USER_DEFINED)
-            if t in vocab
-        ]
-    )
+    control = [t for t in of_type(TokenType.CONTROL) if alphabet is None or set(t) <= alphabet]
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in control])
+    vocab = tok.get_vocab()
+    user = [t for t in of_type(TokenType.USER_DEFINED) if t in vocab]
+    tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in user])
+
+
+def build_tokenizer(meta: dict, source: Path | str = "") -> Tokenizer:
+    """The tokenizer the metadata describes (`tokenizer.ggml.model`: one of TOKENIZER_MODELS):
+    vocabulary, merges or scores, control tokens as special tokens, pre-tokenizer, BOS/EOS
+    (SentencePiece vocabularies add BOS unless the file says not to, as llama.cpp does), chat
+    template."""
+    kind = meta.get("tokenizer.ggml.model")
+    if kind not in TOKENIZER_MODELS:
+        supported = "; ".join(f"{k!r} ({what})" for k, what in TOKENIZER_MODELS.items())
+        raise ContextlensError(
+            f"{source}: tokenizer {kind!r} is not supported; supported: {supported}"
+        )
+    tokens = _strings(meta, "tokenizer.ggml.tokens", source)
+    types = meta.get("tokenizer.ggml.token_type") or [TokenType.NORMAL] * len(tokens)
+    if not isinstance(types, list) or len(types) != len(tokens):
+        raise ContextlensError(
+            f"{source}: {len(tokens)} tokens but {len(types)} token types; the file is corrupt"
+        )
+    _check_special_ids(meta, len(tokens), source)
+    byte_level = kind == "gpt2"
+    tok = (_byte_level if byte_level else _sentencepiece)(meta, tokens, source)
+    _added_tokens(tok, tokens, types, byte_level)
     bos = meta.get("tokenizer.ggml.bos_token_id")
     eos = meta.get("tokenizer.ggml.eos_token_id")
 
-    def wrap(which: str, i: int | None) -> list[tuple[str, int]]:
+    def wrap(which: str, i: int | None, default: bool) -> list[tuple[str, int]]:
         """The BOS or EOS token, if the file asks for it around every text."""
-        wanted = meta.get(f"tokenizer.ggml.add_{which}_token", False) and i is not None
+        wanted = meta.get(f"tokenizer.ggml.add_{which}_token", default) and i is not None
         return [(tok.id_to_token(i), i)] if wanted else []
 
-    first, last = wrap("bos", bos), wrap("eos", eos)
+    first, last = wrap("bos", bos, not byte_level), wrap("eos", eos, False)
     single = [t for t, _ in first] + ["$A:0"] + [t for t, _ in last]
     tok.post_processor = processors.TemplateProcessing(
         single=single, pair=[*single, "$B:1"], special_tokens=first + last
@@ -632,14 +804,13 @@ def _native(t: TensorInfo, ours: str, arch: Architecture, config: dict):
 def read_gguf(
     path: Path, native: bool = False
 ) -> tuple[dict, dict[str, torch.Tensor | StoredTensor], Tokenizer]:
-    """(Hugging Face config dict, tensors by Hugging Face name, tokenizer) of a GGUF file of
-    architecture llama or gpt2.
+    """(Hugging Face config dict, tensors by Hugging Face name, tokenizer) of a GGUF file of one
+    of the `ARCHITECTURES`.
 
-    Float32 tensors with the shapes and layouts of a Hugging Face checkpoint, e.g.
-    `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim, d_model]; with native=True,
-    every matrix stored in a block format (Q4_0, Q8_0, F16, K-quants, …) is a
-    `StoredTensor` in nn.Linear's [out, in] orientation, nothing dequantised or copied; the rest
-    as in exact mode."""
+    Float32 tensors with the values of a Hugging Face checkpoint, every matrix in nn.Linear's
+    [out, in] orientation, e.g. `model.layers.0.self_attn.q_proj.weight` [n_heads * head_dim,
+    d_model]; with native=True, every matrix stored in a block format (Q4_0, Q8_0, F16,
+    K-quants, …) is a `StoredTensor`, nothing dequantised or copied; the rest as in exact mode."""
     gguf = open_gguf(path)
     meta = gguf.metadata
     name = meta.get("general.architecture")
@@ -656,6 +827,7 @@ def read_gguf(
             f"{path}: metadata {e} is missing; the file is incomplete or was not written by "
             "llama.cpp's converter"
         ) from None
+    _check_rotary_width(meta, name, config, path)
     tensors = {}
     for t in gguf.tensors:
         ours = hf_name(arch, t.name)

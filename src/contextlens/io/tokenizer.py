@@ -1,9 +1,13 @@
 """Text -> tokens with the `tokenizers` library, keeping what the rest of contextlens needs:
-ids, token strings, character offsets into the text, and which tokens are special."""
+ids, token strings, character offsets into the text, and which tokens are special.
+
+Also the pieces that rebuild a tokenizer from a bare vocabulary (as GGUF files store it): the
+pre-tokenizer regexes of Llama 3 and Qwen2, and SentencePiece BPE from tokens and scores."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from ..errors import ContextlensError
@@ -100,3 +104,71 @@ def _check_unknown_token(tok: HFTokenizer, path: Path) -> None:
             f"{path}: the unknown-token stand-in {unk!r} is not in the vocabulary; restore the "
             "file (words outside the vocabulary could not be tokenized)"
         )
+
+
+# ---- tokenizers rebuilt from a vocabulary ----------------------------------------------------
+
+
+def split_regex(digits: str) -> str:
+    """The pre-tokenizer regex of Llama 3 (digits "{1,3}": up to three at a time) and Qwen2
+    (digits "": one at a time), as llama.cpp's llama-vocab.cpp spells them: English
+    contractions, letters with one leading non-letter, digits, punctuation runs with their line
+    breaks, line breaks, then other whitespace."""
+    contractions = "|".join(
+        "'" + "".join(f"[{c.lower()}{c.upper()}]" for c in ending)
+        for ending in ("s", "t", "re", "ve", "m", "ll", "d")
+    )
+    return (
+        rf"(?:{contractions})|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{digits}"
+        r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    )
+
+
+def regex_then_bytes(regex: str) -> pre_tokenizers.PreTokenizer:
+    """Split text by `regex` (each match a piece), then spell the pieces in GPT-2's byte
+    alphabet."""
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(regex), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+
+
+def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str, str]]:
+    """SentencePiece BPE's merges, which a GGUF file does not store: a token that is two tokens
+    joined is their merge, and higher-scoring tokens merge first — llama.cpp's rule, which joins
+    the adjacent pair whose join scores highest. Ties go by the pair's ids."""
+    ids = {t: i for i, t in enumerate(tokens)}
+    found = [
+        (-score, ids[t[:cut]], ids[t[cut:]])
+        for t, score in zip(tokens, scores, strict=True)
+        for cut in range(1, len(t))
+        if t[:cut] in ids and t[cut:] in ids
+    ]
+    found.sort()
+    return [(tokens[a], tokens[b]) for _, a, b in found]
+
+
+SPACE = "\u2581"  # ▁: how SentencePiece writes a space inside tokens
+
+
+def sentencepiece_bpe(
+    tokens: list[str], scores: list[float], unk: str | None, add_space_prefix: bool
+) -> HFTokenizer:
+    """SentencePiece BPE as llama.cpp runs it: spaces written ▁ (and one put in front of the
+    text, and after each special token, if `add_space_prefix`), the whole text merged by
+    `merges_from_scores`, and a character outside the vocabulary spelled as its UTF-8 bytes
+    (<0xE4> …)."""
+    vocab = dict(zip(tokens, range(len(tokens)), strict=True))
+    merges = merges_from_scores(tokens, scores)
+    tok = HFTokenizer(models.BPE(vocab, merges, unk_token=unk, byte_fallback=True))
+    spaces = [normalizers.Replace(" ", SPACE)]
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.Prepend(SPACE), *spaces] if add_space_prefix else spaces
+    )
+    strip = [decoders.Strip(" ", 1, 0)] if add_space_prefix else []
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse(), *strip]
+    )
+    return tok

@@ -27,10 +27,12 @@ from types import ModuleType
 import torch
 
 from ..errors import ContextlensError
-from . import bert, deepseek, gpt2, llama
+from . import bert, deepseek, gemma2, gemma3, gpt2, llama, mistral, phi3, qwen2, qwen3
 from .transformer import Transformer, TransformerConfig
 
 ARCHITECTURES: dict[str, ModuleType] = {"bert": bert, "llama": llama, "gpt2": gpt2}
+ARCHITECTURES |= {"mistral": mistral, "qwen2": qwen2, "qwen3": qwen3, "phi3": phi3}
+ARCHITECTURES |= {"gemma2": gemma2, "gemma3_text": gemma3}
 ARCHITECTURES |= {"deepseek_v2": deepseek, "deepseek_v3": deepseek, "deepseek2": deepseek}
 SHOWN = 3  # tensor names listed in an error before "… (n in all)"
 
@@ -106,15 +108,24 @@ def _check_layers(
 
 
 def _gather(
-    arch: ModuleType, cfg: TransformerConfig, wanted: dict, tensors: dict, source: str
+    arch: ModuleType,
+    cfg: TransformerConfig,
+    wanted: dict,
+    tensors: dict,
+    source: str,
+    oriented: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, list], set[str]]:
     """(our parameter name -> its float tensor, with the shape the config gives; our name -> the
     StoredTensors its layer keeps as stored; the checkpoint names used). A tied LM head is left
-    out: it is the embedding."""
+    out: it is the embedding. `oriented`: the matrices are in nn.Linear's orientation already,
+    so the architecture's `transform` does not apply."""
     # not at module level: nn.quant brings the gguf package, slow to import
     from ..nn.quant import StoredTensor, dequantize
 
-    transform = getattr(arch, "transform", lambda name, t: t)
+    def same(name: str, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    transform = same if oriented else getattr(arch, "transform", same)
     tied = {"lm_head.weight"} if cfg.lm_head and cfg.tie_lm_head else set()
     names = {k: v for k, v in weight_names(arch, cfg).items() if k in wanted and k not in tied}
     missing = [t for theirs in names.values() for t in theirs if t not in tensors]
@@ -187,7 +198,8 @@ def build(
     metadata_keys: dict[str, str] | None = None,
 ) -> Transformer:
     """A Transformer holding the checkpoint's weights. `source` names the files in errors;
-    `metadata_keys` (Hugging Face config key -> GGUF metadata key) names a GGUF file's values."""
+    `metadata_keys` (Hugging Face config key -> GGUF metadata key) names a GGUF file's values,
+    and says that the tensors come from one: every matrix in nn.Linear's orientation already."""
     arch = _architecture(hf_config, source)
     key = _key_names(metadata_keys)
     cfg = _config(arch, hf_config, source, key)
@@ -198,7 +210,8 @@ def build(
     _check_layers(arch, cfg, tensors, source, key(arch.KEYS["n_layers"]))
     with torch.device("meta"):  # no memory, no random init: the checkpoint supplies everything
         model = Transformer(cfg)
-    state, stored, used = _gather(arch, cfg, model.state_dict(), tensors, source)
+    gguf = metadata_keys is not None
+    state, stored, used = _gather(arch, cfg, model.state_dict(), tensors, source, oriented=gguf)
     tied = cfg.lm_head and cfg.tie_lm_head
     if tied:
         embedding = state["tok.weight"] if "tok.weight" in state else stored["tok.weight"][0]

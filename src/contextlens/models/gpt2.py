@@ -1,5 +1,7 @@
 """GPT-2 (Radford et al. 2019): learned positions, pre-norm LayerNorm blocks, tanh-GELU, one fused
-Q/K/V projection stored as a Conv1D (weight [in, out], transposed here), tied LM head."""
+Q/K/V projection, tied LM head. Hugging Face stores the projections as Conv1D weights, [in, out],
+transposed here; a GGUF file stores them as nn.Linear wants them, [out, in], and `models.build`
+leaves them be."""
 
 import torch
 
@@ -63,6 +65,6 @@ UNUSED = (
 
 
 def transform(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Conv1D stores weights as [in, out]; nn.Linear wants [out, in]."""
+    """A Hugging Face checkpoint's Conv1D weight [in, out] -> nn.Linear's [out, in]."""
     conv1d = name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight"))
     return tensor.T.contiguous() if conv1d else tensor

@@ -26,7 +26,7 @@ from ..nn import (
     make_norm,
     sinusoidal_positions,
 )
-from ..nn.attention import Latent, LatentAttention, LatentCache
+from ..nn.attention import Latent, LatentAttention, LatentCache, soft_cap
 from ..nn.moe import MoE, MoEConfig
 from ..nn.record import Recorder, at
 
@@ -71,7 +71,14 @@ COUNTS = {  # field -> what it counts; each must be a positive integer
     "max_positions": "the most tokens the model takes",
 }
 POSITIVE_NUMBERS = ("norm_eps", "rope_theta")
-FLAGS = ("bias", "tie_lm_head")
+OPTIONAL_POSITIVE = {  # field -> what it is; each is None or a finite number > 0
+    "attn_scale": "the attention scores' scale",
+    "attn_softcap": "the attention scores' soft cap",
+    "logit_softcap": "the logits' soft cap",
+    "embedding_scale": "the token rows' scale",
+    "rope_local_theta": "the RoPE base of the sliding-window layers",
+}
+FLAGS = ("bias", "out_bias", "mlp_bias", "tie_lm_head", "qk_norm", "post_norms")
 
 
 def is_int(value) -> bool:
@@ -90,13 +97,15 @@ class TransformerConfig:
     d_ff: int
     max_positions: int
     position: Literal["learned", "sinusoidal", "rope"]
-    norm: Literal["layernorm", "rmsnorm"]
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_plus_one"]
     norm_eps: float
     pre_norm: bool  # False: post-norm (BERT)
     activation: str  # key of nn.layers.ACTIVATIONS
     gated_mlp: bool  # SwiGLU
     causal: bool  # decoder: each token sees only itself and earlier tokens
-    bias: bool = True  # biases in attention and MLP projections
+    bias: bool = True  # biases in the attention's Q/K/V projection
+    out_bias: bool = True  # a bias in the attention's output projection (Qwen2: none)
+    mlp_bias: bool = True  # biases in the MLP projections
     rope_theta: float = 10000.0
     type_vocab_size: int = 0  # BERT's segment (token type) embeddings
     embedding_norm: bool = False  # BERT normalises the summed embeddings
@@ -104,12 +113,27 @@ class TransformerConfig:
     lm_head: bool = False
     tie_lm_head: bool = True
     declared_head_dim: int | None = None  # a head width the checkpoint states, if it does
+    attn_scale: float | None = None  # None: head_dim^-½ (Gemma: query_pre_attn_scalar^-½)
+    attn_softcap: float | None = None  # scores -> cap · tanh(scores / cap) (Gemma 2)
+    logit_softcap: float | None = None  # the same for the logits (Gemma 2)
+    embedding_scale: float | None = None  # token rows times this (Gemma: √d_model)
+    qk_norm: bool = False  # a norm over each head's queries and keys before RoPE (Qwen3, Gemma 3)
+    post_norms: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
+    sliding_window: int | None = None  # windowed layers see only this many latest positions
+    window_layers: tuple[int, ...] | None = None  # the windowed layers (None: all, if a window)
+    rope_local_theta: float | None = None  # RoPE base of the windowed layers (Gemma 3)
     latent: Latent | None = None  # multi-head latent attention's widths (DeepSeek)
     moe: MoEConfig | None = None  # mixture-of-experts MLPs (DeepSeek)
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.declared_head_dim or self.d_model // self.n_heads
+
+    def windowed(self, layer: int) -> bool:
+        """Whether `layer` attends through the sliding window."""
+        if self.sliding_window is None:
+            return False
+        return self.window_layers is None or layer in self.window_layers
 
     def validate(self, name: Callable[[str], str] = repr) -> None:
         """Every value of the right type, in range and consistent with the others; else one
@@ -136,23 +160,28 @@ class TransformerConfig:
         for field in FLAGS:
             if not isinstance(getattr(self, field), bool):
                 raise self._bad(name, field, "true or false")
-        if self.declared_head_dim is not None and not is_int(self.declared_head_dim):
+        if self.declared_head_dim is not None and not (
+            is_int(self.declared_head_dim) and self.declared_head_dim > 0
+        ):
             raise self._bad(name, "declared_head_dim", "a positive integer (the head width)")
+        for field, meaning in OPTIONAL_POSITIVE.items():
+            value = getattr(self, field)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not (ok and math.isfinite(value) and value > 0):
+                raise self._bad(name, field, f"null or a finite number > 0 ({meaning})")
+        window = self.sliding_window
+        if window is not None and not (is_int(window) and window > 0):
+            raise self._bad(name, "sliding_window", "null or a positive integer (positions)")
 
     def _check_heads(self, name: Callable[[str], str]) -> None:
         """Heads split the width evenly, key/value heads are shared by equal groups of query
         heads, and RoPE has pairs to rotate."""
-        if self.d_model % self.n_heads:
+        if self.declared_head_dim is None and self.d_model % self.n_heads:
             raise self._bad(name, "n_heads", f"a divisor of {name('d_model')} ({self.d_model})")
         if self.n_heads % self.n_kv_heads:
             raise self._bad(name, "n_kv_heads", f"a divisor of {name('n_heads')} ({self.n_heads})")
-        if self.declared_head_dim not in (None, self.head_dim):
-            raise self._bad(
-                name,
-                "declared_head_dim",
-                f"{name('d_model')} / {name('n_heads')} = {self.head_dim} (other head widths "
-                "are not supported)",
-            )
+        if self.position == "rope" and self.head_dim % 2 and self.declared_head_dim:
+            raise self._bad(name, "declared_head_dim", "an even width, for RoPE to rotate pairs")
         if self.position == "rope" and self.head_dim % 2:
             raise self._bad(
                 name,
@@ -185,19 +214,11 @@ class Transformer(nn.Module):
             if cfg.position == "rope" and cfg.latent is None  # latent attention has its own
             else None
         )
+        local_rope = rope
+        if rope is not None and cfg.rope_local_theta is not None:  # Gemma 3's windowed layers
+            local_rope = RoPE(cfg.head_dim, cfg.rope_local_theta, cfg.max_positions)
         self.blocks = nn.ModuleList(
-            Block(
-                self._latent_attention(i)
-                if cfg.latent
-                else Attention(d, cfg.n_heads, cfg.n_kv_heads, cfg.bias, rope, layer=i),
-                MoE(d, cfg.moe, cfg.activation)
-                if cfg.moe is not None and i >= cfg.moe.first_dense
-                else MLP(d, cfg.d_ff, cfg.activation, cfg.gated_mlp, cfg.bias),
-                make_norm(cfg.norm, d, cfg.norm_eps),
-                make_norm(cfg.norm, d, cfg.norm_eps),
-                pre=cfg.pre_norm,
-            )
-            for i in range(cfg.n_layers)
+            self._block(i, local_rope if cfg.windowed(i) else rope) for i in range(cfg.n_layers)
         )
         self.final_norm = make_norm(cfg.norm, d, cfg.norm_eps) if cfg.final_norm else None
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False) if cfg.lm_head else None
@@ -207,6 +228,40 @@ class Transformer(nn.Module):
         # empty, follows .to(): where and in what dtype activations live, whatever the weights
         # are (a quantised table has none to ask); on the CPU even while built on "meta"
         self.register_buffer("like", torch.empty(0, device="cpu"), persistent=False)
+
+    def _block(self, i: int, rope: RoPE | None) -> Block:
+        """Layer i as the config describes it."""
+        cfg, d = self.cfg, self.cfg.d_model
+
+        def norm(width: int = d) -> nn.Module:
+            return make_norm(cfg.norm, width, cfg.norm_eps)
+
+        attention = (
+            self._latent_attention(i)
+            if cfg.latent
+            else Attention(
+                d,
+                cfg.n_heads,
+                cfg.n_kv_heads,
+                cfg.bias,
+                rope,
+                layer=i,
+                head_dim=cfg.head_dim,
+                out_bias=cfg.out_bias,
+                scale=cfg.attn_scale,
+                softcap=cfg.attn_softcap,
+                window=cfg.sliding_window if cfg.windowed(i) else None,
+                qk_norm=(norm(cfg.head_dim), norm(cfg.head_dim)) if cfg.qk_norm else None,
+            )
+        )
+        routed = cfg.moe is not None and i >= cfg.moe.first_dense
+        mlp = (
+            MoE(d, cfg.moe, cfg.activation)
+            if routed
+            else MLP(d, cfg.d_ff, cfg.activation, cfg.gated_mlp, cfg.mlp_bias)
+        )
+        post = (norm(), norm()) if cfg.post_norms else None
+        return Block(attention, mlp, norm(), norm(), pre=cfg.pre_norm, post=post)
 
     def _latent_attention(self, i: int) -> LatentAttention:
         """Multi-head latent attention for layer i; its RoPE (d_r wide) shared by all layers."""
@@ -271,7 +326,7 @@ class Transformer(nn.Module):
         Their parts (token row, position, token type, sum, after the norm) go to `record` when
         it asks for embedding_parts.
         """
-        parts = {"token": at(record, "token", 0, self.tok(ids))}
+        parts = {"token": at(record, "token", 0, self._token_rows(ids))}
         if self.pos is not None:
             parts["position"] = self.pos(positions)
         if self.cfg.position == "sinusoidal":
@@ -288,6 +343,13 @@ class Transformer(nn.Module):
         if record is not None:
             record.save_embedding_parts(parts)
         return x
+
+    def _token_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [b, s] -> their rows of the token table [b, s, d], scaled if the family does."""
+        rows = self.tok(ids)
+        if self.cfg.embedding_scale is None:
+            return rows
+        return rows * torch.tensor(self.cfg.embedding_scale, dtype=rows.dtype)
 
     def forward(
         self,
@@ -309,7 +371,13 @@ class Transformer(nn.Module):
         positions = torch.arange(start, start + s, device=device)
         x = self.embed(ids.to(device), positions, record)
         mask = attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype, device)
-        ctx = Pass(positions, mask, cache, record)
+        window = self.cfg.sliding_window
+        window_mask = (
+            attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype, device, window)
+            if window is not None
+            else None
+        )
+        ctx = Pass(positions, mask, cache, record, window_mask=window_mask)
         if record is not None:
             record.n_layers = self.cfg.n_layers
         for i, block in enumerate(self.blocks):
@@ -330,7 +398,9 @@ class Transformer(nn.Module):
         """hidden [..., d] -> next-token logits [..., vocab]."""
         if self.lm_head is None:
             raise ValueError("this model has no language-model head")
-        return self.lm_head(hidden)
+        logits = self.lm_head(hidden)
+        cap = self.cfg.logit_softcap
+        return logits if cap is None else soft_cap(logits, cap)
 
     def new_cache(self, batch: int, max_len: int) -> KVCache | LatentCache:
         """An empty KV cache for `batch` sequences of up to `max_len` tokens, like the model's

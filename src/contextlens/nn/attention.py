@@ -32,17 +32,23 @@ def attention_mask(
     k_len: int,
     dtype: torch.dtype,
     device: torch.device | str = "cpu",
+    window: int | None = None,
 ) -> torch.Tensor | None:
     """Additive mask `[b or 1, 1, q, k]`: 0 where a query may look, dtype-min where it may not.
 
     pad_mask: `[b, k]`, True for real tokens. With causal=True the q queries are the last q of
     the k positions (a KV cache holds the first k - q), and each sees itself and what precedes it.
+    A sliding `window` lets each query see only the `window` latest positions, itself included.
     Returns None when nothing is masked. The mask is made on `device`, in `dtype`.
     """
     allowed = None
+    q_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # [q, 1]
+    k_pos = torch.arange(k_len, device=device)[None, :]  # [1, k]
     if causal and q_len > 1:
-        q_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # [q, 1]
-        allowed = (torch.arange(k_len, device=device)[None, :] <= q_pos)[None, None]  # [1,1,q,k]
+        allowed = (k_pos <= q_pos)[None, None]  # [1, 1, q, k]
+    if window is not None and k_len > window:
+        near = (q_pos - k_pos < window)[None, None]  # [1, 1, q, k]
+        allowed = near if allowed is None else allowed & near
     if pad_mask is not None and not bool(pad_mask.all()):
         keys = pad_mask[:, None, None, :].to(device=device, dtype=torch.bool)  # [b, 1, 1, k]
         allowed = keys if allowed is None else allowed & keys
@@ -168,19 +174,24 @@ class Pass:
     """What every layer of one forward pass shares, made once per pass by the model.
 
     positions: `[s]` the new tokens' positions; mask: additive `[b|1, 1, s, k]` or None;
-    cache: the KV cache the new keys/values join (None: no cache); record: what to keep.
+    cache: the KV cache the new keys/values join (None: no cache); record: what to keep;
+    window_mask: the mask of the layers with a sliding window.
     """
 
     positions: torch.Tensor
     mask: torch.Tensor | None = None
     cache: KVCache | LatentCache | None = None
     record: Recorder | None = None
+    window_mask: torch.Tensor | None = None
 
 
 class Attention(nn.Module):
     """Multi-head (or grouped-query) self-attention with one fused Q/K/V projection.
 
     `layer` is this attention's index in the model: where it reads/writes the cache and records.
+    Options some families need: a head width other than d_model / n_heads, no output bias where
+    Q/K/V have one, a score `scale` and `softcap` (see `attend`), a sliding `window` (the pass's
+    window_mask applies), and `qk_norm`: a norm each for queries and keys, per head, before RoPE.
     """
 
     def __init__(
@@ -191,14 +202,23 @@ class Attention(nn.Module):
         bias: bool,
         rope: RoPE | None = None,
         layer: int = 0,
+        head_dim: int | None = None,
+        out_bias: bool | None = None,
+        scale: float | None = None,
+        softcap: float | None = None,
+        window: int | None = None,
+        qk_norm: tuple[nn.Module, nn.Module] | None = None,
     ):
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
-        self.head_dim = d_model // n_heads
+        self.head_dim = head_dim or d_model // n_heads
         self.qkv = nn.Linear(d_model, (n_heads + 2 * n_kv_heads) * self.head_dim, bias=bias)
-        self.out = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
+        out_bias = bias if out_bias is None else out_bias
+        self.out = nn.Linear(n_heads * self.head_dim, d_model, bias=out_bias)
         self.rope = rope
         self.layer = layer
+        self.scale, self.softcap, self.window = scale, softcap, window
+        self.q_norm, self.k_norm = qk_norm or (None, None)
 
     def forward(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
         """x: [b, s, d_model] -> [b, s, d_model]; weights and q/k/v go to ctx.record if asked."""
@@ -210,6 +230,8 @@ class Attention(nn.Module):
         q = q.view(b, s, self.n_heads, hd).transpose(1, 2)  # [b, h, s, hd]
         k = k.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
         v = v.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             q, k = self.rope(q, ctx.positions), self.rope(k, ctx.positions)
         if record is not None:
@@ -219,7 +241,8 @@ class Attention(nn.Module):
         slot = None
         if record is not None and record.wants("attentions", self.layer):
             slot = record.slot("attentions", self.layer, (b, self.n_heads, s, k.shape[2]), q)
-        y, _ = attend(q, k, v, ctx.mask, slot is not None, slot)  # [b, h, s, hd]
+        mask = ctx.window_mask if self.window else ctx.mask
+        y, _ = attend(q, k, v, mask, slot is not None, slot, self.scale, self.softcap)
         y = at(record, "heads", self.layer, y.transpose(1, 2))  # [b, s, h, hd]
         return at(record, "attn", self.layer, self.out(y.reshape(b, s, self.n_heads * hd)))
 

@@ -24,22 +24,31 @@ def column_major(weight: torch.Tensor) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x²) + eps) · weight, computed in float32 (Zhang & Sennrich 2019)."""
+    """x / sqrt(mean(x²) + eps) · weight, computed in float32 (Zhang & Sennrich 2019).
 
-    def __init__(self, d: int, eps: float):
+    offset=1 scales by (1 + weight) instead, in float32 before casting back (Gemma stores the
+    scale less one, so that zeros are the identity).
+    """
+
+    def __init__(self, d: int, eps: float, offset: float = 0.0):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(d))
-        self.eps = eps
+        self.eps, self.offset = eps, offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., d] -> [..., d]
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.offset:
+            return (x32 * (self.offset + self.weight.float())).to(x.dtype)
         return self.weight * x32.to(x.dtype)
 
 
 def make_norm(kind: str, d: int, eps: float) -> nn.Module:
-    """'layernorm' (mean/variance, weight and bias) or 'rmsnorm' (scale only)."""
-    return nn.LayerNorm(d, eps=eps) if kind == "layernorm" else RMSNorm(d, eps)
+    """'layernorm' (mean/variance, weight and bias), 'rmsnorm' (scale only) or
+    'rmsnorm_plus_one' (scale by 1 + weight: Gemma)."""
+    if kind == "layernorm":
+        return nn.LayerNorm(d, eps=eps)
+    return RMSNorm(d, eps, offset=1.0 if kind == "rmsnorm_plus_one" else 0.0)
 
 
 ACTIVATIONS = {
@@ -78,17 +87,28 @@ class Block(nn.Module):
 
     pre-norm  (GPT-2, Llama): x = x + attn(norm1(x));  x = x + mlp(norm2(x))
     post-norm (BERT):         x = norm1(x + attn(x));  x = norm2(x + mlp(x))
+    `post` norms (Gemma 2/3) also normalise each sublayer's output before it joins the residual:
+                              x = x + post[0](attn(norm1(x)));  x = x + post[1](mlp(norm2(x)))
     """
 
-    def __init__(self, attn: Attention, mlp: MLP, norm1: nn.Module, norm2: nn.Module, pre: bool):
+    def __init__(
+        self,
+        attn: Attention,
+        mlp: MLP,
+        norm1: nn.Module,
+        norm2: nn.Module,
+        pre: bool,
+        post: tuple[nn.Module, nn.Module] | None = None,
+    ):
         super().__init__()
         self.attn, self.mlp, self.norm1, self.norm2, self.pre = attn, mlp, norm1, norm2, pre
+        self.post_attn_norm, self.post_mlp_norm = post or (nn.Identity(), nn.Identity())
 
     def forward(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
         """x: [b, s, d] -> [b, s, d]."""
         layer = self.attn.layer
         if self.pre:
-            x = x + self.attn(self.norm1(x), ctx)
-            return x + at(ctx.record, "mlp", layer, self.mlp(self.norm2(x)))
+            x = x + self.post_attn_norm(self.attn(self.norm1(x), ctx))
+            return x + at(ctx.record, "mlp", layer, self.post_mlp_norm(self.mlp(self.norm2(x))))
         x = self.norm1(x + self.attn(x, ctx))
         return self.norm2(x + at(ctx.record, "mlp", layer, self.mlp(x)))
