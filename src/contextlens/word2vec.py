@@ -1,8 +1,8 @@
 """word2vec from scratch: skip-gram and CBOW with negative sampling (Mikolov et al. 2013), and
 fastText's subword vectors (Bojanowski et al. 2017) for words never seen.
 
-Training reads the corpus twice per run plus once per epoch (io/corpus.py): first the word
-counts, then each epoch a stream of word-id blocks. In each block
+Training reads the corpus as a stream (io/corpus.py): once for the word counts, then once per
+epoch in blocks of word ids. In each block
 
     subsample:  a word w of corpus frequency f(w) survives with p = (√(f/(s·N)) + 1)·(s·N)/f
     window:     each kept word draws b ∈ [0, window) and sees window − b words each side
@@ -15,8 +15,9 @@ counts, then each epoch a stream of word-id blocks. In each block
 
 The learning rate falls linearly from `alpha` to `min_alpha` over all the words of all epochs,
 as in word2vec.c and gensim. Every step is a handful of batched tensor operations: no Python
-loop over words or pairs. `seed` fixes the initial vectors and every random draw, so a run with
-the same settings, corpus and thread count gives the same vectors.
+loop over words or pairs; a step is cut short enough that no row gets too many summed updates
+at once (`Vocabulary.safe_batch`). `seed` fixes the initial vectors and every random draw, so a
+run with the same settings and corpus on one worker (the default) gives the same vectors.
 
 `track=[("king", "queen")]` records, at `checkpoints` evenly spaced moments from the random
 start to the end, the cosine of each pair, the nearest neighbours of each tracked word and its
@@ -190,9 +191,8 @@ class Vocabulary:
 
 
 def windows(block: corpus.Block, settings: Settings, rng: np.random.Generator):
-    """Subsample a block and draw every word's reduced window: `(ids [n], centre [p],
-    context [p])`, positions into the kept ids of each (centre, context) pair, ordered by
-    centre."""
+    """Draw every word's reduced window in a (subsampled) block: `(ids [n], centre [p],
+    context [p])`, positions into `ids` of each (centre, context) pair, ordered by centre."""
     ids, sentence = block.ids, block.sentence
     b = rng.integers(0, settings.window, len(ids))
     reach = settings.window - b  # [n] words each side this centre sees

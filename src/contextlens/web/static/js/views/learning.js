@@ -21,8 +21,9 @@ function toyCorpus(sentences = 2000) {
   }).join("\n");
 }
 
+const TOY = toyCorpus();
 const form = {
-  text: toyCorpus(), track: "cat,dog; car,truck; cat,car; horse,bus", epochs: 3, dim: 20,
+  text: TOY, track: "cat,dog; car,truck; cat,car; horse,bus", epochs: 3, dim: 20,
   word: "bank", sentences: "I sat on the bank of the river.\nThe bank raised its interest rates.\nShe paid the cheque into her bank account.",
 };
 const COLOURS = ["#2f6fde", "#d9622b", "#2a9d5b", "#9b4dca", "#c0392b", "#7f8c8d"];
@@ -94,7 +95,9 @@ export async function render(root, state) {
     Object.assign(form, { text: text.value, track: track.value, epochs: Number(epochs.value) });
     const groups = form.track.split(";").map((g) => g.split(",").map((w) => w.trim()).filter(Boolean)).filter((g) => g.length);
     out.replaceChildren(el("p", { class: "note", text: "training…" }));
-    const d = await post("/api/learn", { text: form.text, track: groups, epochs: form.epochs, dim: form.dim });
+    // the toy corpus has 30 words, all of them frequent: subsampling would drop most of it
+    const sample = form.text === TOY ? 0 : 1e-3;
+    const d = await post("/api/learn", { text: form.text, track: groups, epochs: form.epochs, dim: form.dim, sample });
     out.replaceChildren(learned(d));
   };
   const failed = (box) => (err) => box.replaceChildren(el("p", { class: "note", text: err.message }));
