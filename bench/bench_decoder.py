@@ -11,7 +11,7 @@ import sys
 import time
 
 import torch
-from bench_engine import linear_floor, load_note
+from bench_engine import floors_note, linear_floor, load_note, other_kernel_floors
 from common import best_time, machine, matmul_ceiling, timeit, write_section
 
 import contextlens as cl
@@ -63,13 +63,15 @@ def main() -> None:
         t_hf = timeit(lambda x=x: hf(x, output_attentions=True, output_hidden_states=True), repeat)
         t_ours = timeit(lambda text=text: ours.trace(text), repeat)
         floor = linear_floor(ours.model, len(ids))
+        others = other_kernel_floors(ours.model, len(ids))
         flops = 2 * len(ids) * weight_bytes / 4
         rows.append(
             f"| trace, {len(ids)} tokens, all attentions + hidden states | {t_ours * 1e3:.1f} ms "
             f"| {t_hf * 1e3:.1f} ms | **{t_hf / t_ours:.2f}×** | "
             f"{flops / t_ours / 1e9:.0f} GFLOP/s in weight matmuls "
             f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of the matmul ceiling); "
-            f"linear layers alone {floor * 1e3:.1f} ms = {floor / t_ours:.0%} of our time |"
+            f"linear layers alone {floor * 1e3:.1f} ms = {floor / t_ours:.0%} of our time; "
+            f"{floors_note(t_hf, floor, others)} |"
         )
         print(rows[-1], file=sys.stderr)
 
@@ -96,7 +98,8 @@ def main() -> None:
         f"{weight_bytes / 1e6:.0f} MB of fp32 weights: {ceiling_tps:.0f} tok/s at the measured "
         f"{bandwidth:.0f} GB/s copy bandwidth; we reach {tps_ours / ceiling_tps:.0%}. Linear "
         f"layers and head alone on one token: {1 / step_floor:.1f} steps/s = "
-        f"{step_floor * tps_ours:.0%} of our step |"
+        f"{step_floor * tps_ours:.0%} of our step; bound with these kernels: "
+        f"{1 / step_floor / tps_hf:.2f}×, at the copy bandwidth: {ceiling_tps / tps_hf:.2f}× |"
     )
     print(rows[-1], file=sys.stderr)
 
