@@ -6,6 +6,7 @@ load are measured in the same run. Prints a markdown section for RESULTS.md.
 """
 
 import os
+import sys
 
 import torch
 from common import machine, matmul_ceiling, timeit
@@ -35,8 +36,9 @@ def rows(m, text: str, methods: dict) -> list[tuple[str, float, float]]:
     one = timeit(forward(m, text), repeat=5, warmup=2)
     out = [("one forward pass", one, 1.0)]
     for name, fn in methods.items():
-        t = timeit(fn, repeat=3, warmup=1)
+        t = timeit(fn, repeat=1, warmup=0)
         out.append((name, t, t / one))
+        print(f"{name}: {t:.3f} s, {t / one:.1f}× one forward", file=sys.stderr, flush=True)
     return out
 
 
