@@ -115,8 +115,9 @@ def _on_ray(texts: list[str], spec: ModelSpec, engine: Engine, batch_size: int):
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
-        step = batch_size  # a block a batch, so that every actor gets work
-        blocks = [pa.table({"text": texts[i : i + step]}) for i in range(0, len(texts), step)]
+        blocks = [  # a block a batch, so that every actor gets work
+            pa.table({"text": texts[i : i + batch_size]}) for i in range(0, len(texts), batch_size)
+        ]
         gpu = spec.device.startswith("cuda")
         ds = ray.data.from_arrow(blocks).map_batches(
             Embedder,
