@@ -50,6 +50,7 @@ VARIANTS = {  # V3 as released (low-rank q, YaRN, interleaved RoPE), V3 half-spl
     "v3-half": dict(q_lora_rank=None, n_shared_experts=1, rope_interleave=False),
     "v2": dict(q_lora_rank=None, n_shared_experts=2, topk_method="group_limited_greedy"),
 }
+BLOCKS = dict(q_lora_rank=32, kv_lora_rank=32, v_head_dim=16)  # widths native kernels take
 
 
 def save_deepseek(variant: str, directory):
@@ -63,7 +64,11 @@ def save_deepseek(variant: str, directory):
 
     torch.manual_seed(0)
     tok = byte_bpe_tokenizer()
-    values = COMMON | VARIANTS[variant] | {"vocab_size": tok.get_vocab_size()}
+    values = (
+        COMMON | VARIANTS[variant.removesuffix("-blocks")] | {"vocab_size": tok.get_vocab_size()}
+    )
+    if variant.endswith("-blocks"):
+        values |= BLOCKS
     if variant == "v2":
         model = DeepseekV2ForCausalLM(DeepseekV2Config(**values))
     else:
@@ -188,7 +193,7 @@ def test_router_equals_transformers_router():
         router = Router(64, ours[name])
         with torch.no_grad():
             theirs.weight.normal_()
-            router.weight.copy_(theirs.weight)
+            router.proj.weight.copy_(theirs.weight)
             if name == "v3":
                 theirs.e_score_correction_bias.normal_(0, 0.3)
                 router.bias.copy_(theirs.e_score_correction_bias)
@@ -239,11 +244,11 @@ def test_unknown_latent_path_is_one_clear_error(pair):
         m.model.use_latent_path("fast")
 
 
-def write_deepseek2_gguf(path, model, split_kv_b_only: bool = False):
+def write_deepseek2_gguf(path, model, split_kv_b_only: bool = False, matrices=None):
     """The tiny model as llama.cpp's converter writes a "deepseek2" GGUF: gguf's own tensor names,
     routed experts stacked [experts, rows, cols], kv_b also split into k_b (transposed) and v_b,
     the widths of MLA's absorbed form under key_length/value_length and the per-head ones under
-    *_mla, the tokenizer as GGUF metadata."""
+    *_mla, the tokenizer as GGUF metadata. `matrices`: a numpy dtype to store 2-D weights in."""
     import numpy as np
     from gguf import MODEL_ARCH, GGUFWriter, TokenType, get_tensor_name_map
 
@@ -306,7 +311,10 @@ def write_deepseek2_gguf(path, model, split_kv_b_only: bool = False):
             continue
         if base.endswith("kv_b_proj") and split_kv_b_only:
             continue
-        w.add_tensor(f"{gguf_name}.{kind}", t.contiguous().numpy())
+        t = t.contiguous().numpy()
+        if matrices is not None and t.ndim == 2:
+            t = t.astype(matrices)
+        w.add_tensor(f"{gguf_name}.{kind}", t)
     for i in range(c.first_k_dense_replace, c.num_hidden_layers):
         layer = f"model.layers.{i}.mlp"
         gate, up = state[f"{layer}.experts.gate_up_proj"].chunk(2, dim=1)  # [experts, ff, d]
@@ -340,4 +348,26 @@ def test_deepseek2_gguf_gives_the_same_logits(tmp_path, variant, split_only):
     torch.testing.assert_close(g.model.logits(g.model(ids)), m.model.logits(m.model(ids)))
     assert list(g.generate_ids(ids[0].tolist(), 8, stop_at_eos=False)) == list(
         m.generate_ids(ids[0].tolist(), 8, stop_at_eos=False)
+    )
+
+
+def test_deepseek2_gguf_native_weights(tmp_path):
+    import numpy as np
+
+    from contextlens.nn.quant import QuantLinear
+
+    ref = save_deepseek("v3-blocks", tmp_path)
+    path = write_deepseek2_gguf(tmp_path / "f16.gguf", ref, matrices=np.float16)
+    exact, native = cl.load(path), cl.load(path, weights="native")
+    assert isinstance(native.model.blocks[1].attn.kv_b, QuantLinear)
+    assert isinstance(native.model.blocks[1].mlp.router.proj, QuantLinear)
+    ids = torch.tensor([exact.tokenize(PROMPTS[0]).ids])
+    logits = exact.model.logits(exact.model(ids))
+    for path_name in ("absorbed", "naive"):
+        native.model.use_latent_path(path_name)
+        got = native.model.logits(native.model(ids))
+        torch.testing.assert_close(got, logits, atol=1e-4, rtol=0)
+    native.model.use_latent_path("absorbed")
+    assert list(native.generate_ids(ids[0].tolist(), 8, stop_at_eos=False)) == list(
+        exact.generate_ids(ids[0].tolist(), 8, stop_at_eos=False)
     )

@@ -523,6 +523,7 @@ def _deepseek2_config(meta: dict, tensor_names: set[str]) -> dict:
         "scoring_func": "sigmoid" if meta.get(a + "expert_gating_func") == 2 else "softmax",
         "q_lora_rank": meta.get(a + "attention.q_lora_rank") or None,
         "qk_nope_head_dim": key - config["qk_rope_head_dim"],
+        "head_dim": config["qk_rope_head_dim"],  # as transformers says it: what RoPE turns
         "v_head_dim": value,
         "n_shared_experts": meta.get(a + "expert_shared_count", 0),
         "routed_scaling_factor": meta.get(a + "expert_weights_scale", 1.0),
@@ -827,7 +828,8 @@ def read_gguf(
             f"{path}: metadata {e} is missing; the file is incomplete or was not written by "
             "llama.cpp's converter"
         ) from None
-    _check_rotary_width(meta, name, config, path)
+    if "head_dim" in arch.keys:  # a Llama-like decoder: RoPE turns the whole head
+        _check_rotary_width(meta, name, config, path)
     tensors = {}
     for t in gguf.tensors:
         ours = hf_name(arch, t.name)

@@ -134,6 +134,8 @@ def config(hf: dict) -> TransformerConfig:
         activation=hf_activation(hf.get("hidden_act", "silu")),
         gated_mlp=True,
         causal=True,
+        out_bias=values["bias"],
+        mlp_bias=bool(hf.get("mlp_bias", False)),
         final_norm=True,
         lm_head=True,
         latent=latent(hf, yarn),
@@ -161,7 +163,7 @@ LAYER_WEIGHTS = {
     "norm2.weight": "post_attention_layernorm.weight",
     "mlp.up.{p}": ["mlp.gate_proj.{p}", "mlp.up_proj.{p}"],  # gate first: see nn.MLP
     "mlp.down.{p}": "mlp.down_proj.{p}",
-    "mlp.router.weight": "mlp.gate.weight",
+    "mlp.router.proj.weight": "mlp.gate.weight",
     "mlp.router.bias": "mlp.gate.e_score_correction_bias",
     "mlp.shared.up.weight": [
         "mlp.shared_experts.gate_proj.weight",

@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .attention import dense_weight
 from .layers import MLP
 
 
@@ -40,14 +41,14 @@ class Router(nn.Module):
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()
         self.cfg = cfg
-        self.weight = nn.Parameter(torch.empty(cfg.n_experts, d_model))
+        self.proj = nn.Linear(d_model, cfg.n_experts, bias=False)
         if cfg.correction_bias:
             self.register_buffer("bias", torch.zeros(cfg.n_experts))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [n, d] -> (weights [n, top_k] float32, experts [n, top_k])."""
         cfg = self.cfg
-        logits = x.float() @ self.weight.float().t()  # [n, E]
+        logits = x.float() @ dense_weight(self.proj).float().t()  # [n, E]
         scores = logits.softmax(-1) if cfg.scoring == "softmax" else logits.sigmoid()
         choice = scores + self.bias if cfg.correction_bias else scores
         choice = choice.masked_fill(~self.allowed_groups(choice), float("-inf"))
