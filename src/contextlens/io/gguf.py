@@ -828,7 +828,8 @@ def read_gguf(
             f"{path}: metadata {e} is missing; the file is incomplete or was not written by "
             "llama.cpp's converter"
         ) from None
-    _check_rotary_width(meta, name, config, path)
+    if "head_dim" in arch.keys:  # a Llama-like decoder: RoPE turns the whole head
+        _check_rotary_width(meta, name, config, path)
     tensors = {}
     for t in gguf.tensors:
         ours = hf_name(arch, t.name)
