@@ -36,6 +36,25 @@ def stored(w: np.ndarray, kind: Q, rows: torch.Tensor | None = None) -> StoredTe
     return StoredTensor(kind, w.shape, data, rows)
 
 
+def random_blocks(kind: Q, shape: tuple[int, int], seed: int) -> StoredTensor:
+    """Random super-blocks of a K-quant (the gguf package cannot quantise to them) with sane
+    float16 scales: Q4_K/Q5_K's d and dmin at bytes 0 and 2, Q6_K's d at its last two bytes."""
+    rng = np.random.default_rng(seed)
+    elems, size = GGML_QUANT_SIZES[kind]
+    blocks = rng.integers(0, 256, (shape[0] * shape[1] // elems, size), dtype=np.uint8)
+    for at in (0, 2) if kind != Q.Q6_K else (size - 2,):
+        scales = rng.uniform(1e-3, 0.1, len(blocks)).astype(np.float16)
+        blocks[:, at : at + 2] = scales.view(np.uint8).reshape(-1, 2)
+    return StoredTensor(kind, shape, torch.from_numpy(blocks.reshape(shape[0], -1)))
+
+
+def matrix(kind: Q, shape: tuple[int, int], seed: int, rows=None) -> StoredTensor:
+    if kind in (Q.Q4_K, Q.Q6_K):
+        return StoredTensor(kind, shape, random_blocks(kind, shape, seed).data, rows)
+    w = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return stored(w, kind, rows)
+
+
 def reference(w: StoredTensor) -> torch.Tensor:
     """The gguf package's dequantisation, rows in stored order put into logical order."""
     values = quants.dequantize(w.data.numpy(), w.kind).reshape(w.shape)
@@ -43,22 +62,61 @@ def reference(w: StoredTensor) -> torch.Tensor:
     return values if w.rows is None else values[w.rows.long()]
 
 
+def int16_blocks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [..., in] as the kernels quantise activations: per block of 32, d = max|x| / 32767 and
+    q = x · (1/d) rounded to nearest even -> (d·q [..., in], d per value [..., in])."""
+    blocks = x.reshape(*x.shape[:-1], -1, 32)
+    d = blocks.abs().amax(-1, keepdim=True) / 32767
+    q = torch.round(blocks * torch.where(d > 0, 1 / d, 0))
+    return (q * d).reshape(x.shape), d.expand_as(blocks).reshape(x.shape)
+
+
+BLOCK_FORMATS = sorted(quant.KERNEL_FORMATS - {Q.F16, Q.BF16})
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["native-cpu", "portable-c"])
 @pytest.mark.parametrize("kind", sorted(quant.KERNEL_FORMATS), ids=lambda k: k.name)
-def test_kernels_equal_the_dequantised_product(kind):
-    rng = np.random.default_rng(0)
+def test_kernels_equal_the_dequantised_product(kind, portable):
+    """Both builds of quant.c (this CPU's SIMD, and the scalar C any CPU runs): block formats
+    multiply the int16-quantised activations exactly, F16/BF16 the float32 ones."""
+    lib = quant.kernels(portable)
+    assert lib is not None  # a C compiler is part of the set-up here
     order = torch.randperm(48, generator=torch.Generator().manual_seed(0)).int()
-    parts = [
-        stored(rng.standard_normal((48, 96)).astype(np.float32), kind, order),
-        stored(rng.standard_normal((16, 96)).astype(np.float32), kind),
-    ]
+    parts = [matrix(kind, (48, 512), 0, order), matrix(kind, (16, 512), 1)]
+    w = torch.cat([reference(p) for p in parts])  # [64, 512]
+    call = quant.KernelCall(lib, parts)
+    for m in (1, 3, 8, 9, quant.FUSED_ROWS):
+        x = torch.randn(m, 512)
+        xq = x if kind in (Q.F16, Q.BF16) else int16_blocks(x)[0]
+        expected = (xq.double() @ w.double().T).float()
+        torch.testing.assert_close(call(x), expected, atol=1e-5 * w.abs().sum(1).max(), rtol=0)
+    torch.testing.assert_close(quant.dequantize(parts[0]), w[:48], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", BLOCK_FORMATS, ids=lambda k: k.name)
+def test_integer_activations_stay_within_their_rounding_bound(kind):
+    """Rounding x to int16 moves each value by at most half its block's step d, so
+    |y - x·Wᵀ| ≤ Σ_j |W_cj| · d_j / 2; on Gaussian data the error is far inside that bound."""
+    w = matrix(kind, (64, 512), 2)
+    layer = QuantLinear([w])
+    x = torch.randn(16, 512)
+    exact = (x.double() @ reference(w).double().T).float()
+    error = (layer(x) - exact).abs()
+    bound = int16_blocks(x)[1] @ reference(w).abs().T / 2
+    assert bool((error <= bound * (1 + 1e-4) + 1e-5).all())
+    assert float(error.norm() / exact.norm()) < 1e-4
+
+
+def test_quant_linear_layers_bias_and_dtype():
+    """One fused call for stacked parts, the bias added, the BLAS path above FUSED_ROWS rows."""
+    parts = [matrix(Q.Q4_1, (48, 96), 3), matrix(Q.Q8_0, (16, 96), 4)]
     bias = torch.randn(64)
     layer = QuantLinear(parts, bias)
-    w = torch.cat([reference(p) for p in parts])  # [64, 96]
-    assert quant.kernels() is not None  # a C compiler is part of the set-up here
-    for m in (1, 3, 8, 9, quant.FUSED_ROWS, quant.FUSED_ROWS + 1):  # tiles, and the BLAS path
-        x = torch.randn(2, m, 96)
-        torch.testing.assert_close(layer(x), x @ w.T + bias, atol=2e-4, rtol=1e-4)
-    torch.testing.assert_close(quant.dequantize(parts[0]), w[:48], atol=0, rtol=0)
+    w = torch.cat([reference(p) for p in parts])
+    x = torch.randn(2, 5, 96)
+    torch.testing.assert_close(layer(x), int16_blocks(x)[0] @ w.T + bias, atol=1e-4, rtol=1e-5)
+    x = torch.randn(quant.FUSED_ROWS + 1, 96)  # dequantised layer, float32 activations
+    torch.testing.assert_close(layer(x), x @ w.T + bias, atol=1e-4, rtol=1e-5)
     assert layer(x.bfloat16()).dtype == torch.bfloat16
 
 
@@ -73,20 +131,12 @@ def test_embedding_rows_and_bad_ids():
 
 
 def test_a_format_without_kernel_falls_back_per_layer_and_says_so_once():
-    """Q4_K (Llama-3 Q4_K_M files): random blocks with sane scales, as test_gguf builds them."""
-    rng = np.random.default_rng(2)
-    elems, size = GGML_QUANT_SIZES[Q.Q4_K]
-    raw = rng.integers(0, 256, (8, 2 * size), dtype=np.uint8)
-    blocks = raw.reshape(-1, size)
-    for at in (0, 2):  # float16 super-scales d and dmin
-        blocks[:, at : at + 2] = (
-            rng.uniform(1e-3, 0.1, len(blocks)).astype(np.float16).view(np.uint8).reshape(-1, 2)
-        )
-    w = StoredTensor(Q.Q4_K, (8, 2 * elems), torch.from_numpy(raw))
+    """Q5_K (in Q4_K_M files next to Q4_K and Q6_K): dequantised a layer at a time."""
+    w = random_blocks(Q.Q5_K, (8, 512), 2)
     layer = QuantLinear([w])
-    x = torch.randn(3, 2 * elems)
+    x = torch.randn(3, 512)
     quant._say_fallback.cache_clear()
-    with pytest.warns(NativeWeightsWarning, match="Q4_K weights have no native kernel"):
+    with pytest.warns(NativeWeightsWarning, match="Q5_K weights have no native kernel"):
         y = layer(x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

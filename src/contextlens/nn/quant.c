@@ -1,24 +1,56 @@
 /* Matrix products with weights kept in llama.cpp's block formats, as stored in a GGUF file.
 
-   A weight is [n rows (outputs), k columns (inputs)]; each row is k / 32 blocks of 32 values:
-     Q4_0  {f16 d; u8 q[16]}          w = d * (q - 8)     q[j] & 15 is value j, q[j] >> 4 value j + 16
-     Q4_1  {f16 d; f16 m; u8 q[16]}   w = d * q + m
-     Q8_0  {f16 d; i8 q[32]}          w = d * q
+   A weight is [n rows (outputs), k columns (inputs)]; each row is a run of blocks. Every format
+   but F16/BF16 is read as blocks of 32 integers v with scales, w = scale[j / 16] * v_j + lo:
+     Q4_0  {f16 d; u8 q[16]}            v = q (0..15), scale d, lo -8d
+                                        (q[j] & 15 is value j, q[j] >> 4 value j + 16)
+     Q4_1  {f16 d; f16 m; u8 q[16]}     v = q (0..15), scale d, lo m
+     Q8_0  {f16 d; i8 q[32]}            v = q, scale d, lo 0
+     Q4_K  256 values {f16 d; f16 dmin; u8 scales[12]; u8 q[128]}: 8 blocks of 32, each with a
+           6-bit scale s and min m packed in scales[]: v = 4-bit q, scale d * s, lo -dmin * m
+     Q6_K  256 values {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: v = 6-bit q - 32,
+           one scale d * scales[i] per 16 values
    F16 and BF16 rows are k 16-bit floats.
 
-   cl_matmul:  y[i, r] = sum_j x[i, j] * w[rows[r], j]    x [m, k] float32, y row stride ldy
-   cl_dequant: out[r, j] = w[rows[r], j]                  out [n, k] float32
-   rows (may be NULL: r itself) reorders or selects stored rows without copying them.
-   Activations stay float32: a block is widened to four 8-float vectors, scaled, and multiplied
-   into every input row, so each weight is read once per call whatever m is. */
+   cl_matmul:  y[i, c] = sum_j x[i, j] * W[c, j]   x [m, k] float32, y [m, sum of n] float32,
+               W the parts stacked along the rows, each part's rows picked by its `rows` (NULL:
+               in order), so a fused layer (Q, K, V) is one call sharing one pass over x.
+   cl_dequant: out[r, j] = w[rows[r], j]             out [n, k] float32
 
+   Block formats multiply integers: each input row is quantised once per call to blocks of 32
+   int16 with one float scale (x ≈ d * q, d = max|x| / 32767, nearest even), and a block's
+   product is d * sum_h scale_h * (v · q)_h + lo * d * sum(q), summed exactly in integers within
+   a block. (int8 activations, as llama.cpp uses, were measured too: ~1.25× faster here but top-1
+   agreement with float32 on held-out prose fell to 95.9%; int16 keeps it.) F16/BF16 are
+   widened to float32 and multiplied into the float32 activations. With AVX2 (compile-time,
+   -march=native) the inner loops use 256-bit integer multiply-adds (vpmaddwd); the portable
+   scalar code computes the same sums. */
+
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
-enum { F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, BF16 = 30 };
+enum { F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30 };
+
+/* smaller products run on one thread: waking a team costs more than it saves */
+#define PARALLEL_MIN (1L << 20)
+#define TILE 8 /* input rows multiplied per pass over an F16/BF16 weight row */
+#define XT 4   /* the same for block formats (more would not stay in registers) */
+
+typedef struct {
+    float d, s; /* x ≈ d * q; s = d * sum(q) */
+    int16_t q[32];
+} xblock;
+
+typedef struct {
+    int8_t v[32];
+    float scale[2]; /* for v[0..15] and v[16..31] */
+    float lo;
+} wblock;
 
 static float half_to_float(uint16_t h) {
 #ifdef __F16C__
@@ -55,19 +87,73 @@ static uint16_t load16(const uint8_t *p) {
     return v;
 }
 
+static int is_float(int fmt) { return fmt == F16 || fmt == BF16; }
+
 static long row_bytes(int fmt, int k) {
     switch (fmt) {
-    case Q4_0: return (long)k / 32 * 18;
-    case Q4_1: return (long)k / 32 * 20;
-    case Q8_0: return (long)k / 32 * 34;
-    case F16: case BF16: return (long)k * 2;
+    case Q4_0: return k % 32 ? -1 : (long)k / 32 * 18;
+    case Q4_1: return k % 32 ? -1 : (long)k / 32 * 20;
+    case Q8_0: return k % 32 ? -1 : (long)k / 32 * 34;
+    case Q4_K: return k % 256 ? -1 : (long)k / 256 * 144;
+    case Q6_K: return k % 256 ? -1 : (long)k / 256 * 210;
+    case F16: case BF16: return k % 32 ? -1 : (long)k * 2;
     default: return -1;
+    }
+}
+
+/* Q4_K: the 6-bit scale and min of block j (0..7) of a super-block */
+static void k4_scale_min(const uint8_t *s, int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = s[j] & 63;
+        *min = s[j + 4] & 63;
+    } else {
+        *scale = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        *min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* block b (values 32b .. 32b + 31) of a row in a block format: integers, scales and offset */
+static void block_ints(int fmt, const uint8_t *row, int b, wblock *w) {
+    if (fmt == Q8_0) {
+        const uint8_t *p = row + (long)b * 34;
+        w->scale[0] = w->scale[1] = half_to_float(load16(p));
+        w->lo = 0;
+        memcpy(w->v, p + 2, 32);
+    } else if (fmt == Q4_0 || fmt == Q4_1) {
+        const uint8_t *p = row + (long)b * (fmt == Q4_0 ? 18 : 20);
+        float d = half_to_float(load16(p));
+        const uint8_t *q = p + (fmt == Q4_0 ? 2 : 4);
+        w->scale[0] = w->scale[1] = d;
+        w->lo = fmt == Q4_0 ? -8.0f * d : half_to_float(load16(p + 2));
+        for (int j = 0; j < 16; j++) {
+            w->v[j] = q[j] & 15;
+            w->v[j + 16] = q[j] >> 4;
+        }
+    } else if (fmt == Q4_K) {
+        const uint8_t *p = row + (long)(b / 8) * 144;
+        int j = b % 8, scale, min, shift = 4 * (j % 2);
+        k4_scale_min(p + 4, j, &scale, &min);
+        w->scale[0] = w->scale[1] = half_to_float(load16(p)) * scale;
+        w->lo = -half_to_float(load16(p + 2)) * min;
+        const uint8_t *q = p + 16 + 32 * (j / 2);
+        for (int l = 0; l < 32; l++) w->v[l] = (q[l] >> shift) & 15;
+    } else { /* Q6_K */
+        const uint8_t *p = row + (long)(b / 8) * 210;
+        int j = b % 8, half = j / 4, t = j % 4;
+        const uint8_t *ql = p + 64 * half + 32 * (t % 2), *qh = p + 128 + 32 * half;
+        const int8_t *scales = (const int8_t *)(p + 192) + 8 * half + 2 * t;
+        float d = half_to_float(load16(p + 208));
+        for (int l = 0; l < 32; l++)
+            w->v[l] = (int8_t)((((ql[l] >> (4 * (t / 2))) & 15) | (((qh[l] >> (2 * t)) & 3) << 4)) - 32);
+        w->scale[0] = d * scales[0];
+        w->scale[1] = d * scales[1];
+        w->lo = 0;
     }
 }
 
 /* values 32*b .. 32*b + 31 of one row, as floats */
 static void block_values(int fmt, const uint8_t *row, int b, float *out) {
-    if (fmt == F16 || fmt == BF16) {
+    if (is_float(fmt)) {
         const uint8_t *p = row + (long)b * 64;
         for (int j = 0; j < 32; j++) {
             uint16_t h = load16(p + 2 * j);
@@ -75,52 +161,101 @@ static void block_values(int fmt, const uint8_t *row, int b, float *out) {
         }
         return;
     }
-    if (fmt == Q8_0) {
-        const uint8_t *p = row + (long)b * 34;
-        float d = half_to_float(load16(p));
-        for (int j = 0; j < 32; j++) out[j] = d * (float)(int8_t)p[2 + j];
-        return;
-    }
-    const uint8_t *p = row + (long)b * (fmt == Q4_0 ? 18 : 20);
-    float d = half_to_float(load16(p));
-    float lo = fmt == Q4_0 ? -8.0f * d : half_to_float(load16(p + 2));
-    const uint8_t *q = p + (fmt == Q4_0 ? 2 : 4);
-    for (int j = 0; j < 16; j++) {
-        out[j] = d * (float)(q[j] & 15) + lo;
-        out[j + 16] = d * (float)(q[j] >> 4) + lo;
-    }
+    wblock w;
+    block_ints(fmt, row, b, &w);
+    for (int j = 0; j < 32; j++) out[j] = w.scale[j / 16] * w.v[j] + w.lo;
 }
 
+/* ---- activations to int16 blocks ---------------------------------------------------------- */
+
+static void quantize_block(const float *x, xblock *out) {
 #ifdef __AVX2__
-/* the same 32 values as four vectors of 8 */
-static inline void block_vectors(int fmt, const uint8_t *row, int b, __m256 v[4]) {
-    if (fmt == F16 || fmt == BF16) {
-        float tmp[32];
-        block_values(fmt, row, b, tmp);
-        for (int t = 0; t < 4; t++) v[t] = _mm256_loadu_ps(tmp + 8 * t);
-        return;
+    __m256 v[4], amax = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+    for (int t = 0; t < 4; t++) {
+        v[t] = _mm256_loadu_ps(x + 8 * t);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[t]));
     }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    float d = _mm_cvtss_f32(m) / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    __m256i q[4];
+    for (int t = 0; t < 4; t++) q[t] = _mm256_cvtps_epi32(_mm256_mul_ps(v[t], _mm256_set1_ps(id)));
+    __m256i sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    s = _mm_hadd_epi32(s, s);
+    s = _mm_hadd_epi32(s, s);
+    /* packing works within 128-bit lanes: put the groups of four back in order */
+    for (int t = 0; t < 2; t++) {
+        __m256i q16 = _mm256_packs_epi32(q[2 * t], q[2 * t + 1]);
+        q16 = _mm256_permute4x64_epi64(q16, 0xd8); /* 64-bit quarters 0, 2, 1, 3 */
+        _mm256_storeu_si256((__m256i *)(out->q + 16 * t), q16);
+    }
+    out->d = d;
+    out->s = d * (float)_mm_cvtsi128_si32(s);
+#else
+    float amax = 0;
+    for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    float d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < 32; j++) {
+        out->q[j] = (int16_t)nearbyintf(x[j] * id);
+        sum += out->q[j];
+    }
+    out->d = d;
+    out->s = d * (float)sum;
+#endif
+}
+
+/* ---- one weight row times one quantised input row ----------------------------------------- */
+
+#ifdef __AVX2__
+/* block b as two halves of 16 int8 (values 0..15, 16..31), its scales for each half and its
+   offset: fmt is a constant wherever this is inlined, so each format gets its own loop */
+static inline __attribute__((always_inline)) void
+block_halves(int fmt, const uint8_t *row, int b, __m128i v[2], float scale[2], float *lo) {
+    const __m128i low4 = _mm_set1_epi8(15);
     if (fmt == Q8_0) {
         const uint8_t *p = row + (long)b * 34;
-        __m256 d = _mm256_set1_ps(half_to_float(load16(p)));
-        for (int t = 0; t < 4; t++) {
-            __m128i q8 = _mm_loadl_epi64((const __m128i *)(p + 2 + 8 * t));
-            v[t] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
+        scale[0] = scale[1] = half_to_float(load16(p));
+        *lo = 0;
+        v[0] = _mm_loadu_si128((const __m128i *)(p + 2));
+        v[1] = _mm_loadu_si128((const __m128i *)(p + 18));
+    } else if (fmt == Q4_0 || fmt == Q4_1) {
+        const uint8_t *p = row + (long)b * (fmt == Q4_0 ? 18 : 20);
+        float d = half_to_float(load16(p));
+        scale[0] = scale[1] = d;
+        *lo = fmt == Q4_0 ? -8.0f * d : half_to_float(load16(p + 2));
+        __m128i q = _mm_loadu_si128((const __m128i *)(p + (fmt == Q4_0 ? 2 : 4)));
+        v[0] = _mm_and_si128(q, low4);
+        v[1] = _mm_and_si128(_mm_srli_epi16(q, 4), low4);
+    } else if (fmt == Q4_K) {
+        const uint8_t *p = row + (long)(b / 8) * 144;
+        int j = b % 8, s, m;
+        k4_scale_min(p + 4, j, &s, &m);
+        scale[0] = scale[1] = half_to_float(load16(p)) * s;
+        *lo = -half_to_float(load16(p + 2)) * m;
+        const uint8_t *q = p + 16 + 32 * (j / 2);
+        for (int h = 0; h < 2; h++)
+            v[h] = _mm_and_si128(_mm_srli_epi16(_mm_loadu_si128((const __m128i *)(q + 16 * h)),
+                                                4 * (j % 2)),
+                                 low4);
+    } else { /* Q6_K */
+        const uint8_t *p = row + (long)(b / 8) * 210;
+        int j = b % 8, half = j / 4, t = j % 4;
+        const int8_t *sc = (const int8_t *)(p + 192) + 8 * half + 2 * t;
+        float d = half_to_float(load16(p + 208));
+        scale[0] = d * sc[0];
+        scale[1] = d * sc[1];
+        *lo = 0;
+        const uint8_t *ql = p + 64 * half + 32 * (t % 2), *qh = p + 128 + 32 * half;
+        for (int h = 0; h < 2; h++) {
+            __m128i l = _mm_loadu_si128((const __m128i *)(ql + 16 * h));
+            __m128i u = _mm_loadu_si128((const __m128i *)(qh + 16 * h));
+            l = _mm_and_si128(_mm_srli_epi16(l, 4 * (t / 2)), low4);
+            u = _mm_and_si128(_mm_srli_epi16(u, 2 * t), _mm_set1_epi8(3));
+            v[h] = _mm_sub_epi8(_mm_or_si128(l, _mm_slli_epi16(u, 4)), _mm_set1_epi8(32));
         }
-        return;
-    }
-    const uint8_t *p = row + (long)b * (fmt == Q4_0 ? 18 : 20);
-    float df = half_to_float(load16(p));
-    __m256 d = _mm256_set1_ps(df);
-    __m256 lo = _mm256_set1_ps(fmt == Q4_0 ? -8.0f * df : half_to_float(load16(p + 2)));
-    __m128i q = _mm_loadu_si128((const __m128i *)(p + (fmt == Q4_0 ? 2 : 4)));
-    __m128i mask = _mm_set1_epi8(15);
-    __m128i low = _mm_and_si128(q, mask);                    /* values 0..15 */
-    __m128i high = _mm_and_si128(_mm_srli_epi16(q, 4), mask); /* values 16..31 */
-    __m128i parts[4] = {low, _mm_srli_si128(low, 8), high, _mm_srli_si128(high, 8)};
-    for (int t = 0; t < 4; t++) {
-        __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[t]));
-        v[t] = _mm256_fmadd_ps(d, f, lo);
     }
 }
 
@@ -131,115 +266,185 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* one row times one input row, scales applied per block rather than per value:
-   sum_b d_b * (q_b · x_b) + lo_b * sum(x_b), where w = d * q + lo */
-static float row_dot(int fmt, const uint8_t *row, int k, const float *x, const float *xsum) {
-    __m256 acc = _mm256_setzero_ps();
-    float offset = 0;
-    int bytes = fmt == Q4_0 ? 18 : fmt == Q4_1 ? 20 : 34;
-    for (int b = 0; b < k / 32; b++) {
-        const uint8_t *p = row + (long)b * bytes;
-        const float *xb = x + 32 * b;
-        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
-        __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
-        __m256i q0, q1, q2, q3;
-        float d = half_to_float(load16(p));
-        if (fmt == Q8_0) {
-            q0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 2)));
-            q1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 10)));
-            q2 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 18)));
-            q3 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 26)));
-        } else {
-            __m128i q = _mm_loadu_si128((const __m128i *)(p + (fmt == Q4_0 ? 2 : 4)));
-            __m128i low = _mm_and_si128(q, _mm_set1_epi8(15));
-            __m128i high = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(15));
-            q0 = _mm256_cvtepu8_epi32(low);
-            q1 = _mm256_cvtepu8_epi32(_mm_srli_si128(low, 8));
-            q2 = _mm256_cvtepu8_epi32(high);
-            q3 = _mm256_cvtepu8_epi32(_mm_srli_si128(high, 8));
-            offset += (fmt == Q4_0 ? -8.0f * d : half_to_float(load16(p + 2))) * xsum[b];
-        }
-        __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(q0), x0);
-        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(q1), x1);
-        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q2), x2, s);
-        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q3), x3, t);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_add_ps(s, t), acc);
-    }
-    return hsum(acc) + offset;
+/* v widened to int16 and multiplied into x's int16 values: pairs summed in int32, 8 lanes for
+   values 0..15 in p[0] and 8 for values 16..31 in p[1] */
+static inline __attribute__((always_inline)) void int_products(const __m128i v[2],
+                                                                const int16_t *q, __m256i p[2]) {
+    for (int h = 0; h < 2; h++)
+        p[h] = _mm256_madd_epi16(_mm256_cvtepi8_epi16(v[h]),
+                                 _mm256_loadu_si256((const __m256i *)(q + 16 * h)));
 }
 
-#endif
+/* d_x * scale * (v · q) as 8 partial sums: one scale for the block, or (Q6_K) one per half */
+static inline __attribute__((always_inline)) __m256 scaled(int fmt, const __m256i p[2],
+                                                           const float scale[2], float dx) {
+    if (fmt == Q6_K)
+        return _mm256_fmadd_ps(_mm256_set1_ps(scale[1] * dx), _mm256_cvtepi32_ps(p[1]),
+                               _mm256_mul_ps(_mm256_set1_ps(scale[0] * dx),
+                                             _mm256_cvtepi32_ps(p[0])));
+    return _mm256_mul_ps(_mm256_set1_ps(scale[0] * dx),
+                         _mm256_cvtepi32_ps(_mm256_add_epi32(p[0], p[1])));
+}
 
-#define TILE 8 /* input rows multiplied per pass over a weight row */
-/* smaller products run on one thread: waking a team costs more than it saves, and on a shared
-   machine one descheduled thread stalls the whole team */
-#define PARALLEL_MIN (1L << 20)
+/* the 8 partial sums of block b of a row times one input block, and its offset lo * s_x */
+static inline __attribute__((always_inline)) __m256 block_dot(int fmt, const uint8_t *row, int b,
+                                                              const xblock *x, float *offset) {
+    float scale[2], lo;
+    __m128i v[2];
+    __m256i p[2];
+    block_halves(fmt, row, b, v, scale, &lo);
+    int_products(v, x->q, p);
+    *offset += lo * x->s;
+    return scaled(fmt, p, scale, x->d);
+}
 
-/* y[i, r] for the input rows i0 .. i0 + mt - 1 (mt <= TILE) */
-static void row_times_inputs(int fmt, const uint8_t *row, int k, const float *x, int mt,
-                             float *y, long ldy) {
-    int nb = k / 32;
-#ifdef __AVX2__
-    __m256 acc[TILE];
-    for (int i = 0; i < mt; i++) acc[i] = _mm256_setzero_ps();
+/* one row times one input row, two blocks at a time into two accumulators (independent sums) */
+static inline __attribute__((always_inline)) float dot_one(int fmt, const uint8_t *row, int nb,
+                                                           const xblock *x) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float offset[2] = {0, 0};
+    int b = 0;
+    for (; b + 1 < nb; b += 2)
+        for (int t = 0; t < 2; t++)
+            acc[t] = _mm256_add_ps(acc[t], block_dot(fmt, row, b + t, x + b + t, offset + t));
+    if (b < nb) acc[0] = _mm256_add_ps(acc[0], block_dot(fmt, row, b, x + b, offset));
+    return hsum(_mm256_add_ps(acc[0], acc[1])) + offset[0] + offset[1];
+}
+
+/* one row times XT input rows: each weight block is unpacked once for all of them */
+static inline __attribute__((always_inline)) void
+dot_tile(int fmt, const uint8_t *row, int nb, const xblock *x, float *y, long ldy) {
+    __m256 acc[XT];
+    float offset[XT];
+    for (int i = 0; i < XT; i++) {
+        acc[i] = _mm256_setzero_ps();
+        offset[i] = 0;
+    }
     for (int b = 0; b < nb; b++) {
-        __m256 w[4];
-        block_vectors(fmt, row, b, w);
-        for (int i = 0; i < mt; i++) {
-            const float *xb = x + (long)i * k + 32 * b;
-            __m256 a = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
-            a = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), a);
-            a = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), a);
-            acc[i] = _mm256_add_ps(acc[i], _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), a));
+        float scale[2], lo;
+        __m128i v[2];
+        __m256i p[2];
+        block_halves(fmt, row, b, v, scale, &lo);
+        for (int i = 0; i < XT; i++) {
+            const xblock *xb = x + (long)i * nb + b;
+            int_products(v, xb->q, p);
+            acc[i] = _mm256_add_ps(acc[i], scaled(fmt, p, scale, xb->d));
+            offset[i] += lo * xb->s;
         }
     }
-    for (int i = 0; i < mt; i++) y[i * ldy] = hsum(acc[i]);
+    for (int i = 0; i < XT; i++) y[i * ldy] = hsum(acc[i]) + offset[i];
+}
+
+static inline __attribute__((always_inline)) void
+dots_format(int fmt, const uint8_t *row, int nb, const xblock *x, int m, float *y, long ldy) {
+    int i = 0;
+    for (; i + XT <= m; i += XT) dot_tile(fmt, row, nb, x + (long)i * nb, y + i * ldy, ldy);
+    for (; i < m; i++) y[i * ldy] = dot_one(fmt, row, nb, x + (long)i * nb);
+}
+
+/* y[i * ldy] = row · x_i for the m input rows x_i (nb blocks each) */
+static void row_dots(int fmt, const uint8_t *row, int nb, const xblock *x, int m, float *y,
+                     long ldy) {
+    switch (fmt) {
+    case Q4_0: dots_format(Q4_0, row, nb, x, m, y, ldy); break;
+    case Q4_1: dots_format(Q4_1, row, nb, x, m, y, ldy); break;
+    case Q8_0: dots_format(Q8_0, row, nb, x, m, y, ldy); break;
+    case Q4_K: dots_format(Q4_K, row, nb, x, m, y, ldy); break;
+    default: dots_format(Q6_K, row, nb, x, m, y, ldy);
+    }
+}
 #else
-    float acc[TILE] = {0}, w[32];
+static void row_dots(int fmt, const uint8_t *row, int nb, const xblock *x, int m, float *y,
+                     long ldy) {
+    for (int i = 0; i < m; i++) y[i * ldy] = 0;
     for (int b = 0; b < nb; b++) {
+        wblock w;
+        block_ints(fmt, row, b, &w);
+        for (int i = 0; i < m; i++) {
+            const xblock *xb = x + (long)i * nb + b;
+            int32_t s[2] = {0, 0};
+            for (int j = 0; j < 32; j++) s[j / 16] += w.v[j] * xb->q[j];
+            y[i * ldy] += xb->d * (w.scale[0] * s[0] + w.scale[1] * s[1]) + w.lo * xb->s;
+        }
+    }
+}
+#endif
+
+/* ---- F16/BF16: widened per block, multiplied in float32 ----------------------------------- */
+
+/* y[i, r] for the input rows i0 .. i0 + mt - 1 (mt <= TILE) */
+static void float_row_times_inputs(int fmt, const uint8_t *row, int k, const float *x, int mt,
+                                   float *y, long ldy) {
+    float acc[TILE] = {0}, w[32];
+    for (int b = 0; b < k / 32; b++) {
         block_values(fmt, row, b, w);
         for (int i = 0; i < mt; i++) {
             const float *xb = x + (long)i * k + 32 * b;
+#ifdef __AVX2__
+            __m256 a = _mm256_mul_ps(_mm256_loadu_ps(w), _mm256_loadu_ps(xb));
+            for (int t = 1; t < 4; t++)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * t), _mm256_loadu_ps(xb + 8 * t), a);
+            acc[i] += hsum(a);
+#else
             float s = 0;
             for (int j = 0; j < 32; j++) s += w[j] * xb[j];
             acc[i] += s;
+#endif
         }
     }
     for (int i = 0; i < mt; i++) y[i * ldy] = acc[i];
-#endif
 }
 
-int cl_matmul(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, const float *x,
-              int m, float *y, long ldy, int threads) {
-    long rb = row_bytes(fmt, k);
-    if (rb < 0 || k % 32) return -1;
-#ifdef __AVX2__
-    if (m == 1 && (fmt == Q4_0 || fmt == Q4_1 || fmt == Q8_0)) { /* generation: one token */
-        float xsum[k / 32];
-        for (int b = 0; b < k / 32; b++) {
-            xsum[b] = 0;
-            for (int j = 0; j < 32; j++) xsum[b] += x[32 * b + j];
-        }
-#pragma omp parallel for num_threads(threads) schedule(static) if ((long)n * k >= PARALLEL_MIN)
-        for (int r = 0; r < n; r++) y[r] = row_dot(fmt, w + rb * (rows ? rows[r] : r), k, x, xsum);
-        return 0;
+/* ---- entry points ------------------------------------------------------------------------- */
+
+/* column r of y (ldy apart per input row) from one stored weight row */
+static void product_row(int fmt, const uint8_t *row, int k, const float *x, const xblock *xq,
+                        int m, float *y, long ldy) {
+    if (is_float(fmt)) {
+        for (int i0 = 0; i0 < m; i0 += TILE)
+            float_row_times_inputs(fmt, row, k, x + (long)i0 * k, m - i0 < TILE ? m - i0 : TILE,
+                                   y + i0 * ldy, ldy);
+        return;
     }
-#endif
-#pragma omp parallel for num_threads(threads) schedule(static) if ((long)n * k >= PARALLEL_MIN)
-    for (int r = 0; r < n; r++) {
-        const uint8_t *row = w + rb * (rows ? rows[r] : r);
-        for (int i0 = 0; i0 < m; i0 += TILE) {
-            int mt = m - i0 < TILE ? m - i0 : TILE;
-            row_times_inputs(fmt, row, k, x + (long)i0 * k, mt, y + (long)i0 * ldy + r, ldy);
+    row_dots(fmt, row, k / 32, xq, m, y, ldy);
+}
+
+int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t *const *rows,
+              const int *n, int k, const float *x, int m, float *y, int threads) {
+    long ldy = 0, work = 0;
+    int quantised = 0;
+    for (int p = 0; p < parts; p++) {
+        if (row_bytes(fmt[p], k) < 0) return -1;
+        ldy += n[p];
+        quantised |= !is_float(fmt[p]);
+    }
+    work = ldy * k;
+    xblock *xq = NULL;
+    if (quantised) {
+        xq = malloc(sizeof(xblock) * (size_t)m * (k / 32));
+        if (!xq) return -2;
+        for (long b = 0; b < (long)m * (k / 32); b++) quantize_block(x + 32 * b, xq + b);
+    }
+#pragma omp parallel num_threads(threads) if (work >= PARALLEL_MIN)
+    {
+        long col = 0;
+        for (int p = 0; p < parts; p++) {
+            long rb = row_bytes(fmt[p], k);
+#pragma omp for schedule(static) nowait
+            for (int r = 0; r < n[p]; r++)
+                product_row(fmt[p], w[p] + rb * (rows[p] ? rows[p][r] : r), k, x, xq, m,
+                            y + col + r, ldy);
+            col += n[p];
         }
     }
+    free(xq);
     return 0;
 }
 
 int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, float *out,
                int threads) {
     long rb = row_bytes(fmt, k);
-    if (rb < 0 || k % 32) return -1;
+    if (rb < 0) return -1;
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)n * k >= PARALLEL_MIN)
     for (int r = 0; r < n; r++) {
         const uint8_t *row = w + rb * (rows ? rows[r] : r);

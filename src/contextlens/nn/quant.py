@@ -5,13 +5,16 @@ map. `QuantLinear` multiplies with it directly:
 
     y = x · Wᵀ (+ b)     x [..., in] -> y [..., out],   W = concat(parts) along out
 
-Q4_0, Q4_1, Q8_0, F16 and BF16 go through `quant.c` (compiled on first use with the system's C
-compiler, cached, OpenMP over output rows): each block is widened to float32 in registers and
-multiplied into the float32 activations, so a weight is read once per call and never stored
-wider. Torch's own `_weight_int4pack_mm_for_cpu` was measured first: without AVX-512 it runs a
-scalar loop, 20–40× slower than float32 here (docs/gguf.md). Every other format (K-quants, Q5_x,
-…), and every format when no C compiler is found, is dequantised one layer at a time at forward
-(the gguf package's numpy code) and multiplied in float32; this is said once per format.
+Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, F16 and BF16 go through `quant.c` (compiled on first use with the
+system's C compiler, cached, OpenMP over output rows; one call per layer, its parts included).
+For the block formats each input row is quantised once per call to int8 blocks of 32 and
+multiplied with integer dot products (AVX2 where the CPU has it, else portable C computing the
+same sums), so a weight is read once per call, never stored wider, and never widened to float;
+F16/BF16 blocks are widened to float32 in registers. Torch's own `_weight_int4pack_mm_for_cpu`
+was measured first: without AVX-512 it runs a scalar loop, 20–40× slower than float32 here
+(docs/gguf.md). Every other format (Q5_x, Q2_K, Q3_K, Q5_K, IQ*, …), and every format when no C
+compiler is found, is dequantised one layer at a time at forward (the gguf package's numpy code)
+and multiplied in float32; this is said once per format.
 """
 
 import ctypes
@@ -35,7 +38,7 @@ from ..errors import ContextlensError
 from ..io.gguf import StoredTensor
 
 Q = GGMLQuantizationType
-KERNEL_FORMATS = {Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q8_0}
+KERNEL_FORMATS = {Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q6_K}
 SOURCE = Path(__file__).with_name("quant.c")
 FUSED_ROWS = 64  # up to this many input rows the fused kernel beats dequantise + BLAS here
 
@@ -49,13 +52,17 @@ def _cache_dir() -> Path:
     return Path(base) / "contextlens" / "kernels"
 
 
-def _compile(target: Path) -> bool:
-    """Build quant.c into `target` (with OpenMP if the compiler has it); False if no compiler."""
+def _compile(target: Path, portable: bool) -> bool:
+    """Build quant.c into `target` (with OpenMP if the compiler has it); False if no compiler.
+
+    portable=True builds for the architecture's baseline (no -march=native): the scalar code.
+    """
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    base = [cc, "-O3", "-march=native", "-shared", "-fPIC", str(SOURCE)]
+    arch = [] if portable else ["-march=native"]
+    base = [cc, "-O3", *arch, "-shared", "-fPIC", str(SOURCE), "-lm"]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
         for extra in (["-fopenmp"], []):
@@ -67,20 +74,22 @@ def _compile(target: Path) -> bool:
 
 
 @cache
-def kernels() -> ctypes.CDLL | None:
+def kernels(portable: bool = False) -> ctypes.CDLL | None:
     """quant.c as a loaded library, compiled once per source and machine; None without a C
-    compiler (then every format takes the dequantising path)."""
+    compiler (then every format takes the dequantising path). portable=True: the scalar build
+    every x86-64 (or other) CPU runs, for tests and comparison."""
     key = hashlib.sha256(SOURCE.read_bytes() + platform.machine().encode())
     cpu = Path("/proc/cpuinfo")
-    if cpu.exists():  # -march=native: a library built on another CPU may not run here
+    if not portable and cpu.exists():  # -march=native: a library built elsewhere may not run
         flags = [line for line in cpu.read_text().splitlines() if line.startswith("flags")]
         key.update("".join(flags[:1]).encode())
-    target = _cache_dir() / f"quant-{key.hexdigest()[:16]}.so"
-    if not target.exists() and not _compile(target):
+    name = "quant-portable" if portable else "quant"
+    target = _cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
+    if not target.exists() and not _compile(target, portable):
         return None
     lib = ctypes.CDLL(str(target))
-    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.cl_matmul.argtypes = [i, p, p, i, i, p, i, p, long, i]
+    p, i = ctypes.c_void_p, ctypes.c_int
+    lib.cl_matmul.argtypes = [i, p, p, p, p, i, p, i, p, i]
     lib.cl_dequant.argtypes = [i, p, p, i, i, p, i]
     return lib
 
@@ -129,6 +138,36 @@ def dequantize(w: StoredTensor, rows: torch.Tensor | None = None) -> torch.Tenso
     return torch.from_numpy(gguf_dequantize(data, w.kind).reshape(n, k))
 
 
+class KernelCall:
+    """`cl_matmul` for the stacked parts of one layer, its fixed arguments built once:
+    `call(x)` with x [m, in] float32 contiguous -> y [m, Σ out_i] float32, one C call."""
+
+    def __init__(self, lib: ctypes.CDLL, parts: list[StoredTensor]):
+        rows = [None if p.rows is None else p.rows.to(torch.int32).contiguous() for p in parts]
+        count = len(parts)
+        self.keep = rows  # the row indices must outlive the pointers to them
+        self.fn, self.count, self.k = lib.cl_matmul, count, parts[0].shape[1]
+        self.kinds = [p.kind for p in parts]
+        self.out = sum(p.shape[0] for p in parts)
+        self.fmt = (ctypes.c_int * count)(*(int(p.kind) for p in parts))
+        self.w = (ctypes.c_void_p * count)(*(p.data.data_ptr() for p in parts))
+        self.rows = (ctypes.c_void_p * count)(*(_ptr(r) for r in rows))
+        self.n = (ctypes.c_int * count)(*(p.shape[0] for p in parts))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.shape[0]
+        y = torch.empty(m, self.out)
+        threads = torch.get_num_threads()
+        fmt, w, rows, n = self.fmt, self.w, self.rows, self.n
+        if self.fn(self.count, fmt, w, rows, n, self.k, x.data_ptr(), m, y.data_ptr(), threads):
+            kinds = "+".join(k.name for k in self.kinds)
+            raise ContextlensError(
+                f"the native kernel cannot multiply {kinds} rows of width {self.k} (not whole "
+                "blocks); load with weights='exact'"
+            )
+        return y
+
+
 class QuantLinear(nn.Module):
     """`nn.Linear` over stored weights: y = x · Wᵀ + b, W = the parts stacked along out.
 
@@ -144,6 +183,7 @@ class QuantLinear(nn.Module):
         self.parts = parts
         self.in_features, self.out_features = k, sum(p.shape[0] for p in parts)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self.call: KernelCall | None = None  # made at the first product
 
     def extra_repr(self) -> str:
         kinds = "+".join(p.kind.name for p in self.parts)
@@ -153,31 +193,28 @@ class QuantLinear(nn.Module):
         """The whole weight dequantised: [out, in] float32 (one layer, for inspection)."""
         return torch.cat([dequantize(p) for p in self.parts])
 
+    def kernel(self) -> KernelCall | None:
+        """The fused product for these parts, or None when a part has no kernel."""
+        if self.call is None:
+            libs = [_kernel_for(p.kind) for p in self.parts]
+            if any(lib is None for lib in libs):
+                return None
+            self.call = KernelCall(libs[0], self.parts)
+        return self.call
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             raise ContextlensError(
                 "native (quantised) weights run on the CPU; load with weights='exact' to use "
                 f"{x.device.type}"
             )
-        lead, k = x.shape[:-1], self.in_features
-        x2 = x.reshape(-1, k).float().contiguous()  # [m, in]
-        m = x2.shape[0]
-        libs = [_kernel_for(p.kind) for p in self.parts]
-        if m <= FUSED_ROWS and all(lib is not None for lib in libs):
-            y = torch.empty(m, self.out_features)
-            col, threads = 0, torch.get_num_threads()
-            for lib, p in zip(libs, self.parts, strict=True):
-                n = p.shape[0]
-                lib.cl_matmul(
-                    int(p.kind), _ptr(p.data), _ptr(p.rows), n, k, _ptr(x2), m,
-                    y.data_ptr() + 4 * col, self.out_features, threads,
-                )  # fmt: skip
-                col += n
-        else:  # one layer at a time: its float32 copy lives only for this product
-            y = F.linear(x2, self.weight_float())
+        x2 = x.reshape(-1, self.in_features).float().contiguous()  # [m, in]
+        call = self.kernel() if x2.shape[0] <= FUSED_ROWS else None
+        # without a kernel, one layer at a time: its float32 copy lives only for this product
+        y = call(x2) if call is not None else F.linear(x2, self.weight_float())
         if self.bias is not None:
             y += self.bias
-        return y.reshape(*lead, self.out_features).to(x.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
 class QuantEmbedding(nn.Module):
@@ -205,4 +242,4 @@ class QuantEmbedding(nn.Module):
         return dequantize(self.table)
 
 
-__all__ = ["QuantEmbedding", "QuantLinear", "StoredTensor", "dequantize", "kernels"]
+__all__ = ["KernelCall", "QuantEmbedding", "QuantLinear", "StoredTensor", "dequantize", "kernels"]
