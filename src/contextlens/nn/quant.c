@@ -36,8 +36,10 @@
 
 enum { F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30 };
 
-/* smaller products run on one thread: waking a team costs more than it saves */
-#define PARALLEL_MIN (1L << 20)
+/* smaller products run on one thread: waking a team costs more than it saves, and on a shared
+   machine a descheduled thread stalls the whole team (SmolLM2 at 2 threads with one other busy
+   process: 39 ms a token with this bound, 480 ms with 1M, where every fused MLP call woke it) */
+#define PARALLEL_MIN (1L << 21)
 #define TILE 8 /* input rows multiplied per pass over an F16/BF16 weight row */
 #define XT 4   /* the same for block formats (more would not stay in registers) */
 
