@@ -1,6 +1,9 @@
 """From a catalog name or a path to a ready model: `load_model` gives a `LanguageModel`,
 `load_vectors` a `WordVectors`, and `load` whichever the name or file holds."""
 
+import contextlib
+import ctypes
+import gc
 from pathlib import Path
 from typing import Literal, overload
 
@@ -95,7 +98,19 @@ def load_gguf(path: Path, name: str, weights: str = "exact") -> LanguageModel:
     hf_config, tensors, tokenizer = read_gguf(path, native=weights == "native")
     model = build(hf_config, tensors, str(path), metadata_keys(hf_config["model_type"]))
     tokenizer.check_fits(model.cfg.vocab_size, str(path))
+    del tensors
+    if weights == "native":
+        _release_freed_heap()
     return LanguageModel(name, model, tokenizer, Pooling())
+
+
+def _release_freed_heap() -> None:
+    """Give the heap freed after reading a GGUF header (its vocabulary and merges parsed into
+    Python strings, ~15 MB for SmolLM2) back to the OS where the C library can (glibc), so that
+    native mode stays near the file's size in memory."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: this process reuses it
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 WEIGHTS = ("exact", "native")
