@@ -1,8 +1,10 @@
 """Search and retrieval under bad input: a failed first build leaves the folder exactly as it
 was, and every other failure is one line (exit 2)."""
 
+import copy
 import hashlib
 import inspect
+import itertools
 import json
 import os
 import re
@@ -58,20 +60,19 @@ def notes(path: Path, n: int) -> Path:
     return path
 
 
-class Failing:
-    """minilm, except that `embed` raises `error` on its call number `on` (1-based)."""
+def failing(model, error: BaseException, on: int):
+    """A shallow copy of `model` (still a LanguageModel) whose `embed` raises `error` on its
+    call number `on` (1-based)."""
+    calls = itertools.count(1)
 
-    def __init__(self, model, error: BaseException, on: int):
-        self.model, self.error, self.on, self.calls = model, error, on, 0
+    def embed(*args, **kwargs):
+        if next(calls) == on:
+            raise error
+        return model.embed(*args, **kwargs)
 
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def embed(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.on:
-            raise self.error
-        return self.model.embed(*args, **kwargs)
+    copied = copy.copy(model)
+    copied.embed = embed
+    return copied
 
 
 def no_space(*args, **kwargs):
@@ -113,7 +114,7 @@ def test_failed_first_build_leaves_the_folder_as_it_was(
         notes(source, 70)  # more than one commit of 64 chunks
     if failure in ("error mid-embedding", "ctrl-c mid-embedding"):
         error = RuntimeError("boom") if raised is RuntimeError else KeyboardInterrupt()
-        monkeypatch.setattr(search_cli, "get_model", lambda name: Failing(minilm, error, on=2))
+        monkeypatch.setattr(search_cli, "get_model", lambda name: failing(minilm, error, on=2))
     if failure == "disk full at the snapshot":
         monkeypatch.setattr(build_module, "save_snapshot", no_space)
     before = snapshot(tmp_path)
