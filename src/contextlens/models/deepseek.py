@@ -15,6 +15,7 @@ from ..errors import ContextlensError
 from ..nn.attention import Latent
 from ..nn.moe import MoEConfig
 from ..nn.positions import YaRN
+from .llama import LAYER_PREFIX, PREFIXES, WEIGHTS  # noqa: F401  (Llama's embedding, norm, head names)
 from .transformer import TransformerConfig, from_hf, hf_activation, is_int
 
 KEYS = {  # TransformerConfig field -> config.json key
@@ -143,13 +144,6 @@ def config(hf: dict) -> TransformerConfig:
     )
 
 
-PREFIXES = ("model.",)
-WEIGHTS = {
-    "tok.weight": "embed_tokens.weight",
-    "final_norm.weight": "norm.weight",
-    "lm_head.weight": "lm_head.weight",
-}
-LAYER_PREFIX = "layers.{i}."
 LAYER_WEIGHTS = {
     "attn.q.weight": "self_attn.q_proj.weight",
     "attn.q_a.{p}": "self_attn.q_a_proj.{p}",
