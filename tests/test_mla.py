@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from tiny import byte_bpe_tokenizer
+from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -95,15 +95,7 @@ def pair(request, tmp_path_factory):
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_hidden_states_attentions_logits_equal_transformers(pair, prompt):
-    m, ref = pair
-    t = m.trace(prompt)
-    with torch.no_grad():
-        out = ref(torch.tensor([t.ids]), output_hidden_states=True, output_attentions=True)
-    torch.testing.assert_close(
-        t.hidden_states, torch.stack(out.hidden_states)[:, 0], atol=1e-4, rtol=0
-    )
-    torch.testing.assert_close(t.attentions, torch.stack(out.attentions)[:, 0], atol=1e-4, rtol=0)
-    torch.testing.assert_close(m.next_token_logits(prompt), out.logits[0, -1], atol=1e-4, rtol=0)
+    assert_pass_equals_transformers(*pair, prompt)
 
 
 def test_naive_and_absorbed_paths_agree(pair):

@@ -68,3 +68,17 @@ def save_tiny(kind: str, directory: Path, **overrides) -> Path:
     model.save_pretrained(directory, safe_serialization=True)
     tok.save(str(directory / "tokenizer.json"))
     return directory
+
+
+def assert_pass_equals_transformers(m, ref, prompt: str, atol: float = 1e-4):
+    """Our trace of `prompt` against the transformers model `ref` (eager): every hidden state,
+    every attention weight and the next-token logits within `atol`. Returns the trace."""
+    t = m.trace(prompt)
+    with torch.no_grad():
+        out = ref(torch.tensor([t.ids]), output_hidden_states=True, output_attentions=True)
+    torch.testing.assert_close(
+        t.hidden_states, torch.stack(out.hidden_states)[:, 0], atol=atol, rtol=0
+    )
+    torch.testing.assert_close(t.attentions, torch.stack(out.attentions)[:, 0], atol=atol, rtol=0)
+    torch.testing.assert_close(m.next_token_logits(prompt), out.logits[0, -1], atol=atol, rtol=0)
+    return t
