@@ -198,9 +198,8 @@ def create_app(
     def search_index(req: SearchIn) -> dict:
         return search.search(served, reg, check_text(req.query), req.k, req.mode)
 
-    why_routes(app, reg, check_text)
-
     learning_routes(app, reg, check_texts)
+    why_routes(app, reg, check_text)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -261,6 +260,20 @@ def static_file(path: str) -> Path:
     if not found:
         raise NotFound(f"no such file under /static/: {path[:200]!r}")
     return target
+
+
+def learning_routes(app, reg: Registry, check_texts) -> None:
+    """Watching embeddings learn (word2vec on the page's text) and static vs contextual."""
+
+    @app.post("/api/learn", summary="Train word2vec on a text and watch tracked words learn")
+    def learn(req: learning.LearnIn) -> dict:
+        return learning.learn(req)
+
+    @app.post("/api/contrast", summary="A static table's neighbours beside a transformer's")
+    def contrast(req: learning.ContrastIn) -> dict:
+        check_texts(req.sentences)
+        wv = wordspace.table(reg, req.static)
+        return learning.side_by_side(req, wv, reg.language_model(req.model))
 
 
 # ── the "Why" view: logit lens, attributions, patching ─────────────────────────────────────
@@ -326,17 +339,3 @@ def why_routes(app, reg: Registry, check_text) -> None:
     def patch(req: PatchIn) -> dict:
         m = short(req.model, req.clean, req.corrupted)
         return to_dict(patching.patch(m, req.clean, req.corrupted, req.site, req.target, req.foil))
-
-
-def learning_routes(app, reg: Registry, check_texts) -> None:
-    """Watching embeddings learn (word2vec on the page's text) and static vs contextual."""
-
-    @app.post("/api/learn", summary="Train word2vec on a text and watch tracked words learn")
-    def learn(req: learning.LearnIn) -> dict:
-        return learning.learn(req)
-
-    @app.post("/api/contrast", summary="A static table's neighbours beside a transformer's")
-    def contrast(req: learning.ContrastIn) -> dict:
-        check_texts(req.sentences)
-        wv = wordspace.table(reg, req.static)
-        return learning.side_by_side(req, wv, reg.language_model(req.model))
