@@ -173,12 +173,13 @@ class Vocabulary:
         """The most pairs one step may hold so that no row expects more than MAX_REPEATS of
         the step's updates (they are summed from the same stale vectors; far more than that
         for one frequent word overshoots, and the vectors diverge). Large vocabularies allow
-        big steps; a handful of words that make up the whole corpus force small ones."""
+        big steps; a handful of words that make up the whole corpus force small ones. The
+        workers' steps land on the same rows at once, so they share that budget."""
         kept = self.counts * self.keep_probability(settings.sample)
         noise = self.counts**NOISE_POWER
         share = kept.max() / kept.sum() + settings.negative * noise.max() / noise.sum()
         per_centre = settings.window + 1 if settings.mode == "cbow" else 1  # contexts it feeds
-        return max(1, int(MAX_REPEATS / share / per_centre))
+        return max(1, int(MAX_REPEATS / share / per_centre / settings.workers))
 
     def check_tracked(self, words: Sequence[str], min_count: int) -> None:
         missing = [w for w in words if w not in self.index]
