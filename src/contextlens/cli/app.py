@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import ContextlensError
 from ..lm import LanguageModel
+from ..report import to_dict
 from ..static import WordVectors
 
 app = typer.Typer(
@@ -86,9 +87,10 @@ def need_decoder(name: str, command: str) -> LanguageModel:
 
 
 def emit_json(data) -> None:
-    """`data` as JSON on stdout; NaN or infinity (which JSON cannot hold) is an error instead."""
+    """`data` — a report (`report.to_dict` makes it plain data, as the web API does) or plain
+    data — as JSON on stdout; NaN or infinity (which JSON cannot hold) is an error instead."""
     try:
-        text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False)
+        text = json.dumps(to_dict(data), ensure_ascii=False, indent=2, allow_nan=False)
     except ValueError:
         raise ContextlensError(
             "the result holds NaN or infinity, which JSON cannot carry; run without --json to "

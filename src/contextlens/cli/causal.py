@@ -10,7 +10,6 @@ from ..analysis import attribution as attr
 from ..analysis import lens as ln
 from ..analysis import patching
 from ..errors import ContextlensError
-from ..report import to_dict
 from .app import JSON_OPTION, app, console, emit_json, need_transformer, table
 
 DECODER = typer.Option("smollm2", "--model", "-m", help="a decoder: catalog name or path")
@@ -39,7 +38,7 @@ def lens_command(
     m = need_transformer(model, "lens")
     r = ln.logit_lens(m, text, k, target, position)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"logit lens after {r.tokens[r.position]!r} ({m.name}); layer 0 = the embedding",
         ["layer", f"top {k}", f"p({r.target!r})", "rank"],
@@ -174,7 +173,7 @@ def attribute_command(
         what = "search score" if index is not None else "cosine"
         s = attr.attribute_similarity(m, text, other, steps, what)
         if as_json:
-            return emit_json(to_dict(s))
+            return emit_json(s)
         console.print(f"cosine {s.cosine:.4f} ({m.name})")
         _show(s.a)
         _show(s.b)
@@ -183,12 +182,12 @@ def attribute_command(
     if direct:
         d = attr.direct_logit_attribution(m, text, target)
         if as_json:
-            return emit_json(to_dict(d))
+            return emit_json(d)
         _show_direct(d, top, plot)
         return _saved(plot)
     r = attr.attribute_next_token(m, text, target, log_prob, steps)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     _show(r)
 
 
@@ -257,7 +256,7 @@ def patch_command(
     if ablate:
         a = patching.ablate(m, clean, parse_heads(ablate), mode, target)
         if as_json:
-            return emit_json(to_dict(a))
+            return emit_json(a)
         heads = ", ".join(f"{i}.{h}" for i, h in a.heads)
         if a.target is None:
             what = f"{mode}-ablating {heads}"
@@ -279,6 +278,6 @@ def patch_command(
         raise ContextlensError("give the corrupted text after the clean one, or heads to --ablate")
     r = patching.patch(m, clean, corrupted, site, target, foil)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     _show_patch(r, plot)
     _saved(plot)

@@ -11,7 +11,6 @@ from ..analysis import context as ctx
 from ..analysis.words import words
 from ..errors import ContextlensError
 from ..io.benchmarks import read_cases
-from ..report import to_dict
 from .app import (
     JSON_OPTION,
     MODEL_OPTION,
@@ -85,7 +84,7 @@ def attention(
         title = f"{r.model}: {r.source.text!r} attends to ({_label(layer, head)})"
         plots.lines(labels, r.weights, r.words.index(r.source), title, plot)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     rows = [(x.layer, _cells(x.top)) for x in r.layers]
     if layer is None:
         rows += [("all", _cells(r.all_layers)), ("rollout", _cells(r.rollout))]
@@ -109,7 +108,7 @@ def _attention_all(trace, layer, head, top, plot, grid, as_json) -> None:
         matrix = att.word_matrix(trace, layer, head)
         plots.heatmap(matrix, labels, labels, f"{r.model}: {_label(layer, head)}", plot)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"who attends to whom ({r.model}, {_label(layer, head)})",
         ["word", f"top {min(top, len(labels))} targets and weights"],
@@ -162,7 +161,7 @@ def heads(
         title = f"{r.model}: attention from {r.source.text!r} to {r.target.text!r}"
         _layer_head_heatmap(r.links, title, plot)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"heads linking {r.source.text!r} → {r.target.text!r} ({r.model})",
         ["#", "layer", "head", "weight", ""],
@@ -186,7 +185,7 @@ def _head_stats(trace, top: int, plot: Path | None, as_json: bool) -> None:
         title = f"{st.model}: share of attention on the sink (special / first tokens)"
         _layer_head_heatmap(st.sink, title, plot, label="sink share")
     if as_json:
-        return emit_json(to_dict(st))
+        return emit_json(st)
     focused = att.rank_heads(-st.entropy, top)
     table(
         f"heads, averaged per layer ({st.model}, {len(trace)} tokens; sink = special/first tokens)",
@@ -236,7 +235,7 @@ def shift(
     if map_file:
         shift_map(occ, r, f"{r.model}: {word!r}, PCA of its vectors", map_file)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"{word!r} across {len(sentences)} sentences, per layer ({r.model})",
         ["layer", "mean cosine", "lowest", "sense groups"],
@@ -340,7 +339,7 @@ def coref_command(
     trace = m.trace(text, truncate=True)
     r = coref.coref_report(trace, pronoun, names, occurrence, parse_head(head))
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"{r.scores.pronoun.text!r} → {' or '.join(map(repr, r.given))} ({r.model})",
         ["method", *r.given, "winner"],
@@ -382,7 +381,7 @@ def evaluate_coref(
     m = need_transformer(model, "evaluate coref")
     r = coref.evaluate_file(m, file, cases, batch_size, _progress)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"coreference: {Path(file).name}, {r.cases} cases (dev {r.dev} / test {r.test}), {r.model}",
         ["method", "chosen on dev", "dev", "test"],
@@ -413,7 +412,7 @@ def evaluate_wic_command(
     m = need_transformer(model, "evaluate wic")
     r = benchmarks.wic_report(m, data, gold, limit)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"WiC: {r.pairs} pairs (threshold on {r.dev}, accuracy on {r.test}), {r.model}",
         ["layer", "threshold", "dev", "test", ""],

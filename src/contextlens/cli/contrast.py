@@ -5,7 +5,6 @@ import typer
 from rich.markup import escape
 
 from ..analysis.contrast import Contrast, contrast
-from ..report import to_dict
 from .app import JSON_OPTION, app, console, emit_json, need_transformer, table
 from .static import word_vectors
 
@@ -33,7 +32,7 @@ def contrast_command(
     lm = need_transformer(model, "contrast")
     report = contrast(word, sentences, wv, lm, k, layer, candidates)
     if as_json:
-        return emit_json(to_dict(report))
+        return emit_json(report)
     _show(report)
 
 

@@ -11,7 +11,6 @@ from ..analysis import embedding as emb
 from ..analysis.benchmarks import sts_report
 from ..errors import ContextlensError
 from ..lm import LanguageModel
-from ..report import to_dict
 from . import embed as jobs
 from .app import (
     JSON_OPTION,
@@ -33,7 +32,7 @@ def models(as_json: bool = JSON_OPTION) -> None:
     """The model catalog and whether each model is installed."""
     rows = emb.catalog()
     if as_json:
-        return emit_json(to_dict(rows))
+        return emit_json(rows)
     table(
         "Models (any Hugging Face directory or .gguf file also loads by path)",
         ["name", "kind", "installed", "description"],
@@ -55,7 +54,7 @@ def tokens(
     m = need_transformer(model, "tokens")
     r = emb.tokenize(m, text, truncate=True)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"{len(r.tokens)} tokens ({r.model})",
         ["#", "token", "id", "from the text"],
@@ -100,7 +99,7 @@ def embed(
     m = need_transformer(model, "embed")
     r = emb.embeddings(m, texts, truncate=True)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     n, d = r.embeddings.shape
     table(
         f"embeddings: {n} × {d} ({r.model})",
@@ -133,7 +132,7 @@ def similarity(
         vectors = torch.stack([torch.as_tensor(m[a]), torch.as_tensor(m[b])]).float()
         r = emb.similarity(vectors, m.name, [a, b])
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     console.print(f"cosine similarity  [bold]{r.cosine[0, 1]:.4f}[/bold]   ({r.model})")
     console.print(
         f"[dim]dot {r.dot[0, 1]:.4f} · euclidean {r.euclidean[0, 1]:.4f} · "
@@ -154,7 +153,7 @@ def softmax(
     nan, or only -inf scores, is an error; --json writes infinite scores as "inf" and "-inf"."""
     r = decoding.softmax(numbers, temperature)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"softmax at temperature {temperature}",
         ["score", "probability", ""],
@@ -176,7 +175,7 @@ def evaluate_sts_command(
     m = need_transformer(model, "evaluate sts")
     r = sts_report(m, file)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"STS: {file.name}, {r.pairs} pairs ({r.model})",
         ["Spearman ρ", "Pearson r"],

@@ -7,7 +7,6 @@ import typer
 from ..analysis import decoding
 from ..errors import ContextlensError
 from ..metrics import check_temperature
-from ..report import to_dict
 from ..sampling import check_sampling
 from .app import JSON_OPTION, app, console, emit_json, get_model, need_decoder, table
 from .tour import explain, section
@@ -31,7 +30,7 @@ def next_token(
     m = need_decoder(model, "next")
     r = decoding.next_tokens(m, text, k, temperature, truncate=True)
     if as_json:
-        return emit_json(to_dict(r))
+        return emit_json(r)
     table(
         f"next token after {text!r} ({r.model}, T={temperature})",
         ["#", "token", "probability", ""],
@@ -90,7 +89,7 @@ def generate(
     m.check_new_tokens(n)
     if as_json:
         r = decoding.Generation(m.name, text, **opts, text=m.generate(text, **opts))
-        return emit_json(to_dict(r))
+        return emit_json(r)
     for piece in m.stream(text, **opts):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -138,7 +137,7 @@ def chat(
     if message is not None:
         text = reply(message)
         if as_json:
-            emit_json(to_dict(decoding.Chat(m.name, history, text)))
+            emit_json(decoding.Chat(m.name, history, text))
         return
     while True:
         try:

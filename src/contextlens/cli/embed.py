@@ -77,7 +77,7 @@ def write_corpus(paths: list[str], out: Path, model: str, engine: str, address: 
             id_field, progress=callback,
         )  # fmt: skip
     if as_json:
-        return emit_json(to_dict(report))
+        return emit_json(report)
     rows = [(k, v) for k, v in to_dict(report).items() if k not in ("skipped", "out")]
     table(f"embeddings in {report.out}", ["", "value"], rows)
     for s in report.skipped:

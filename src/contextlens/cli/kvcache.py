@@ -5,7 +5,6 @@ import typer
 
 from ..analysis import kvcache
 from ..errors import ContextlensError
-from ..report import to_dict
 from .app import JSON_OPTION, app, console, emit_json, get_model, need_decoder, table
 from .tour import explain, section
 
@@ -79,7 +78,7 @@ def kv_cache(
         shapes = [kvcache.load_config(name, dtype) for name in kvcache.NAMED]
     reports = [kvcache.report(s, context) for s in shapes]
     if as_json:
-        return emit_json(to_dict(reports if len(reports) > 1 else reports[0]))
+        return emit_json(reports if len(reports) > 1 else reports[0])
     for r in reports:
         show(r)
 

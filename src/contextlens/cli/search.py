@@ -226,7 +226,7 @@ def ask(
     hits = ix.search(question, k=k, model=encoder)
     result = answer(question, hits, get_model(model) if model else None, max_new_tokens)
     if as_json:
-        return emit_json(asdict(result))
+        return emit_json(result)
     if show_prompt:
         shown = result.prompt or "\n\n".join(
             f"{m['role']}: {m['content']}" for m in result.messages

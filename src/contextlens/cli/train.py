@@ -11,7 +11,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..analysis.learning import Learning, learning, plot_learning
 from ..errors import ContextlensError
-from ..report import to_dict
 from ..word2vec import Settings, train_word2vec
 from .app import JSON_OPTION, app, console, emit_json, table
 
@@ -128,7 +127,7 @@ def word2vec_command(
     if plot:
         plot_learning(report, plot)
     if as_json:
-        return emit_json(to_dict(report))
+        return emit_json(report)
     _show(report, plot)
 
 

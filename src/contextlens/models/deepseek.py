@@ -15,8 +15,8 @@ from ..errors import ContextlensError
 from ..nn.attention import Latent
 from ..nn.moe import MoEConfig
 from ..nn.positions import YaRN
-from .llama import LAYER_PREFIX, PREFIXES, WEIGHTS  # noqa: F401  (Llama's embedding, norm, head names)
-from .transformer import TransformerConfig, from_hf, hf_activation, is_int
+from .llama import LAYER_PREFIX, PREFIXES, WEIGHTS, decoder_config  # noqa: F401  (Llama's names)
+from .transformer import TransformerConfig, is_int
 
 KEYS = {  # TransformerConfig field -> config.json key
     "vocab_size": "vocab_size",
@@ -28,12 +28,15 @@ KEYS = {  # TransformerConfig field -> config.json key
     "max_positions": "max_position_embeddings",
     "norm_eps": "rms_norm_eps",
     "bias": "attention_bias",
+    "out_bias": "attention_bias",
+    "mlp_bias": "mlp_bias",
     "tie_lm_head": "tie_word_embeddings",
 }
 DEFAULTS = {
     "max_position_embeddings": 2048,
     "rms_norm_eps": 1e-6,
     "attention_bias": False,
+    "mlp_bias": False,
     "tie_word_embeddings": False,
 }
 LATENT_KEYS = {  # Latent field -> config.json key; each a positive integer
@@ -123,22 +126,14 @@ def moe(hf: dict) -> MoEConfig | None:
 
 
 def config(hf: dict) -> TransformerConfig:
+    """A Llama-like decoder whose attention is latent (MLA) and whose MLPs are experts."""
     theta, yarn = rope(hf)
-    values = from_hf(hf, KEYS, DEFAULTS)
-    return TransformerConfig(
+    return decoder_config(
+        hf,
+        KEYS,
+        DEFAULTS,
         architecture=hf["model_type"],
-        **values,
         rope_theta=theta,
-        position="rope",
-        norm="rmsnorm",
-        pre_norm=True,
-        activation=hf_activation(hf.get("hidden_act", "silu")),
-        gated_mlp=True,
-        causal=True,
-        out_bias=values["bias"],
-        mlp_bias=bool(hf.get("mlp_bias", False)),
-        final_norm=True,
-        lm_head=True,
         latent=latent(hf, yarn),
         moe=moe(hf),
     )

@@ -79,7 +79,6 @@ def decoder_config(hf: dict, keys: dict, defaults: dict, **settings) -> Transfor
     if values["n_kv_heads"] is None:  # no grouping: one key/value head per query head
         values["n_kv_heads"] = values["n_heads"]
     llama = dict(
-        rope_theta=rope_theta(hf),
         position="rope",
         norm="rmsnorm",
         pre_norm=True,
@@ -89,6 +88,8 @@ def decoder_config(hf: dict, keys: dict, defaults: dict, **settings) -> Transfor
         final_norm=True,
         lm_head=True,
     )
+    if "rope_theta" not in settings:  # a family with its own RoPE scaling works out its base
+        llama["rope_theta"] = rope_theta(hf)
     return TransformerConfig(**llama | values | settings)
 
 
