@@ -2,8 +2,7 @@
 transformers, since real GPT-2 weights are not available offline) against transformers."""
 
 import pytest
-import torch
-from tiny import assert_pass_equals_transformers, save_tiny
+from tiny import assert_pass_equals_transformers, reference_greedy, save_tiny
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -30,15 +29,7 @@ def test_greedy_generation_equals_transformers_and_recompute(pair):
     m, ref = pair
     for prompt in PROMPTS:
         ids = m.tokenize(prompt).ids
-        with torch.no_grad():
-            out = ref.generate(
-                torch.tensor([ids]),
-                max_new_tokens=32,
-                do_sample=False,
-                eos_token_id=None,
-                pad_token_id=0,
-            )
-        theirs = out[0, len(ids) :].tolist()
+        theirs = reference_greedy(ref, ids, pad_token_id=0)
         cached = list(m.generate_ids(ids, 32, 0.0, None, None, None))
         recomputed = list(m.generate_ids(ids, 32, 0.0, None, None, None, use_cache=False))
         n = len(cached)  # ours stops at end-of-sequence; transformers was told not to

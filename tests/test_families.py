@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer
+from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer, reference_greedy
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -103,11 +103,7 @@ def test_hidden_states_attentions_logits_equal_transformers(pair, prompt):
 def test_greedy_32_tokens_equal_transformers_and_cache_equals_recompute(pair):
     m, ref = pair
     ids = m.tokenize(PROMPTS[0]).ids
-    with torch.no_grad():
-        out = ref.generate(
-            torch.tensor([ids]), max_new_tokens=32, do_sample=False, eos_token_id=None
-        )
-    theirs = out[0, len(ids) :].tolist()
+    theirs = reference_greedy(ref, ids)
     cached = list(m.generate_ids(ids, 32, 0.0, None, None, None))
     recomputed = list(m.generate_ids(ids, 32, 0.0, None, None, None, use_cache=False))
     assert cached == recomputed

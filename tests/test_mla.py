@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer
+from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer, reference_greedy
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -120,15 +120,7 @@ def test_naive_and_absorbed_paths_agree(pair):
 def test_greedy_32_tokens_equal_transformers_cache_and_paths(pair):
     m, ref = pair
     ids = m.tokenize(PROMPTS[0]).ids
-    with torch.no_grad():
-        out = ref.generate(
-            torch.tensor([ids]),
-            max_new_tokens=32,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        )
-    theirs = out[0, len(ids) :].tolist()
+    theirs = reference_greedy(ref, ids, pad_token_id=0)
 
     def ours(**kw) -> list[int]:
         return list(m.generate_ids(ids, 32, stop_at_eos=False, **kw))

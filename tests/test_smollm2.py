@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tiny import reference_greedy
 
 from contextlens.web import show
 
@@ -36,15 +37,7 @@ def test_greedy_generation_equals_transformers(smollm2, smollm2_reference):
     ref, _ = smollm2_reference
     for prompt in PROMPTS[:2]:
         ids = smollm2.tokenize(prompt).ids
-        with torch.no_grad():
-            out = ref.generate(
-                torch.tensor([ids]),
-                max_new_tokens=32,
-                do_sample=False,
-                eos_token_id=None,
-                pad_token_id=2,
-            )
-        theirs = out[0, len(ids) :].tolist()
+        theirs = reference_greedy(ref, ids, pad_token_id=2)
         greedy = dict(temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=False)
         ours = list(smollm2.generate_ids(ids, 32, **greedy))
         assert len(ours) == 32 and ours == theirs

@@ -82,3 +82,13 @@ def assert_pass_equals_transformers(m, ref, prompt: str, atol: float = 1e-4):
     torch.testing.assert_close(t.attentions, torch.stack(out.attentions)[:, 0], atol=atol, rtol=0)
     torch.testing.assert_close(m.next_token_logits(prompt), out.logits[0, -1], atol=atol, rtol=0)
     return t
+
+
+def reference_greedy(ref, ids: list[int], n: int = 32, **options) -> list[int]:
+    """The n tokens transformers' `generate` picks greedily after `ids`, never stopping early
+    (`options`: more `generate` arguments, e.g. pad_token_id)."""
+    with torch.no_grad():
+        out = ref.generate(
+            torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, **options
+        )
+    return out[0, len(ids) :].tolist()
