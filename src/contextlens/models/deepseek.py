@@ -15,30 +15,15 @@ from ..errors import ContextlensError
 from ..nn.attention import Latent
 from ..nn.moe import MoEConfig
 from ..nn.positions import YaRN
-from .llama import LAYER_PREFIX, PREFIXES, WEIGHTS, decoder_config  # noqa: F401  (Llama's names)
+from . import llama
 from .transformer import TransformerConfig, is_int
 
-KEYS = {  # TransformerConfig field -> config.json key
-    "vocab_size": "vocab_size",
-    "d_model": "hidden_size",
-    "n_layers": "num_hidden_layers",
-    "n_heads": "num_attention_heads",
-    "n_kv_heads": "num_attention_heads",  # every head has its own keys, made from the latent
-    "d_ff": "intermediate_size",
-    "max_positions": "max_position_embeddings",
-    "norm_eps": "rms_norm_eps",
-    "bias": "attention_bias",
-    "out_bias": "attention_bias",
-    "mlp_bias": "mlp_bias",
-    "tie_lm_head": "tie_word_embeddings",
+# Llama's keys, but every head has its own keys and values (made from the latent), and the head
+# width is the latent's, not config.json's head_dim
+KEYS = {f: k for f, k in llama.KEYS.items() if f != "declared_head_dim"} | {
+    "n_kv_heads": "num_attention_heads"
 }
-DEFAULTS = {
-    "max_position_embeddings": 2048,
-    "rms_norm_eps": 1e-6,
-    "attention_bias": False,
-    "mlp_bias": False,
-    "tie_word_embeddings": False,
-}
+DEFAULTS = {k: v for k, v in llama.DEFAULTS.items() if v is not None}
 LATENT_KEYS = {  # Latent field -> config.json key; each a positive integer
     "kv_rank": "kv_lora_rank",
     "rope_dim": "qk_rope_head_dim",
@@ -128,7 +113,7 @@ def moe(hf: dict) -> MoEConfig | None:
 def config(hf: dict) -> TransformerConfig:
     """A Llama-like decoder whose attention is latent (MLA) and whose MLPs are experts."""
     theta, yarn = rope(hf)
-    return decoder_config(
+    return llama.decoder_config(
         hf,
         KEYS,
         DEFAULTS,
@@ -139,6 +124,7 @@ def config(hf: dict) -> TransformerConfig:
     )
 
 
+PREFIXES, WEIGHTS, LAYER_PREFIX = llama.PREFIXES, llama.WEIGHTS, llama.LAYER_PREFIX
 LAYER_WEIGHTS = {
     "attn.q.weight": "self_attn.q_proj.weight",
     "attn.q_a.{p}": "self_attn.q_a_proj.{p}",
