@@ -15,6 +15,7 @@ import torch
 
 import contextlens as cl
 from contextlens import static
+from contextlens.nn import quant
 from contextlens.nn.quant import dequantize
 from contextlens.static import WordVectors
 
@@ -28,7 +29,7 @@ def wv():
 def scan(request, monkeypatch):
     """Each test runs with the int8 scan and with the float32 one (as without a C compiler)."""
     if request.param == "float32":
-        monkeypatch.setattr(static, "kernels", lambda: None)
+        monkeypatch.setattr(quant, "kernels", lambda: None)
     return request.param
 
 

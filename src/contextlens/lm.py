@@ -130,6 +130,15 @@ class LanguageModel:
     def dtype(self) -> torch.dtype:
         return self.model.dtype
 
+    @property
+    def weights(self) -> str:
+        """ "native" when some layer keeps its weights as the GGUF file stores them, else
+        "exact" (float weights: the parity-tested numbers)."""
+        from .nn.quant import QuantEmbedding, QuantLinear  # lazily: it brings the gguf package
+
+        stored = any(isinstance(m, QuantLinear | QuantEmbedding) for m in self.model.modules())
+        return "native" if stored else "exact"
+
     def to(
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
     ) -> "LanguageModel":

@@ -18,6 +18,7 @@ from an all-lower-case vocabulary (GloVe 6B) is looked up lower-cased ("Paris" �
 import string
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,9 +26,10 @@ import torch
 from . import metrics
 from .errors import ContextlensError
 from .io.catalog import CatalogEntry, resolve
-from .io.gguf import StoredTensor
 from .io.wordvectors import SUFFIX_FORMAT, non_finite_rows, read_vectors, write_vectors
-from .nn.quant import Q, QuantLinear, kernels
+
+if TYPE_CHECKING:
+    from .io.gguf import StoredTensor
 
 Query = str | torch.Tensor | np.ndarray | Sequence[float]
 COSMUL_EPS = 1e-6  # Levy & Goldberg's ε, as gensim adds it
@@ -47,7 +49,7 @@ def _as_list(items) -> list:
     return list(items)
 
 
-def int8_copy(unit: torch.Tensor) -> tuple[StoredTensor, float]:
+def int8_copy(unit: torch.Tensor) -> tuple["StoredTensor", float]:
     """Rows `[n, d]` as Q8_0 blocks, and the largest step of the int8 grids.
 
     Each row gets one float16 step (its largest magnitude / 127, written into every block of 32
@@ -55,6 +57,8 @@ def int8_copy(unit: torch.Tensor) -> tuple[StoredTensor, float]:
     step, so each value is within half a step of the float: a score against the copy is
     within step / 2 × Σ|query| of the exact one.
     """
+    from .nn.quant import Q, StoredTensor
+
     n, d = unit.shape
     k = -(-d // 32) * 32
     step = (unit.abs().amax(1) / 127).half()  # [n]: never below 1/127.06 of the largest value
@@ -167,6 +171,9 @@ class WordVectors:
         first use: 68 bytes a row instead of 200 for d = 50); without them it is a float32
         product, off by rounding only.
         """
+        # not at module level: nn.quant brings the gguf package, slow to import
+        from .nn.quant import QuantLinear, StoredTensor, kernels
+
         if self._scan is None and kernels() is not None and self.dim >= INT8_MIN_DIM:
             self._scan = int8_copy(self.unit)
         rounding = ROUNDING * float(query.norm())

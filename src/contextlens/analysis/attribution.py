@@ -30,7 +30,6 @@ import torch
 
 from ..errors import ContextlensError
 from ..lm import LanguageModel
-from ..nn.quant import QuantLinear
 from ..nn.record import Recorder
 from .lens import check_position, encode, pieces, require_lm_head, token_id
 
@@ -43,7 +42,7 @@ BASELINE = (
 
 def require_gradients(lm: LanguageModel) -> None:
     """Gradients need float weights in torch: native (quantised) kernels have no backward."""
-    if any(isinstance(m, QuantLinear) for m in lm.model.modules()):
+    if lm.weights == "native":
         raise ContextlensError(
             f"gradient attributions need exact weights and {lm.name} was loaded with native "
             "(quantised) ones; load it with weights='exact' (CLI: --weights exact)"

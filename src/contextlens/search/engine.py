@@ -21,7 +21,6 @@ import torch
 
 from ..errors import ContextlensError
 from ..lm import LanguageModel
-from ..nn.quant import QuantEmbedding, QuantLinear
 
 ENGINES = ("local", "ray")
 OBJECT_STORE_BYTES = 200 * 1024**2  # a Ray started here keeps its shared memory small
@@ -60,9 +59,8 @@ class ModelSpec:
 
     @classmethod
     def of(cls, model: LanguageModel) -> "ModelSpec":
-        native = any(isinstance(m, QuantLinear | QuantEmbedding) for m in model.model.modules())
         dtype = str(model.dtype).removeprefix("torch.")
-        return cls(model.name, "native" if native else "exact", str(model.device), dtype)
+        return cls(model.name, model.weights, str(model.device), dtype)
 
 
 def check_batch_size(batch_size: int) -> None:
