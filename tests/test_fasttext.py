@@ -92,3 +92,15 @@ def test_copy_loads_under_any_name(tmp_path):
     shutil.copy(DATA / "non_ascii_fasttext.bin", copy)
     wv = cl.load(copy)
     assert wv.name == str(copy) and len(wv) == 171 and "který" in wv
+
+
+@pytest.mark.parametrize("name", ["lee_fasttext.bin", "lee_fasttext_new.bin"])
+def test_load_vectors_on_fasttext_names_loaders_that_work(name):
+    path = str(DATA / name)
+    with pytest.raises(ContextlensError) as caught:
+        cl.load_vectors(path)
+    message = str(caught.value)
+    assert "fastText model" in message and "\n" not in message
+    for call in (f"load_fasttext({path!r})", f"load({path!r})"):
+        assert call in message
+        assert isinstance(eval(call, vars(cl)), SubwordVectors)

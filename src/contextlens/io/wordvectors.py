@@ -35,10 +35,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import ContextlensError
+from . import fasttext
 
 FORMATS = ("glove", "word2vec", "word2vec-binary")
 SUFFIX_FORMAT = {".txt": "glove", ".vec": "word2vec", ".bin": "word2vec-binary"}
-FASTTEXT_MAGIC = 793712314  # first int32 of a fastText model .bin (not a vector table)
 BLOCK = 1 << 24
 MAX_DIMS = 16_384  # widest vectors read from text: the CSV parser keeps buffers per column
 MAX_LINE = 64 * MAX_DIMS  # bytes of one text line; a word and MAX_DIMS numbers fit
@@ -302,12 +302,12 @@ def _read_binary(path: Path) -> tuple[list[str], np.ndarray]:
         raise ContextlensError(
             f"{path} is empty; a word2vec binary file starts with a `count dims` line"
         )
+    if fasttext.layout(path):
+        raise ContextlensError(
+            f"{path} is a fastText model, not a word2vec binary vector file; load it with "
+            f"load_fasttext({str(path)!r}) or load({str(path)!r}), which give its subword vectors"
+        )
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if len(mm) >= 4 and int.from_bytes(mm[:4], "little") == FASTTEXT_MAGIC:
-            raise ContextlensError(
-                f"{path} is a fastText model, not a word2vec binary vector file; export its "
-                "vectors as .vec (fastText `print-word-vectors` or `save_word2vec_format`)"
-            )
         end = mm.find(b"\n", 0, 64)
         header = _header(path, mm[:end]) if end > 0 else None
         if header is None:
