@@ -52,8 +52,8 @@ def _cache_dir() -> Path:
     return Path(base) / "contextlens" / "kernels"
 
 
-def _compile(target: Path, portable: bool) -> bool:
-    """Build quant.c into `target` (with OpenMP if the compiler has it); False if no compiler.
+def _compile(target: Path, portable: bool, source: Path = SOURCE) -> bool:
+    """Build `source` into `target` (with OpenMP if the compiler has it); False if no compiler.
 
     portable=True builds for the architecture's baseline (no -march=native): the scalar code.
     """
@@ -62,7 +62,7 @@ def _compile(target: Path, portable: bool) -> bool:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     arch = [] if portable else ["-march=native"]
-    base = [cc, "-O3", *arch, "-shared", "-fPIC", str(SOURCE), "-lm"]
+    base = [cc, "-O3", *arch, "-shared", "-fPIC", str(source), "-lm"]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
         for extra in (["-fopenmp"], []):
@@ -73,19 +73,28 @@ def _compile(target: Path, portable: bool) -> bool:
     return False
 
 
-@cache
-def kernels(portable: bool = False) -> ctypes.CDLL | None:
-    """quant.c as a loaded library, compiled once per source and machine; None without a C
-    compiler (then every format takes the dequantising path). portable=True: the scalar build
-    every x86-64 (or other) CPU runs, for tests and comparison."""
-    key = hashlib.sha256(SOURCE.read_bytes() + platform.machine().encode())
+def built(source: Path, portable: bool = False) -> Path | None:
+    """The library built from the C file `source`, compiled once per source and machine (cached
+    under the user's cache directory); None without a C compiler."""
+    key = hashlib.sha256(source.read_bytes() + platform.machine().encode())
     cpu = Path("/proc/cpuinfo")
     if not portable and cpu.exists():  # -march=native: a library built elsewhere may not run
         flags = [line for line in cpu.read_text().splitlines() if line.startswith("flags")]
         key.update("".join(flags[:1]).encode())
-    name = "quant-portable" if portable else "quant"
+    name = f"{source.stem}-portable" if portable else source.stem
     target = _cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
-    if not target.exists() and not _compile(target, portable):
+    if not target.exists() and not _compile(target, portable, source):
+        return None
+    return target
+
+
+@cache
+def kernels(portable: bool = False) -> ctypes.CDLL | None:
+    """quant.c as a loaded library (`built`); None without a C compiler (then every format
+    takes the dequantising path). portable=True: the scalar build every x86-64 (or other) CPU
+    runs, for tests and comparison."""
+    target = built(SOURCE, portable)
+    if target is None:
         return None
     lib = ctypes.CDLL(str(target))
     p, i = ctypes.c_void_p, ctypes.c_int
