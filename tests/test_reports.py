@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from web_corpus import build_index
 
 
 @pytest.mark.parametrize("name", ["minilm", "smollm2"])
@@ -35,12 +36,18 @@ def test_embedding_parts_are_recorded_only_when_asked(minilm):
 
 
 @pytest.fixture(scope="module")
-def client():
+def index(tmp_path_factory, minilm):
+    return build_index(tmp_path_factory.mktemp("reports"), minilm)
+
+
+@pytest.fixture(scope="module")
+def client(index):
     from fastapi.testclient import TestClient
 
     from contextlens.web import create_app
 
-    return TestClient(create_app(["minilm", "smollm2"]), base_url="http://127.0.0.1:8000")
+    app = create_app(["minilm", "smollm2", "glove-50"], index=str(index))
+    return TestClient(app, base_url="http://127.0.0.1:8000")
 
 
 def web(client, path: str, **body) -> dict:
@@ -114,3 +121,43 @@ def test_head_statistics_cli_and_web_give_the_same_report(run_cli, client):
     w = web(client, "/api/attention", model="minilm", text=IT, layer=0)
     assert c == w["stats"]
     assert len(c["entropy"]) == 6 and len(c["sink"][0]) == 12
+
+
+def test_models_cli_and_web_give_the_same_report(run_cli, client, index):
+    served = client.get("/api/models").json()
+    names = ["minilm", "smollm2", "glove-50"]
+    assert [m for m in cli(run_cli, "models") if m["name"] in names] == served["models"]
+    assert [(m["name"], m["kind"]) for m in served["models"]] == list(
+        zip(names, ["encoder", "decoder", "static"], strict=True)
+    )
+    assert served["index"] == {"name": index.name, "model": "minilm", "documents": 5, "chunks": 5}
+    assert served["limits"]["tokens"] == 512 and "pca" in served["projections"]
+
+
+def test_neighbours_cli_and_web_give_the_same_report(run_cli, client):
+    c = cli(run_cli, "neighbors", "Paris", "-k", "4")
+    assert c == web(client, "/api/neighbours", model="glove-50", word="Paris", k=4)
+    assert c["word"] == "paris" and len(c["neighbors"]) == 4
+    assert "france" in [n["word"] for n in c["neighbors"]]
+    scores = [n["score"] for n in c["neighbors"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] < 1
+
+
+@pytest.mark.parametrize("method", ["3cosadd", "3cosmul"])
+def test_analogy_cli_and_web_give_the_same_report(run_cli, client, method):
+    c = cli(run_cli, "analogy", "man", "king", "Woman", "-k", "3", "--method", method)
+    w = web(client, "/api/analogy", a="man", b="king", c="Woman", k=3, method=method)
+    assert c == w
+    assert (c["c"], c["method"], c["answers"][0]["word"]) == ("woman", method, "queen")
+
+
+def test_search_cli_and_web_give_the_same_report(run_cli, client, index):
+    query = "an eruption of ash"
+    c = cli(run_cli, "search", query, "--index", str(index), "-k", "2", "--explain")
+    w = web(client, "/api/search", query=query, k=2, mode="hybrid")
+    assert c == w["hits"] and (w["index"], w["mode"]) == (index.name, "hybrid")
+    assert c[0]["document"].endswith("volcano.txt")
+    e = c[0]["explain"]
+    assert sum(share for _, share in e["chunk"]) == pytest.approx(e["score"], abs=1e-5)
+    plain = cli(run_cli, "search", query, "--index", str(index), "-k", "2")
+    assert [h["explain"] for h in plain] == [None, None]

@@ -55,7 +55,10 @@ def post(client, path, **body):
 
 def test_models_and_openapi(client):
     served = client.get("/api/models").json()["models"]
-    assert served == [{"name": "minilm", "kind": "encoder"}, {"name": "smollm2", "kind": "decoder"}]
+    assert [(m["name"], m["kind"], m["installed"]) for m in served] == [
+        ("minilm", "encoder", True),
+        ("smollm2", "decoder", True),
+    ]
     paths = client.get("/openapi.json").json()["paths"]
     for route in ("/api/tokens", "/api/attention", "/api/steps", "/api/next", "/api/shift"):
         assert route in paths
@@ -239,7 +242,7 @@ def test_umap_needs_three_points(glove_client):
 
 def test_capitalised_words_use_the_lowercase_vocabulary(glove_client):
     d = glove_client.post("/api/neighbours", json={"word": "Paris", "k": 3}).json()
-    assert d["word"] == "paris" and d["neighbours"][1]["word"] == "france"
+    assert d["word"] == "paris" and d["neighbors"][1]["word"] == "france"
     d = glove_client.post("/api/analogy", json={"a": "Paris", "b": "France", "c": "Rome"}).json()
     assert d["answers"][0]["word"] == "italy"
     d = glove_client.post("/api/words2d", json={"words": ["Paris", "Berlin", "cat"]}).json()

@@ -187,21 +187,16 @@ def search(
 ) -> None:
     """Search an index by meaning (dense), by words (bm25) or both (hybrid)."""
     ix, m = _open(index, model)
-    hits = ix.search(query, k=k, mode=mode, model=m, where=_where(where), ann=ann)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Truncated)  # the search has noted the query's cut
-        reasons = [explain(m, query, h.text) for h in hits] if why else [None] * len(hits)
+    r = ix.report(query, m, k, mode, _where(where), ann, explain=why)
     if as_json:
-        rows = []
-        for h, e in zip(hits, reasons, strict=True):
-            rows.append(asdict(h) | ({"explain": asdict(e)} if e else {}))
-        return emit_json(rows)
-    if not hits:
+        return emit_json(r.hits)
+    if not r.hits:
         console.print("no matches")
-    for h, e in zip(hits, reasons, strict=True):
+    for h in r.hits:
         console.print(f"[bold]{h.rank}.[/bold] {h.score:.4f}  {h.document} (chunk {h.position})")
         console.print(f"   {_snippet(h.text)}", markup=False)
-        if e:
+        if h.explain:
+            e = h.explain
             top = ", ".join(f"{t} {c:+.3f}" for t, c in e.top("chunk", 8))
             qtop = ", ".join(f"{t} {c:+.3f}" for t, c in e.top("query", 5))
             console.print(f"   cosine {e.score:.4f} = Σ token shares; chunk: {top}", markup=False)

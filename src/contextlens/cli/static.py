@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from ..analysis import wordspace as space
 from ..analysis.wordvectors import DATASETS, METHODS, evaluate_analogies, evaluate_word_pairs
 from ..errors import ContextlensError
 from ..io.catalog import resolve
@@ -58,21 +59,15 @@ def _skipping_bad_rows(name: str) -> WordVectors:
     return load_vectors(path, entry.name if entry else name, skip_bad_rows=True)
 
 
-def in_vocabulary(wv: WordVectors, words: list[str]) -> list[str]:
-    """The vocabulary words that stand for `words`; a note for each one lower-cased."""
-    used = [wv.lookup(w) for w in words]
-    for word, u in zip(words, used, strict=True):
+def note_lowercased(wv: WordVectors, given: list[str], used: list[str]) -> None:
+    """A note for each word of `given` that the table spells lower-case in `used`."""
+    for word, u in zip(given, used, strict=True):
         if u != word:
             note(f"{word!r} is not in {wv.name}, whose words are all lower-case; using {u!r}")
-    return used
 
 
-def _ranked(pairs: list[tuple[str, float]]) -> list[dict]:
-    return [{"word": w, "score": s} for w, s in pairs]
-
-
-def _show_ranked(title: str, pairs: list[tuple[str, float]], score: str) -> None:
-    rows = [(i, escape(w), f"{s:.4f}") for i, (w, s) in enumerate(pairs, 1)]
+def _show_ranked(title: str, scored: list[space.Scored], score: str) -> None:
+    rows = [(i, escape(s.word), f"{s.score:.4f}") for i, s in enumerate(scored, 1)]
     table(escape(title), ["#", "word", score], rows)
 
 
@@ -86,11 +81,11 @@ def neighbors(
 ) -> None:
     """The K words whose vectors are closest to WORD's (cosine similarity)."""
     wv = word_vectors(model, skip_bad_rows)
-    [word] = in_vocabulary(wv, [word])
-    pairs = wv.most_similar(word, k=k)
+    r = space.neighbours(wv, word, k)
+    note_lowercased(wv, [word], [r.word])
     if as_json:
-        return emit_json({"model": wv.name, "word": word, "neighbors": _ranked(pairs)})
-    _show_ranked(f"nearest to {word!r} ({wv.name})", pairs, "cosine")
+        return emit_json(r)
+    _show_ranked(f"nearest to {r.word!r} ({wv.name})", r.neighbors, "cosine")
 
 
 @app.command()
@@ -106,25 +101,18 @@ def analogy(
 ) -> None:
     """A is to B as C is to ?: the words nearest B − A + C, leaving out A, B and C."""
     wv = word_vectors(model, skip_bad_rows)
-    a, b, c = in_vocabulary(wv, [a, b, c])
-    pairs = wv.analogy(a, b, c, k=k, method=method)
-    if not pairs:
-        raise ContextlensError(
-            f"{wv.name} has no word besides {a!r}, {b!r} and {c!r} to answer with; "
-            "give a larger vocabulary with -m"
-        )
+    r = space.analogy(wv, a, b, c, k, method)
+    note_lowercased(wv, [a, b, c], [r.a, r.b, r.c])
     if as_json:
-        return emit_json(
-            {"model": wv.name, "a": a, "b": b, "c": c, "method": method, "answers": _ranked(pairs)}
-        )
-    word, score = pairs[0]
+        return emit_json(r)
+    best = r.answers[0]
     console.print(
-        escape(f"{a} : {b} :: {c} : ")
-        + f"[bold]{escape(word)}[/bold]   "
-        + escape(f"({method} {score:.4f}, {wv.name})")
+        escape(f"{r.a} : {r.b} :: {r.c} : ")
+        + f"[bold]{escape(best.word)}[/bold]   "
+        + escape(f"({method} {best.score:.4f}, {wv.name})")
     )
-    if len(pairs) > 1:
-        _show_ranked("runners-up", pairs[1:], method)
+    if len(r.answers) > 1:
+        _show_ranked("runners-up", r.answers[1:], method)
 
 
 @app.command()
@@ -136,8 +124,9 @@ def vectors(
 ) -> None:
     """The raw numbers of each word's vector."""
     wv = word_vectors(model, skip_bad_rows)
-    words = in_vocabulary(wv, words)
-    rows = wv[words].tolist()
+    used = [wv.lookup(w) for w in words]
+    note_lowercased(wv, words, used)
+    words, rows = used, wv[used].tolist()
     if as_json:
         return emit_json(
             {"model": wv.name, "dim": wv.dim, "vectors": dict(zip(words, rows, strict=True))}

@@ -12,17 +12,20 @@ It records the model and chunk settings that made it and refuses queries from an
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ContextlensError
+from ..errors import ContextlensError, Truncated
 from ..io.documents import shown, utf8_problem
 from ..lm import LanguageModel
 from .build import Builder, BuildReport, Made
 from .chunking import check_chunking
+from .explain import Explanation
+from .explain import explain as explain_match
 from .store import Store
 from .vectors import ANN_THRESHOLD, Hnsw, exact_top, load_snapshot
 
@@ -67,6 +70,33 @@ class Hit:
     text: str
     metadata: dict
     chunk_id: int
+
+
+@dataclass(frozen=True)
+class ExplainedHit(Hit):
+    """A hit and, when asked, the tokens that made it match (`explain`)."""
+
+    explain: Explanation | None = None
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    """A query's hits in the index `index` (its folder's name), best first."""
+
+    index: str
+    query: str
+    mode: str
+    hits: list[ExplainedHit]
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """What an index holds, in short: its folder's name, model and counts."""
+
+    name: str
+    model: str
+    documents: int
+    chunks: int
 
 
 class Index:
@@ -193,6 +223,10 @@ class Index:
         settings = ("model", "dim", "chunk_tokens", "overlap", "generation")
         return {"path": str(self.path)} | {k: meta[k] for k in settings} | counts | {"bytes": size}
 
+    def summary(self) -> IndexSummary:
+        info = self.info()
+        return IndexSummary(self.path.name, info["model"], info["documents"], info["chunks"])
+
     def documents(self) -> list[dict]:
         return self.store.documents()
 
@@ -265,6 +299,25 @@ class Index:
                 ranked["bm25"] = self.store.bm25(words, depth, where) if words else []
             found = ranked[mode] if mode in ranked else _fuse(list(ranked.values()))
             return self._hits(found[:k])
+
+    def report(
+        self,
+        query: str,
+        model: LanguageModel,
+        k: int = 10,
+        mode: str = DEFAULT_MODE,
+        where: dict[str, str] | None = None,
+        ann: bool | None = None,
+        explain: bool = False,
+    ) -> SearchReport:
+        """`search`'s hits as a report; with `explain`, each hit says which tokens of the query
+        and of its chunk made the cosine (mean-pooling models)."""
+        hits = self.search(query, k, mode, model, where, ann)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Truncated)  # the search has noted the query's cut
+            reasons = [explain_match(model, query, h.text) if explain else None for h in hits]
+        explained = [ExplainedHit(**vars(h), explain=e) for h, e in zip(hits, reasons, strict=True)]
+        return SearchReport(self.path.name, query, mode, explained)
 
     def _dense(self, query, k, model, allowed, ann) -> list[tuple[int, float]]:
         q = torch.nn.functional.normalize(model.embed(query, truncate=True), dim=-1)  # [d]

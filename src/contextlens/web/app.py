@@ -3,7 +3,7 @@ the page. Every error is one line of JSON, `{"error": "…"}` (see errors.py); t
 checks the Host header and the body size before the app reads a byte of the body.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,9 +15,12 @@ from ..analysis import attribution, decoding, kvcache, patching
 from ..analysis import context as ctx
 from ..analysis import embedding as emb
 from ..analysis import lens as causal_lens
+from ..analysis import wordspace as space
 from ..analysis.coref import coref_report
+from ..analysis.embedding import CatalogModel
 from ..errors import ContextlensError
 from ..report import to_dict
+from ..search.index import IndexSummary
 from . import apidoc, errors, learning, search, wordspace
 from .errors import TooLarge
 from .guard import Guard
@@ -54,6 +57,17 @@ class Limits:
     edges: int = 8
     dense: int = 64  # up to this many tokens, the head view gets every edge
     body: int = 1 << 20  # 16 texts of 5000 characters fit even \u-escaped
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a server serves: its models (as `contextlens models` lists them), its search index,
+    the 2-D projections it can draw, and its limits."""
+
+    models: list[CatalogModel]
+    index: IndexSummary | None
+    projections: list[str]
+    limits: Limits
 
 
 def create_app(
@@ -115,17 +129,13 @@ def create_app(
 
     @app.get("/api/models", summary="The models this server serves")
     def list_models() -> dict:
-        return {
-            "models": [{"name": n, "kind": reg.kind(n)} for n in reg.names],
-            "index": served.summary() if served else None,
-            "projections": list(ctx.PROJECTIONS),
-            "limits": asdict(limits),
-        }
+        summary = served.summary() if served else None
+        return to_dict(Served(reg.described(), summary, list(ctx.PROJECTIONS), limits))
 
     @app.get("/api/models/{name}", summary="A model's shape (loads it)")
     def model_info(name: str) -> dict:
         if reg.kind(name) == "static":
-            return wordspace.info(name, reg.get(name))
+            return to_dict(space.table_info(wordspace.table(reg, name)))
         return to_dict(emb.model_info(name, reg.language_model(name)))
 
     @app.post("/api/tokens", summary="Tokens → vectors: ids, embedding rows, positions, input")
@@ -182,21 +192,22 @@ def create_app(
 
     @app.post("/api/neighbours", summary="Nearest words in a static word-vector table")
     def neighbours(req: NeighboursIn) -> dict:
-        return wordspace.neighbours(wordspace.table(reg, req.model), req.word, req.k)
+        return to_dict(space.neighbours(wordspace.table(reg, req.model), req.word, req.k))
 
     @app.post("/api/analogy", summary="a : b :: c : ? in a static word-vector table")
     def analogy(req: AnalogyIn) -> dict:
-        return wordspace.analogy(wordspace.table(reg, req.model), req.a, req.b, req.c, req.k)
+        wv = wordspace.table(reg, req.model)
+        return to_dict(space.analogy(wv, req.a, req.b, req.c, req.k, req.method))
 
     @app.post("/api/words2d", summary="Chosen words of a word-vector table, in 2-D")
     def words2d(req: WordsIn) -> dict:
         if not 2 <= len(req.words) <= 200:
             raise ContextlensError(f"give 2 to 200 words (got {len(req.words)})")
-        return wordspace.project(wordspace.table(reg, req.model), req.words, req.method)
+        return to_dict(space.word_map(wordspace.table(reg, req.model), req.words, req.method))
 
     @app.post("/api/search", summary="Search the served index; hits with token contributions")
     def search_index(req: SearchIn) -> dict:
-        return search.search(served, reg, check_text(req.query), req.k, req.mode)
+        return to_dict(search.search(served, reg, check_text(req.query), req.k, req.mode))
 
     learning_routes(app, reg, check_texts)
     why_routes(app, reg, check_text)

@@ -96,6 +96,7 @@ class AnalogyIn(In):
     b: str
     c: str = Field(description="… as c is to ?")
     k: int = Field(5, ge=1, le=100)
+    method: str = Field("3cosadd", description="3cosadd (b − a + c) or 3cosmul")
 
 
 class SearchIn(In):

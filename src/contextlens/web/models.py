@@ -8,6 +8,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+from ..analysis import embedding as emb
+from ..analysis.embedding import CatalogModel
 from ..errors import ContextlensError
 from ..io.catalog import CATALOG
 from ..lm import LanguageModel
@@ -50,6 +52,15 @@ class Registry:
             return CATALOG[name].kind
         model = self.get(name)
         return model.kind if isinstance(model, LanguageModel) else "static"
+
+    def described(self) -> list[CatalogModel]:
+        """The served models as `contextlens models` describes them; one loaded by path is
+        described by its path."""
+        catalog = {m.name: m for m in emb.catalog()}
+        return [
+            catalog.get(n) or CatalogModel(n, self.kind(n), "loaded by path", "", True, n)
+            for n in self.names
+        ]
 
     def get(self, name: str):
         if name not in self._locks:

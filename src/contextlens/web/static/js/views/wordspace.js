@@ -70,7 +70,7 @@ function scatter(labels, points, id, method) {
 
 function pairs(list, id) {
   return el("table", { id }, el("tbody", {}, ...list.map((p) => el("tr", {},
-    el("td", { class: "tok", text: p.word }), el("td", { class: "num", text: p.cosine.toFixed(3) })))));
+    el("td", { class: "tok", text: p.word }), el("td", { class: "num", text: p.score.toFixed(3) })))));
 }
 
 function guarded(out, fn) {
@@ -86,7 +86,7 @@ function staticCard(name) {
   const nb = guarded(nbOut, async () => {
     form.word = word.value;
     const d = await post("/api/neighbours", { model: name, word: form.word, k: 8 });
-    nbOut.replaceChildren(pairs(d.neighbours, "neighbours"));
+    nbOut.replaceChildren(pairs(d.neighbors, "neighbours"));
   });
   const [a, b, c] = ["a", "b", "c"].map((k) => el("input", { type: "text", class: "small", id: `an-${k}`, value: form[k], style: "width:7em" }));
   const anOut = el("div", { id: "an-out" });
