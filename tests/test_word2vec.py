@@ -85,15 +85,19 @@ def test_two_workers_learn_too(tmp_path):
 
 def test_windows_stay_in_sentence_and_reach():
     sentence = np.repeat(np.arange(50), 7)
-    block = corpus.Block(np.arange(len(sentence)), sentence, len(sentence))
-    ids, centre, context = windows(block, Settings(window=3), np.random.default_rng(0))
-    assert np.array_equal(sentence[centre], sentence[context])
-    distance = np.abs(centre - context)
+    block = corpus.Block(np.arange(len(sentence)), sentence, len(sentence))  # id = position
+    centre, context, count = windows(block, Settings(window=3), np.random.default_rng(0))
+    assert sorted(centre) == list(range(len(sentence))) and context.shape == (len(centre), 6)
+    assert np.all(np.diff(count) >= 0) and count.min() >= 1
+    valid = np.arange(6) < count[:, None]  # the context words come first in each row
+    assert np.all(context[~valid] == 0)
+    centres = np.broadcast_to(centre[:, None], context.shape)[valid]
+    assert np.array_equal(sentence[centres], sentence[context[valid]])
+    distance = np.abs(centres - context[valid])
     assert distance.min() == 1 and distance.max() == 3
-    assert np.all(np.diff(centre) >= 0)
+    assert all(len(set(row[:n])) == n for row, n in zip(context, count, strict=True))
     # reduced windows: each centre sees 1..3 words a side, 2 on average (word2vec's b draw)
-    per_centre = np.bincount(centre, minlength=len(ids))
-    assert 2.5 < per_centre.mean() < 3.5
+    assert 2.5 < count.mean() < 3.5
 
 
 def test_subsampling_and_vocabulary_follow_gensim():

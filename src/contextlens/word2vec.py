@@ -5,13 +5,22 @@ Training reads the corpus as a stream (io/corpus.py): once for the word counts, 
 epoch in blocks of word ids. In each block
 
     subsample:  a word w of corpus frequency f(w) survives with p = (√(f/(s·N)) + 1)·(s·N)/f
-    window:     each kept word draws b ∈ [0, window) and sees window − b words each side
-    pairs:      skip-gram: (context → word) for every word in that window
-                CBOW: (mean of the window's context vectors → word)
-    step:       for a batch of B pairs, the input vector v `[B, d]`, the output rows of the true
-                word and of `negative` noise words drawn from unigram^0.75, u `[B, 1 + k, d]`:
-                    g = lr · (label − σ(u·v))                     `[B, 1 + k]`
-                    Δv = Σ_j g_j u_j,  Δu_j = g_j v               (index_add_ into the tables)
+    window:     each kept word draws b ∈ [0, window) and sees window − b words each side:
+                its context ids `[2·window]`, with a mask of those that exist
+    inputs:     skip-gram: each context word's input vector predicts the centre word
+                CBOW: the mean of the context words' input vectors predicts it
+    step:       for a batch of B centre words, the inputs v `[B, P, d]` (P = 2·window context
+                slots for skip-gram, 1 for CBOW) and the output rows u `[B, 1 + k, d]` of the
+                centre word and of `negative` noise words drawn from unigram^0.75:
+                    g = lr · (label − σ(v·uᵀ))                    `[B, P, 1 + k]`
+                    Δv = g·u,  Δu = gᵀ·v                          (index_add_ into the tables)
+
+The noise words are drawn once per centre word and shared by all its context words (the
+"negative sample sharing" of Ji et al. 2016, "Parallelizing Word2Vec in Shared and Distributed
+Memory"): the k + 1 output rows are gathered once per centre, not once per pair, and the step
+is a pair of small matrix products per centre instead of (1 + k) dot products per pair. gensim
+and word2vec.c draw fresh noise words for every pair; the vectors score the same
+(tests/test_word2vec.py::test_quality_against_gensim_on_news).
 
 The learning rate falls linearly from `alpha` to `min_alpha` over all the words of all epochs,
 as in word2vec.c and gensim. Every step is a handful of batched tensor operations: no Python
@@ -47,6 +56,7 @@ MODES = ("skipgram", "cbow")
 NOISE_POWER = 0.75
 NEIGHBOURS = 5  # neighbours recorded per tracked word at each checkpoint
 MAX_REPEATS = 256  # expected updates of the commonest row in one step (see safe_batch)
+NOISE_TABLE = 1 << 21  # slots of the noise table (word2vec.c's unigram table, smaller)
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class Settings:
     min_alpha: float = 1e-4
     epochs: int = 5
     seed: int = 1
-    batch: int = 2048  # pairs (skip-gram) or centre words (CBOW) per step
+    batch: int = 1024  # centre words per step
     workers: int = 1  # threads training at once; 1 is repeatable, more are faster
     lowercase: bool = True
 
@@ -165,20 +175,25 @@ class Vocabulary:
         return np.minimum((np.sqrt(self.counts / threshold) + 1) * threshold / self.counts, 1.0)
 
     def noise(self, device) -> torch.Tensor:
-        """Cumulative unigram^0.75 distribution `[V]`, for drawing noise words."""
-        p = torch.as_tensor(self.counts**NOISE_POWER, dtype=torch.float64)
-        return (p.cumsum(0) / p.sum()).float().to(device)
+        """A table of word ids `[NOISE_TABLE]` in which each word fills a share of the slots
+        ∝ count^0.75 (word2vec.c's unigram table): a uniform slot is a noise word."""
+        p = self.counts**NOISE_POWER
+        ends = np.round(np.cumsum(p) / p.sum() * NOISE_TABLE).astype(np.int64)
+        slots = np.diff(ends, prepend=0)  # [V] slots of each word
+        return torch.from_numpy(np.repeat(np.arange(len(p)), slots)).to(device)
 
     def safe_batch(self, settings: Settings) -> int:
-        """The most pairs one step may hold so that no row expects more than MAX_REPEATS of
-        the step's updates (they are summed from the same stale vectors; far more than that
-        for one frequent word overshoots, and the vectors diverge). Large vocabularies allow
-        big steps; a handful of words that make up the whole corpus force small ones. The
-        workers' steps land on the same rows at once, so they share that budget."""
+        """The most centre words one step may hold so that no row expects more than
+        MAX_REPEATS of the step's updates (they are summed from the same stale vectors; far
+        more than that for one frequent word overshoots, and the vectors diverge). Each centre
+        word updates its output row and its noise rows once per context word (window + 1 of
+        them on average) in skip-gram, and its context words' rows in CBOW. Large vocabularies
+        allow big steps; a handful of words that make up the whole corpus force small ones.
+        The workers' steps land on the same rows at once, so they share that budget."""
         kept = self.counts * self.keep_probability(settings.sample)
         noise = self.counts**NOISE_POWER
         share = kept.max() / kept.sum() + settings.negative * noise.max() / noise.sum()
-        per_centre = settings.window + 1 if settings.mode == "cbow" else 1  # contexts it feeds
+        per_centre = settings.window + 1
         return max(1, int(MAX_REPEATS / share / per_centre / settings.workers))
 
     def check_tracked(self, words: Sequence[str], min_count: int) -> None:
@@ -192,21 +207,25 @@ class Vocabulary:
 
 
 def windows(block: corpus.Block, settings: Settings, rng: np.random.Generator):
-    """Draw every word's reduced window in a (subsampled) block: `(ids [n], centre [p],
-    context [p])`, positions into `ids` of each (centre, context) pair, ordered by centre."""
+    """Draw every word's reduced window in a (subsampled) block: `(centre [c], context
+    [c, 2·window], count [c])`, the id of each centre word that has context words, the ids of
+    those words (inside its sentence and its reduced window) first in each row, 0 after them,
+    and how many there are. Rows are ordered by count, so that a step of neighbouring rows
+    needs only as many columns as its longest row."""
     ids, sentence = block.ids, block.sentence
-    b = rng.integers(0, settings.window, len(ids))
-    reach = settings.window - b  # [n] words each side this centre sees
-    centres, contexts = [], []
-    for d in range(1, settings.window + 1):
-        same = sentence[d:] == sentence[:-d]  # position i and i + d in one sentence
-        left = np.flatnonzero(same & (reach[d:] >= d))  # centre i + d sees i
-        right = np.flatnonzero(same & (reach[:-d] >= d))  # centre i sees i + d
-        centres += [left + d, right]
-        contexts += [left, right + d]
-    centre, context = np.concatenate(centres), np.concatenate(contexts)
-    order = np.argsort(centre, kind="stable")
-    return ids, centre[order], context[order]
+    w = settings.window
+    reach = w - rng.integers(0, w, len(ids))  # [n] words each side this centre sees
+    offsets = np.r_[-w:0, 1 : w + 1]  # [2w]
+    at = np.arange(len(ids))[:, None] + offsets  # [n, 2w]
+    inside = (at >= 0) & (at < len(ids))
+    at = at.clip(0, max(len(ids) - 1, 0))
+    mask = inside & (sentence[at] == sentence[:, None]) & (np.abs(offsets) <= reach[:, None])
+    count = mask.sum(1)
+    first = np.argsort(~mask, axis=1, kind="stable")  # the existing context words first
+    context = np.take_along_axis(np.where(mask, ids[at], 0), first, 1)
+    order = np.argsort(count, kind="stable")
+    order = order[count[order] > 0]
+    return ids[order], context[order], count[order]
 
 
 class Trainer:
@@ -223,78 +242,77 @@ class Trainer:
         self.w_in = (init - 0.5) / d  # word2vec.c's start: uniform in ±0.5/d
         self.w_out = torch.zeros(n, d, device=self.device)
         self.noise = vocab.noise(self.device)
+        self.sign = torch.tensor([1.0] + [-1.0] * settings.negative, device=self.device)
         self.batch = min(settings.batch, vocab.safe_batch(settings))
 
     def generator(self, worker: int) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(self.settings.seed + 1 + worker)
 
     def step(
-        self, v: torch.Tensor, target: torch.Tensor, lr: float, gen
+        self, v: torch.Tensor, valid: torch.Tensor, centre: torch.Tensor, lr: float, gen
     ) -> tuple[torch.Tensor, float]:
-        """Negative sampling for inputs v `[B, d]` predicting `target` `[B]` against k noise
-        words each (drawn from unigram^0.75): updates the output table, returns the inputs'
-        update `[B, d]` and the summed loss."""
-        k = self.settings.negative
-        u = torch.rand(len(target), k, generator=gen, device=self.device)
-        noise = torch.searchsorted(self.noise, u).clamp_max_(len(self.noise) - 1)  # [B, k]
-        rows = torch.cat([target[:, None], noise], 1)  # [B, 1 + k]
+        """Negative sampling for inputs v `[B, P, d]` (`valid` `[B, P]` marks the real ones)
+        predicting their centre word `[B]` against k noise words drawn once per centre:
+        updates the output table, returns the inputs' update `[B, P, d]` (0 where not valid)
+        and the summed loss."""
+        slot = torch.randint(len(self.noise), (len(centre), self.settings.negative), generator=gen)
+        noise = torch.take(self.noise, slot.to(self.device))  # [B, k]
+        rows = torch.cat([centre[:, None], noise], 1)  # [B, 1 + k]
+        drawn = rows != centre[:, None]  # a noise draw of the centre word itself is skipped
+        drawn[:, 0] = True
+        use = valid[:, :, None] & drawn[:, None, :]  # [B, P, 1 + k]
         out = F.embedding(rows, self.w_out)  # [B, 1 + k, d]
-        score = (out * v[:, None, :]).sum(2)  # [B, 1 + k]
-        score[:, 1:].neg_()  # the true word should score high, the noise low
-        g = lr * torch.sigmoid(-score)  # [B, 1 + k]: lr · (1 − σ) of the signed score
-        g[:, 1:].mul_(
-            noise != target[:, None]
-        ).neg_()  # pushed away; a draw of the true word skipped
-        loss = -float(F.logsigmoid(score).sum())
-        dv = (g[:, :, None] * out).sum(1)  # [B, d]
-        self.w_out.index_add_(0, rows.flatten(), (g[:, :, None] * v[:, None, :]).flatten(0, 1))
-        return dv, loss
+        score = torch.bmm(v, out.transpose(1, 2)).mul_(self.sign)  # [B, P, 1 + k], signed
+        g = torch.sigmoid(-score).mul_(use).mul_(self.sign * lr)  # [B, P, 1 + k]
+        loss = -float(F.logsigmoid(score).mul_(use).sum())
+        self.w_out.index_add_(0, rows.flatten(), torch.bmm(g.transpose(1, 2), v).flatten(0, 1))
+        return torch.bmm(g, out), loss
 
     def skipgram(self, work: "Work", lr, gen) -> tuple[float, int]:
-        """Train on every (context → centre) pair of a block, `batch` pairs a step."""
-        ids = torch.as_tensor(work.ids, device=self.device)
-        centre = torch.as_tensor(work.centre, device=self.device)
-        context = torch.as_tensor(work.context, device=self.device)
-        loss, n, batch = 0.0, len(centre), self.batch
-        for start in range(0, n, batch):
-            inp = ids[context[start : start + batch]]
-            v = F.embedding(inp, self.w_in)
-            dv, part = self.step(v, ids[centre[start : start + batch]], lr(start / n), gen)
-            self.w_in.index_add_(0, inp, dv)
+        """Each context word's vector predicts its centre word, `batch` centres a step."""
+        loss = 0.0
+        for a, centre, context, valid in self._steps(work):
+            v = F.embedding(context, self.w_in)  # [B, P, d]
+            dv, part = self.step(v, valid, centre, lr(a / len(work.centre)), gen)
+            self.w_in.index_add_(0, context.flatten(), dv.flatten(0, 1))
             loss += part
-        return loss, n
+        return loss, int(work.count.sum())
 
     def cbow(self, work: "Work", lr, gen) -> tuple[float, int]:
-        """Train each centre word from the mean of its window's context vectors, `batch`
-        centres a step (gensim's cbow_mean=1: each context word gets the whole update)."""
-        ids = torch.as_tensor(work.ids, device=self.device)
-        centre, context = work.centre, work.context
-        starts = np.flatnonzero(np.diff(centre, prepend=-1))  # first pair of each centre
-        bounds = np.append(starts[:: self.batch], len(centre))
+        """The mean of a centre's context vectors predicts it, `batch` centres a step
+        (gensim's cbow_mean=1: each context word gets the whole update)."""
         loss = 0.0
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            c = centre[a:b]
-            group = torch.as_tensor(np.cumsum(np.diff(c, prepend=c[0]) != 0), device=self.device)
-            inp = ids[torch.as_tensor(context[a:b], device=self.device)]
-            size = int(group[-1]) + 1
-            h = torch.zeros(size, self.settings.dim, device=self.device)
-            h.index_add_(0, group, F.embedding(inp, self.w_in))
-            h /= torch.bincount(group, minlength=size)[:, None]
-            target = ids[torch.as_tensor(np.unique(c), device=self.device)]
-            dv, part = self.step(h, target, lr(a / len(centre)), gen)
-            self.w_in.index_add_(0, inp, dv[group])
+        for a, centre, context, valid in self._steps(work):
+            share = valid / valid.sum(1, keepdim=True)  # [B, P]
+            h = F.embedding_bag(context, self.w_in, per_sample_weights=share, mode="sum")
+            one = valid[:, :1].new_ones(len(centre), 1)
+            dh, part = self.step(h[:, None, :], one, centre, lr(a / len(work.centre)), gen)
+            self.w_in.index_add_(0, context.flatten(), (dh * valid[:, :, None]).flatten(0, 1))
             loss += part
-        return loss, len(starts)
+        return loss, len(work.centre)
+
+    def _steps(self, work: "Work"):
+        """`(first row, centre [B], context [B, P], valid [B, P])` for each step of a block,
+        P the most context words of any of its rows."""
+        centre, context = (
+            torch.as_tensor(x, device=self.device) for x in (work.centre, work.context)
+        )
+        for a in range(0, len(centre), self.batch):
+            b = a + self.batch
+            width = int(work.count[a:b].max())
+            valid = torch.as_tensor(np.arange(width) < work.count[a:b, None], device=self.device)
+            yield a, centre[a:b], context[a:b, :width], valid
 
 
 @dataclass
 class Work:
-    """One block ready to train: kept ids `[n]`, (centre, context) positions `[p]` each, how
-    many corpus words came before it (all epochs) and how many it stands for."""
+    """One block ready to train: centre ids `[c]`, their context ids `[c, 2·window]` and counts
+    `[c]` (see `windows`), how many corpus words came before it (all epochs) and how many it
+    stands for."""
 
-    ids: np.ndarray
     centre: np.ndarray
     context: np.ndarray
+    count: np.ndarray
     before: int
     words: int
 
