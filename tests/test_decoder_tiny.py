@@ -2,9 +2,8 @@
 transformers, since real GPT-2 weights are not available offline) against transformers."""
 
 import pytest
-from tiny import assert_pass_equals_transformers, reference_greedy, save_tiny
+from tiny import assert_pass_equals_transformers, load_pair, reference_greedy, save_tiny
 
-import contextlens as cl
 from contextlens import ContextlensError
 
 PROMPTS = ["The capital of France is", "Numbers like 3.14, naïve café!", "attention attention"]
@@ -12,11 +11,7 @@ PROMPTS = ["The capital of France is", "Numbers like 3.14, naïve café!", "atte
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def pair(request, tmp_path_factory):
-    from transformers import AutoModelForCausalLM
-
-    d = save_tiny(request.param, tmp_path_factory.mktemp(request.param))
-    ref = AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager").eval()
-    return cl.load(d), ref
+    return load_pair(save_tiny(request.param, tmp_path_factory.mktemp(request.param)))
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

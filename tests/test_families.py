@@ -6,7 +6,13 @@ import json
 
 import pytest
 import torch
-from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer, reference_greedy
+from tiny import (
+    assert_pass_equals_transformers,
+    byte_bpe_tokenizer,
+    load_pair,
+    reference_greedy,
+    save,
+)
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -81,18 +87,12 @@ def save_family(name: str, directory, **overrides):
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.2) if p.ndim == 2 else p.add_(0.3 * torch.randn_like(p))
-    model.save_pretrained(directory, safe_serialization=True)
-    tok.save(str(directory / "tokenizer.json"))
-    return directory
+    return save(model, tok, directory)
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def pair(request, tmp_path_factory):
-    from transformers import AutoModelForCausalLM
-
-    d = save_family(request.param, tmp_path_factory.mktemp(request.param))
-    ref = AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager").eval()
-    return cl.load(d), ref
+    return load_pair(save_family(request.param, tmp_path_factory.mktemp(request.param)))
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer, reference_greedy
+from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer, reference_greedy, save
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -80,8 +80,7 @@ def save_deepseek(variant: str, directory):
         for name, b in model.named_buffers():
             if name.endswith("e_score_correction_bias"):
                 b.normal_(0, 0.1)
-    model.save_pretrained(directory)
-    tok.save(str(directory / "tokenizer.json"))
+    save(model, tok, directory)
     model.config._attn_implementation = "eager"
     return model.eval()
 

@@ -217,15 +217,6 @@ BAD_QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("text, line, message", BAD_QUERIES)
-def test_bad_query_lines_name_file_and_line(tmp_path, text, line, message):
-    path = tmp_path / "queries.jsonl"
-    path.write_text(text)
-    with pytest.raises(ContextlensError, match=re.escape(message)) as e:
-        read_queries(path)
-    assert str(e.value).startswith(f"{path}:{line}: ")
-
-
 def test_a_smart_query_without_text_is_named(tmp_path):
     (tmp_path / "q.qry").write_text(".I 001\n.W\nwhat is lift\n.I 004\n.W\n")
     with pytest.raises(ContextlensError, match=r"query \.I 004 \(number 2\) has no \.W text"):
@@ -241,12 +232,18 @@ BAD_QRELS = [
 ]
 
 
-@pytest.mark.parametrize("text, line, message", BAD_QRELS)
-def test_bad_judgement_lines_name_file_and_line(tmp_path, text, line, message):
-    path = tmp_path / "qrels.txt"
+@pytest.mark.parametrize(
+    "read, name, text, line, message",
+    [(read_queries, "queries.jsonl", *case) for case in BAD_QUERIES]
+    + [(read_qrels, "qrels.txt", *case) for case in BAD_QRELS],
+)
+def test_bad_lines_of_queries_and_judgements_name_file_and_line(
+    tmp_path, read, name, text, line, message
+):
+    path = tmp_path / name
     path.write_text(text)
     with pytest.raises(ContextlensError, match=re.escape(message)) as e:
-        read_qrels(path)
+        read(path)
     assert str(e.value).startswith(f"{path}:{line}: ")
 
 

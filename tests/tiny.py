@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+import contextlens as cl
+
 CORPUS = [
     "The capital of France is Paris. The animal didn't cross the street because it was tired.",
     "Attention lets every token look at every other token, layer after layer.",
@@ -26,48 +28,51 @@ def byte_bpe_tokenizer(vocab_size: int = 300) -> Tokenizer:
     return tok
 
 
+SMALL = {  # the tiny shapes of each kind, beside the vocabulary and the special tokens
+    "gpt2": {"n_positions": 128, "n_embd": 64, "n_layer": 3, "n_head": 4},
+    "llama": {
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+    },
+}
+
+
 def save_tiny(kind: str, directory: Path, **overrides) -> Path:
     """Save a random `kind` ("gpt2" or "llama") model + tokenizer.json; returns the directory."""
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+    classes = {"gpt2": (GPT2Config, GPT2LMHeadModel), "llama": (LlamaConfig, LlamaForCausalLM)}
+    config_class, model_class = classes[kind]
     torch.manual_seed(0)
     tok = byte_bpe_tokenizer()
-    vocab = tok.get_vocab_size()
-    if kind == "gpt2":
-        cfg = GPT2Config(
-            vocab_size=vocab,
-            n_positions=128,
-            n_embd=64,
-            n_layer=3,
-            n_head=4,
-            bos_token_id=0,
-            eos_token_id=0,
-            **overrides,
-        )
-        model = GPT2LMHeadModel(cfg)
-    else:
-        cfg = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=64,
-            intermediate_size=160,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            rope_theta=10000.0,
-            tie_word_embeddings=False,
-            bos_token_id=0,
-            eos_token_id=0,
-            **overrides,
-        )
-        model = LlamaForCausalLM(cfg)
+    special = {"vocab_size": tok.get_vocab_size(), "bos_token_id": 0, "eos_token_id": 0}
+    model = model_class(config_class(**SMALL[kind] | special | overrides))
     with torch.no_grad():  # random init is tiny; widen it so layers actually mix tokens
         for p in model.parameters():
             if p.ndim == 2:
                 p.normal_(0, 0.2)
+    return save(model, tok, directory)
+
+
+def save(model, tok: Tokenizer, directory: Path) -> Path:
+    """`model` (transformers') and `tok` as tokenizer.json in `directory`; returns it."""
     model.save_pretrained(directory, safe_serialization=True)
     tok.save(str(directory / "tokenizer.json"))
     return directory
+
+
+def load_pair(directory: Path):
+    """(ours, transformers' with eager attention) of the model saved in `directory`."""
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager").eval()
+    return cl.load(directory), ref
 
 
 def assert_pass_equals_transformers(m, ref, prompt: str, atol: float = 1e-4):
