@@ -13,6 +13,7 @@ from gensim.models import Word2Vec
 from scipy.stats import spearmanr
 
 import contextlens as cl
+from contextlens import word2vec
 from contextlens.analysis.learning import learning
 from contextlens.analysis.wordvectors import DATASETS
 from contextlens.errors import ContextlensError
@@ -170,6 +171,14 @@ def test_gzip_and_several_files_stream_the_same(tmp_path):
     two = cl.train_word2vec([first, second], dim=8, min_count=1).vectors
     assert one.words == two.words
     assert np.array_equal(one.vectors.numpy(), two.vectors.numpy())
+
+
+def test_corpus_kept_in_memory_trains_as_one_read_each_epoch(tmp_path, monkeypatch):
+    text = two_topics(tmp_path / "topics.txt", 2000)  # 18,000 words: two blocks
+    kept = cl.train_word2vec(text, dim=8, min_count=1, epochs=3).vectors
+    monkeypatch.setattr(word2vec, "KEEP_WORDS", 100)  # too large to keep: read every epoch
+    read = cl.train_word2vec(text, dim=8, min_count=1, epochs=3).vectors
+    assert np.array_equal(kept.vectors.numpy(), read.vectors.numpy())
 
 
 def test_saved_vectors_work_in_every_command(tmp_path, run_cli):

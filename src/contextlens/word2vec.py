@@ -56,6 +56,7 @@ MODES = ("skipgram", "cbow")
 NOISE_POWER = 0.75
 NEIGHBOURS = 5  # neighbours recorded per tracked word at each checkpoint
 MAX_REPEATS = 256  # expected updates of the commonest row in one step (see safe_batch)
+KEEP_WORDS = 1 << 23  # a corpus of at most this many known words is read once, not every epoch
 NOISE_TABLE = 1 << 21  # slots of the noise table (word2vec.c's unigram table, smaller)
 
 
@@ -322,12 +323,29 @@ def _work(paths, vocab: Vocabulary, settings: Settings) -> Iterator[Work]:
     rng = np.random.default_rng(settings.seed)
     keep = vocab.keep_probability(settings.sample)
     before = 0
-    for _ in range(settings.epochs):
-        for block in corpus.blocks(paths, vocab.index, settings.lowercase):
-            kept = rng.random(len(block.ids)) < keep[block.ids]
-            block = corpus.Block(block.ids[kept], block.sentence[kept], block.words)
-            yield Work(*windows(block, settings, rng), before, block.words)
-            before += block.words
+    for block in _blocks(paths, vocab, settings):
+        kept = rng.random(len(block.ids)) < keep[block.ids]
+        block = corpus.Block(block.ids[kept], block.sentence[kept], block.words)
+        yield Work(*windows(block, settings, rng), before, block.words)
+        before += block.words
+
+
+def _blocks(paths, vocab: Vocabulary, settings: Settings) -> Iterator[corpus.Block]:
+    """The corpus' blocks once per epoch: read from the files each epoch, or, for a corpus of
+    at most KEEP_WORDS known words, read once and kept in memory (16 bytes a word)."""
+    kept: list[corpus.Block] | None = []
+    size = 0
+    for block in corpus.blocks(paths, vocab.index, settings.lowercase):
+        yield block
+        size += len(block.ids)
+        if kept is not None and size <= KEEP_WORDS:
+            kept.append(block)
+        else:
+            kept = None
+    for _ in range(settings.epochs - 1):
+        yield from (
+            kept if kept is not None else corpus.blocks(paths, vocab.index, settings.lowercase)
+        )
 
 
 def _check_out(out: str | Path | None) -> None:

@@ -49,26 +49,23 @@ def lines(paths: Sequence[str | Path]) -> Iterator[str]:
     not gzip (for `.gz`) or unreadable is one clear error naming it and the line."""
     for path in paths:
         path = regular_file(path, "a text corpus (plain text, one sentence a line, or .gz)")
+        number = 0
         try:
             with _open(path) as f:
-                for number, raw in enumerate(f, 1):
-                    yield _decode(path, number, raw)
+                for raw in f:
+                    number += 1
+                    yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ContextlensError(
+                f"{path}: line {number} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                "re-encode the corpus as UTF-8 (e.g. iconv -t UTF-8)"
+            ) from None
         except (gzip.BadGzipFile, EOFError) as e:
             raise ContextlensError(
                 f"{path} is not a complete gzip file ({e}); give it unpacked or repack it"
             ) from None
         except OSError as e:
             raise ContextlensError(f"{path} cannot be read ({e.strerror or e})") from None
-
-
-def _decode(path: Path, number: int, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ContextlensError(
-            f"{path}: line {number} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode "
-            "the corpus as UTF-8 (e.g. iconv -t UTF-8)"
-        ) from None
 
 
 def sentences(paths: Sequence[str | Path], lowercase: bool = True) -> Iterator[list[str]]:
