@@ -19,7 +19,7 @@ from ..errors import ContextlensError
 from ..io.benchmarks import CorefCase, Span
 from ..trace import Trace
 from .attention import check_layer_head, require_attentions, rollout, token_weights
-from .patching import candidate_influence
+from .patching import Mentions, candidates_influence
 from .words import Word, find, locate, words
 
 DETERMINERS = {"the", "a", "an", "this", "that", "his", "her", "their", "its"}
@@ -264,11 +264,15 @@ def split(cases: Sequence[CorefCase]) -> torch.Tensor:
     return torch.tensor([order[c.group or c.text] % 2 == 0 for c in cases])
 
 
-def with_influence(model, text: str, s: Scores) -> Scores:
-    """`s` with its candidates' causal influence on the pronoun (one batched pass)."""
-    candidates = [list(h.tokens) for h in s.candidates]
-    s.influence = candidate_influence(model, text, list(s.pronoun.tokens), candidates)
-    return s
+def with_influence(model, texts: list[str], scores: list[Scores]) -> list[Scores]:
+    """The scores with their candidates' causal influence on the pronoun (one batched pass)."""
+    cases = [
+        Mentions(t, list(s.pronoun.tokens), [list(h.tokens) for h in s.candidates])
+        for t, s in zip(texts, scores, strict=True)
+    ]
+    for s, moved in zip(scores, candidates_influence(model, cases), strict=True):
+        s.influence = moved
+    return scores
 
 
 @dataclass
@@ -308,11 +312,16 @@ def features(
     for start in range(0, len(usable), batch_size):
         chunk = usable[start : start + batch_size]
         traces = model.trace([c.text for _, _, c in chunk])
+        found = []
         for (_, n, case), trace in zip(chunk, traces, strict=True):
             try:
-                scored.append((n, case, with_influence(model, case.text, score(trace, case))))
+                found.append((n, case, score(trace, case)))
             except ContextlensError:
                 skipped["a candidate or the pronoun was not found in the text"] += 1
+        if found:
+            texts = [case.text for _, case, _ in found]
+            moved = with_influence(model, texts, [r for _, _, r in found])
+            scored += [(n, case, r) for (n, case, _), r in zip(found, moved, strict=True)]
         if progress:
             progress(min(start + batch_size, len(usable)), len(usable))
     if not scored:

@@ -307,24 +307,63 @@ def ablate(
 
 
 # ── coreference: which candidate moves the pronoun ─────────────────────────────────────────
+@dataclass(frozen=True)
+class Mentions:
+    """A text's pronoun and candidates, each as indices into the text's tokens."""
+
+    text: str
+    pronoun: list[int]
+    candidates: list[list[int]]
+
+
+def blanked_rows(lm: LanguageModel, cases: list[Mentions]) -> tuple[list[list[int]], list]:
+    """The ids of 1 + c rows per case (the clean text, then each candidate blanked) and, per
+    row, the token positions to blank. A causal model's text is cut after the pronoun: later
+    tokens cannot reach it."""
+    rows, blanks = [], []
+    for case in cases:
+        ids = lm.tokenize(case.text).ids
+        keep = max(case.pronoun) + 1 if lm.config.causal else len(ids)
+        for tokens in ([], *case.candidates):
+            rows.append(ids[:keep])
+            blanks.append([t for t in tokens if t < keep])
+    return rows, blanks
+
+
 @torch.inference_mode()
-def candidate_influence(
-    lm: LanguageModel, text: str, pronoun: list[int], candidates: list[list[int]]
-) -> torch.Tensor:
-    """How far the pronoun's vector moves when a candidate's tokens are replaced by the average
-    token (the mean embedding row): 1 − cos(clean, ablated) of the pronoun's tokens' mean
-    vector at every layer, `[n_layers + 1, c]`. Tokens are indices into the text's tokens."""
-    _, ids = encode(lm, text)
+def candidates_influence(lm: LanguageModel, cases: list[Mentions]) -> list[torch.Tensor]:
+    """How far each case's pronoun vector moves when a candidate's tokens are replaced by the
+    average token (the mean embedding row): 1 − cos(clean, blanked) of the pronoun's tokens'
+    mean vector at every layer, `[n_layers + 1, c]` per case. All cases run as one padded
+    batch; a candidate the pronoun cannot see (after it, in a causal model) moves it by 0."""
+    rows, blanks = blanked_rows(lm, cases)
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])  # [R, s]
+    pad_mask = torch.tensor([[True] * len(r) + [False] * (width - len(r)) for r in rows])
     avg = mean_row(lm).to(lm.dtype)
-    blanked = [[], *candidates]  # row 0: the clean run
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
-        for row, tokens in enumerate(blanked):
+        for row, tokens in enumerate(blanks):
             x[row, tokens] = avg
         return x
 
     rec = Recorder(hidden_states=True, edits={("token", 0): edit})
-    lm.model(ids.expand(len(blanked), -1), record=rec)
-    h = rec.saved["hidden_states"][:, :, pronoun].float().mean(2)  # [L+1, 1 + c, d]
-    return 1 - torch.cosine_similarity(h[:, :1], h[:, 1:], dim=-1)
+    lm.model(ids, pad_mask, record=rec)
+    hidden = rec.saved["hidden_states"]  # [L+1, R, s, d]
+    out, start = [], 0
+    for case, n in zip(cases, (1 + len(c.candidates) for c in cases), strict=True):
+        h = hidden[:, start : start + n, case.pronoun].float().mean(2)  # [L+1, 1 + c, d]
+        moved = 1 - torch.cosine_similarity(h[:, :1], h[:, 1:], dim=-1)
+        seen = torch.tensor([bool(b) for b in blanks[start + 1 : start + n]], device=moved.device)
+        out.append(moved * seen)
+        start += n
+    return out
+
+
+def candidate_influence(
+    lm: LanguageModel, text: str, pronoun: list[int], candidates: list[list[int]]
+) -> torch.Tensor:
+    """`candidates_influence` of one text: `[n_layers + 1, c]`. Tokens are indices into the
+    text's tokens."""
+    return candidates_influence(lm, [Mentions(text, pronoun, candidates)])[0]
