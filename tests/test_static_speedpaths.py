@@ -1,10 +1,11 @@
 """The fast paths of word vectors give the exact answers.
 
-`most_similar` scans an int8 copy of the unit vectors and scores exactly only the rows that can
-still be among the best; its ranking must be the one of scoring every row exactly (float64
-cosines of the float32 vectors), equal cosines ranked by row. Checked on glove-50 over many
-queries, with the int8 scan and with the float32 scan used without a C compiler, and on tables
-built to defeat the scan (rows closer together than its int8 steps, repeated rows).
+`most_similar` and the 3CosAdd analogy evaluation (`WordVectors.best`) scan an int8 copy of the
+unit vectors and score exactly only the rows that can still be among the best; their ranking
+must be the one of scoring every row exactly (float64 cosines of the float32 vectors), equal
+cosines ranked by row. Checked on glove-50 over many queries, with the int8 scan (AVX2 and the
+portable scalar build) and with the float32 scan used without a C compiler, and on tables built
+to defeat the scan (rows closer together than its int8 steps, repeated rows).
 """
 
 from functools import cache
@@ -14,9 +15,8 @@ import pytest
 import torch
 
 import contextlens as cl
-from contextlens import static
-from contextlens.nn import quant
-from contextlens.nn.quant import dequantize
+from contextlens.analysis.wordvectors import cosadd_queries
+from contextlens.nn import scan as int8
 from contextlens.static import WordVectors
 
 
@@ -29,7 +29,7 @@ def wv():
 def scan(request, monkeypatch):
     """Each test runs with the int8 scan and with the float32 one (as without a C compiler)."""
     if request.param == "float32":
-        monkeypatch.setattr(quant, "kernels", lambda: None)
+        monkeypatch.setattr(int8, "library", lambda: None)
     return request.param
 
 
@@ -84,12 +84,21 @@ def test_most_similar_is_the_exact_ranking_of_every_row(wv, scan):
     assert table.most_similar("king", k=1, restrict_vocab=3) == every_row(
         wv, query_of(wv.get_unit(["king"])), 1, (), 3
     )
-    assert (table._scan is not None) == (scan == "int8")
+    assert (table.scan is not None) == (scan == "int8")
+
+
+def scan_scores(scanner: int8.Int8Scan, queries: torch.Tensor) -> torch.Tensor:
+    """The int8 scan's own cosines of unit `queries` `[m, d]` with every row: `[m, n]` float64."""
+    rows = scanner.table.transpose(1, 2).reshape(-1, 4 * scanner.quads).double() - 128
+    q, _ = scanner._rounded(queries)
+    scale = queries.double().abs().amax(1, keepdim=True) / int8.QUERY_MAX
+    d, n = queries.shape[1], len(scanner.unit)
+    return (q.double() * scale)[:, :d] @ (rows[:n, :d] * scanner.step).T
 
 
 def scan_misorders(table: WordVectors, query: torch.Tensor, k: int) -> bool:
     """Whether the scan's own scores would rank the k best differently from the exact ones."""
-    approx, _ = table.scan_scores(query, len(table))
+    approx = scan_scores(table.scan, query[None])[0]
     by_scan = torch.sort(approx, descending=True, stable=True).indices[:k].tolist()
     return [table.words[i] for i in by_scan] != [w for w, _ in every_row(table, query, k)]
 
@@ -125,9 +134,67 @@ def test_equal_cosines_rank_the_earlier_row_first(scan):
 
 
 def test_int8_copy_stays_within_half_a_step(wv):
-    table, step = static.int8_copy(wv.unit)
-    copy = dequantize(table)[:, : wv.dim]
-    error = (copy - wv.unit).abs().amax(1)  # [n]
-    assert float(error.max()) <= step / 2 * (1 + 1e-4)
-    assert float(error.max()) > step / 4  # the bound is not loose by much
-    assert table.data.shape == (len(wv), 68)  # 2 blocks of 34 bytes instead of 200 bytes
+    scanner = wv.scan
+    rows = scanner.table.transpose(1, 2).reshape(-1, 4 * scanner.quads)[: len(wv), : wv.dim]
+    error = ((rows.double() - 128) * scanner.step - wv.unit.double()).abs()  # [n, d]
+    assert float(error.max()) <= scanner.step / 2 * (1 + 1e-6)
+    assert float(error.max()) > scanner.step / 4  # the bound is not loose by much
+    assert scanner.table[0].numel() == 8 * 52  # 8 rows of 52 bytes instead of 200
+
+
+def test_scan_scores_stay_within_the_margin(wv):
+    """Every scan score is within half the query's margin of the exact cosine, and the bound
+    is not loose by more than a few times."""
+    g = torch.Generator().manual_seed(2)
+    queries = cl.metrics.normalize(torch.randn(40, wv.dim, generator=g))
+    queries = torch.cat([queries, wv.unit[:40]])  # [80, d]: random and real
+    error = (scan_scores(wv.scan, queries) - queries.double() @ wv.unit.double().T).abs()
+    scale = queries.double().abs().amax(1) / int8.QUERY_MAX
+    slack = wv.scan._rounded(queries)[1].double() * scale * wv.scan.step / 2  # [80]
+    assert (error.amax(1) <= slack).all()
+    assert (error.amax(1) > slack / 6).all()
+
+
+def analogy_queries(wv: WordVectors, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """m random analogy questions among the 30,000 commonest words: queries `[m, d]`, a b c."""
+    abc = torch.randint(0, 30_000, (m, 3), generator=torch.Generator().manual_seed(seed))
+    return cosadd_queries(wv.unit, abc), abc
+
+
+def test_many_queries_at_once_are_each_ranked_exactly(wv, scan):
+    """`best` on 203 queries (threads over blocks of queries, a last block of 11) ranks each
+    one as scoring every row would, and as asking for it alone does."""
+    table = fresh(wv)
+    queries, abc = analogy_queries(wv, 203, 3)
+    rows, scores = table.best(queries, 5, abc, 300_000)
+    for i in range(0, 203, 7):
+        expected = every_row(wv, queries[i], 5, abc[i].tolist(), 300_000)
+        ours = [(wv.words[r], s) for r, s in zip(rows[i].tolist(), scores[i].tolist(), strict=True)]
+        assert ours == expected, i
+        alone = table.best(queries[i : i + 1], 5, abc[i : i + 1], 300_000)
+        assert torch.equal(alone[0], rows[i : i + 1]) and torch.equal(alone[1], scores[i : i + 1])
+
+
+def test_queries_that_keep_more_rows_than_the_buffer_holds_are_scanned_again(wv, monkeypatch):
+    """With room for 4 rows a query, most queries must be scanned again with more room."""
+    monkeypatch.setattr(int8, "CAP", 4)
+    queries, abc = analogy_queries(wv, 30, 4)
+    calls = []
+    call = int8.Int8Scan._call
+    monkeypatch.setattr(
+        int8.Int8Scan, "_call", lambda self, *a: calls.append(a[-1]) or call(self, *a)
+    )
+    rows, scores = wv.scan.best(queries, 1, abc, 50_000)
+    assert calls[0] == 4 and calls[1] == 64  # the first call's room, then 16 times more
+    for i in range(30):
+        expected = every_row(wv, queries[i], 1, abc[i].tolist(), 50_000)
+        assert [(wv.words[int(rows[i, 0])], float(scores[i, 0]))] == expected
+
+
+def test_the_portable_scalar_kernel_gives_the_same_answers(wv):
+    portable = int8.Int8Scan(int8.library(portable=True), wv.unit)
+    queries, abc = analogy_queries(wv, 20, 5)
+    for r, k in ((400_000, 10), (7_000, 3)):
+        expected = wv.scan.best(queries, k, abc, r)
+        ours = portable.best(queries, k, abc, r)
+        assert torch.equal(ours[0], expected[0]) and torch.equal(ours[1], expected[1])

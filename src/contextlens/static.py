@@ -29,13 +29,14 @@ from .io.catalog import CatalogEntry, resolve
 from .io.wordvectors import SUFFIX_FORMAT, non_finite_rows, read_vectors, write_vectors
 
 if TYPE_CHECKING:
-    from .io.gguf import StoredTensor
+    from .nn.scan import Int8Scan
 
 Query = str | torch.Tensor | np.ndarray | Sequence[float]
 COSMUL_EPS = 1e-6  # Levy & Goldberg's ε, as gensim adds it
 SUGGESTIONS = 3  # close words named when a word is unknown
-INT8_MIN_DIM = 32  # narrower vectors gain nothing from an int8 copy padded to 32 values
-ROUNDING = 1e-5  # bound on float32 rounding in one scan score (a 64-term dot product: < 4e-6)
+ROUNDING = 1e-5  # bound on float32 rounding in one float32 cosine (d ≤ 1,000: < 4e-6)
+EXACT_ROWS = 1 << 18  # rows scored exactly at once (in float64)
+FLOAT_QUERIES = 64  # queries scored together by the float32 scan (`[64, n]` scores)
 
 
 def _as_list(items) -> list:
@@ -49,43 +50,41 @@ def _as_list(items) -> list:
     return list(items)
 
 
-def int8_copy(unit: torch.Tensor) -> tuple["StoredTensor", float]:
-    """Rows `[n, d]` as Q8_0 blocks, and the largest step of the int8 grids.
+def _contenders(
+    scores: torch.Tensor, k: int, exclude: torch.Tensor, slack: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows that may be among each query's k best once scored exactly: `(query, row)`, two
+    int64 `[c]`, by query then row.
 
-    Each row gets one float16 step (its largest magnitude / 127, written into every block of 32
-    values; d is padded with zeros to a multiple of 32) and int8 values rounded to the nearest
-    step, so each value is within half a step of the float: a score against the copy is
-    within step / 2 × Σ|query| of the exact one.
+    scores `[m, r]` are each within `slack` of the exact score; a query's rows `exclude` `[m, e]`
+    (-1 pads) never count. If k rows score at least t here, the k-th best exact score is at
+    least t − slack, which a row below t − 2 · slack here cannot reach.
     """
-    from .nn.quant import Q, StoredTensor
-
-    n, d = unit.shape
-    k = -(-d // 32) * 32
-    step = (unit.abs().amax(1) / 127).half()  # [n]: never below 1/127.06 of the largest value
-    values = torch.zeros(n, k, dtype=torch.int8)
-    scale = step.float().clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(1)
-    values[:, :d] = torch.round(unit / scale)  # within ±127: the step is at least max / 127.06
-    blocks = torch.empty(n, k // 32, 34, dtype=torch.uint8)  # [f16 step, 32 × i8] per block
-    blocks[:, :, :2] = step.view(torch.uint8).view(n, 1, 2)
-    blocks[:, :, 2:] = values.view(torch.uint8).view(n, k // 32, 32)
-    return StoredTensor(Q.Q8_0, (n, k), blocks.view(n, -1)), float(step.max())
+    m, r = scores.shape
+    banned = exclude.masked_fill((exclude < 0) | (exclude >= r), r)  # [m, e]: r = no row
+    scores = torch.cat([scores, scores.new_zeros(m, 1)], 1).scatter_(1, banned, -torch.inf)
+    scores = scores[:, :r]
+    kth = torch.topk(scores, min(k, r), dim=1).values[:, -1:]  # [m, 1]
+    return torch.nonzero((scores >= kth - 2 * slack) & (scores > -torch.inf), as_tuple=True)
 
 
-def _contenders(scores: torch.Tensor, k: int, exclude: Sequence[int], slack: float) -> torch.Tensor:
-    """Rows that may be among the k best once scored exactly, in ascending order: `[c]` int64.
-
-    scores `[r]` are each within `slack` of the exact score; the rows `exclude` never count.
-    If k rows score at least t here, the k-th best exact score is at least t − slack, which
-    a row below t − 2 · slack here cannot reach.
-    """
-    exclude = sorted({i for i in exclude if i < len(scores)})
-    if exclude:
-        scores = scores.index_fill(0, torch.tensor(exclude), -torch.inf)
-    k = min(k, len(scores) - len(exclude))
-    if k < 1:
-        return torch.zeros(0, dtype=torch.long)
-    floor = torch.topk(scores, k).values[-1] - 2 * slack
-    return torch.nonzero(scores >= floor).squeeze(1)
+def _top(
+    query: torch.Tensor, rows: torch.Tensor, scores: torch.Tensor, m: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best `rows` `[c]` of each of m queries by `scores` `[c]` (`query` `[c]` says whose
+    each is), equal scores: the earlier row first. Returns rows `[m, k]` int64 (-1 where a
+    query has fewer) and scores `[m, k]` float32 (-inf there)."""
+    order = torch.sort(rows, stable=True).indices
+    order = order[torch.sort(scores[order], descending=True, stable=True).indices]
+    order = order[torch.sort(query[order], stable=True).indices]
+    query, rows, scores = query[order], rows[order], scores[order]
+    rank = torch.arange(len(query)) - torch.searchsorted(query, query)  # place in its query
+    keep = rank < k
+    best = torch.full((m, k), -1, dtype=torch.long)
+    best_scores = torch.full((m, k), -torch.inf)
+    best[query[keep], rank[keep]] = rows[keep]
+    best_scores[query[keep], rank[keep]] = scores[keep]
+    return best, best_scores
 
 
 class WordVectors:
@@ -131,7 +130,7 @@ class WordVectors:
         self.vectors = vectors
         self._norms: torch.Tensor | None = None
         self._unit: torch.Tensor | None = None
-        self._scan: tuple[StoredTensor, float] | None = None  # int8 copy, step
+        self._scan: Int8Scan | bool | None = None  # False: no C compiler, scan in float32
         self._lowercase: bool | None = None
 
     # -- the table -------------------------------------------------------------------------
@@ -163,57 +162,64 @@ class WordVectors:
             self._unit = self.vectors / self.norms.clamp_min(1e-12).unsqueeze(1)
         return self._unit
 
-    def scan_scores(self, query: torch.Tensor, r: int) -> tuple[torch.Tensor, float]:
-        """Cosines of the first r unit rows with a unit `query` `[d]`, fast and approximate:
-        `([r] float32, slack)`, each within `slack` of the exact cosine.
-
-        With the C kernels of `nn.quant`, the scan reads an int8 copy of the unit rows (made on
-        first use: 68 bytes a row instead of 200 for d = 50); without them it is a float32
-        product, off by rounding only.
-        """
-        # not at module level: nn.quant brings the gguf package, slow to import
-        from .nn.quant import QuantLinear, StoredTensor, kernels
-
-        if self._scan is None and kernels() is not None and self.dim >= INT8_MIN_DIM:
-            self._scan = int8_copy(self.unit)
-        rounding = ROUNDING * float(query.norm())
+    @property
+    def scan(self) -> "Int8Scan | None":
+        """The int8 copy of the unit rows that `best` scans first (`nn.scan`, made on first use:
+        52 bytes a row instead of 200 for d = 50), or None without a C compiler."""
         if self._scan is None:
-            return self.unit[:r] @ query, rounding
-        table, step = self._scan
-        stored = StoredTensor(table.kind, (r, table.shape[1]), table.data[:r])
-        x = torch.nn.functional.pad(query, (0, table.shape[1] - self.dim))
-        slack = step / 2 * (1 + 1e-4) * float(query.abs().sum())  # 1e-4: the int8 rounding
-        return QuantLinear([stored])(x), slack + 2 * rounding
+            from .nn.scan import scanner  # not at module level: nn brings the gguf package
 
-    def nearest(
-        self, query: torch.Tensor, k: int, exclude: Sequence[int] = (), r: int | None = None
-    ) -> list[tuple[str, float]]:
-        """The k words of the first r whose unit vectors are closest (cosine) to the unit
-        `query` `[d]`, best first, leaving out the rows `exclude`; equal cosines rank the
-        earlier row (the more frequent word) first.
+            self._scan = scanner(self.unit) or False
+        return self._scan or None
 
-        A fast scan (`scan_scores`) keeps every row that could still be among the k best; only
-        those are scored exactly (`exact_cosines`) and ranked, so the result is the ranking of
-        every row by its exact cosine.
+    def best(
+        self, queries: torch.Tensor, k: int, exclude: torch.Tensor, r: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k words of the first r whose unit vectors are closest (cosine) to each unit
+        query `[m, d]`, leaving out its rows `exclude` `[m, e]` (-1 pads); best first, equal
+        cosines: the earlier row (the more frequent word) first. Returns rows `[m, k]` int64 (-1
+        where fewer than k words remain) and their cosines `[m, k]` float32.
+
+        A fast scan (`scan`, or float32 without a C compiler) keeps every row that could still
+        be among the k best; only those are scored exactly (`exact_cosines`) and ranked, so the
+        result is the ranking of every row by its exact cosine.
         """
-        approx, slack = self.scan_scores(query, len(self) if r is None else r)
-        rows = _contenders(approx, k, exclude, slack)
-        return self._ranked(rows, self.exact_cosines(rows, query), k)
+        if self.scan is not None:
+            return self.scan.best(queries, k, exclude, r)
+        query, rows = self._float_candidates(queries, k, exclude, r)
+        scores = self.exact_cosines(rows, queries[query])
+        return _top(query, rows, scores, len(queries), k)
 
-    def exact_cosines(self, rows: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """Cosines of the unit rows `rows` `[c]` with a unit `query` `[d]`: `[c]` float32.
+    def _float_candidates(
+        self, queries: torch.Tensor, k: int, exclude: torch.Tensor, r: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`best`'s candidates from float32 cosines, FLOAT_QUERIES queries at a time."""
+        found = []
+        for start in range(0, len(queries), FLOAT_QUERIES):
+            part = slice(start, start + FLOAT_QUERIES)
+            query, rows = _contenders(queries[part] @ self.unit[:r].T, k, exclude[part], ROUNDING)
+            found.append((query + start, rows))
+        return torch.cat([q for q, _ in found]), torch.cat([r for _, r in found])
+
+    def exact_cosines(self, rows: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Cosines of the unit rows `rows` `[c]` with unit `queries` `[c, d]`, one each: `[c]`
+        float32.
 
         Computed in float64 (each product of two float32 numbers is exact) and rounded to
         float32, so the order in which a kernel sums does not show: the same row gets the same
         score in any batch, and ties are real ties.
         """
-        return (self.unit[rows].double() @ query.double()).float()
+        out = torch.empty(len(rows))
+        for start in range(0, len(rows), EXACT_ROWS):
+            part = slice(start, start + EXACT_ROWS)
+            pairs = self.unit[rows[part]].double() * queries[part].double()  # [c, d]
+            out[part] = pairs.sum(1).float()
+        return out
 
-    def _ranked(self, rows: torch.Tensor, scores: torch.Tensor, k: int) -> list[tuple[str, float]]:
-        """The k best of `rows` `[c]` (ascending) by `scores` `[c]`; ties: the earlier row."""
-        order = torch.sort(scores, descending=True, stable=True).indices[:k]
-        best = zip(rows[order].tolist(), scores[order].tolist(), strict=True)
-        return [(self.words[i], s) for i, s in best]
+    def _words(self, rows: torch.Tensor, scores: torch.Tensor) -> list[tuple[str, float]]:
+        """`[(word, score)]` of one query's `best`, the -1 places left out."""
+        best = zip(rows.tolist(), scores.tolist(), strict=True)
+        return [(self.words[i], s) for i, s in best if i >= 0]
 
     @property
     def lowercase(self) -> bool:
@@ -300,11 +306,13 @@ class WordVectors:
             raise ContextlensError(f"restrict_vocab must be ≥ 1 (got {restrict_vocab})")
         return min(restrict_vocab or len(self), len(self))
 
-    def _asked(self, items: list, k: int, exclude_query: bool) -> list[int]:
-        """Rows of the query words to leave out of the answers (none if not `exclude_query`)."""
+    def _asked(self, items: list, k: int, exclude_query: bool) -> torch.Tensor:
+        """Rows of the query words to leave out of the answers (none if not `exclude_query`):
+        `[1, e]` int64."""
         if k < 1:
             raise ContextlensError(f"k must be ≥ 1 (got {k})")
-        return [self.row(w) for w in items if isinstance(w, str)] if exclude_query else []
+        rows = [self.row(w) for w in items if isinstance(w, str)] if exclude_query else []
+        return torch.tensor([rows], dtype=torch.long).view(1, -1)
 
     def _split(self, positive, negative) -> tuple[list, list]:
         pos, neg = _as_list(positive), _as_list(negative)
@@ -320,52 +328,52 @@ class WordVectors:
         *,
         exclude_query: bool = True,
         restrict_vocab: int | None = None,
+        method: str = "3cosadd",
     ) -> list[tuple[str, float]]:
-        """3CosAdd: the k words closest (cosine) to the mean of +positive and −negative.
+        """The k words closest to +positive and −negative, best first, with their scores.
 
-        Words and vectors are unit-normalised first; the mean is normalised too. The query
-        words themselves are left out unless `exclude_query=False` (keeping them changes
-        published analogy accuracies). `restrict_vocab=N` searches the first N words only.
+        Words and vectors are unit-normalised first. `3cosadd`: the cosine with the mean of
+        +positive and −negative, normalised. `3cosmul` (Levy & Goldberg 2014):
+        Π (1 + cos(w, p)) / 2 / (Π (1 + cos(w, n)) / 2 + ε), each cosine shifted to [0, 1] so
+        that one large similarity cannot dominate. The query words themselves are left out
+        unless `exclude_query=False` (keeping them changes published analogy accuracies).
+        `restrict_vocab=N` searches the first N words only.
         """
         pos, neg = self._split(positive, negative)
-        q = self._unit_queries(pos + neg)  # [m, d]
-        sign = torch.tensor([1.0] * len(pos) + [-1.0] * len(neg)).unsqueeze(1)
-        mean = metrics.normalize((sign * q).sum(0) / len(q))  # [d]
-        exclude = self._asked(pos + neg, k, exclude_query)
-        return self.nearest(mean, k, exclude, self._limit(restrict_vocab))
-
-    def most_similar_cosmul(
-        self,
-        positive: Query | Sequence[Query] = (),
-        negative: Query | Sequence[Query] = (),
-        k: int = 10,
-        *,
-        exclude_query: bool = True,
-        restrict_vocab: int | None = None,
-    ) -> list[tuple[str, float]]:
-        """3CosMul (Levy & Goldberg 2014): Π (1 + cos(w, p)) / 2 / (Π (1 + cos(w, n)) / 2 + ε).
-
-        Each cosine is shifted to [0, 1] so that one large similarity cannot dominate.
-        """
-        pos, neg = self._split(positive, negative)
-        if not pos:
-            raise ContextlensError("3CosMul needs at least one positive word")
         exclude = self._asked(pos + neg, k, exclude_query)
         r = self._limit(restrict_vocab)
-        sims = (1 + self.unit[:r] @ self._unit_queries(pos + neg).T) / 2  # [r, m]
-        scores = sims[:, : len(pos)].prod(1) / (sims[:, len(pos) :].prod(1) + COSMUL_EPS)
-        rows = _contenders(scores, k, exclude, 0.0)
-        return self._ranked(rows, scores[rows], k)
+        if method not in ("3cosadd", "3cosmul"):
+            raise ContextlensError(f"unknown analogy method {method!r}; use 3cosadd or 3cosmul")
+        if method == "3cosmul" and not pos:
+            raise ContextlensError("3CosMul needs at least one positive word")
+        q = self._unit_queries(pos + neg)  # [m, d]
+        if method == "3cosmul":
+            rows, scores = self._cosmul(q, len(pos), k, exclude, r)
+        else:
+            sign = torch.tensor([1.0] * len(pos) + [-1.0] * len(neg)).unsqueeze(1)
+            mean = metrics.normalize((sign * q).sum(0) / len(q))  # [d]
+            rows, scores = self.best(mean.unsqueeze(0), k, exclude, r)
+        return self._words(rows[0], scores[0])
+
+    def most_similar_cosmul(self, positive=(), negative=(), k: int = 10, **options):
+        """`most_similar(positive, negative, k, method="3cosmul", …)`, as gensim names it."""
+        return self.most_similar(positive, negative, k, method="3cosmul", **options)
+
+    def _cosmul(
+        self, q: torch.Tensor, p: int, k: int, exclude: torch.Tensor, r: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """3CosMul's k best of the first r rows for unit queries `[m, d]`, the first p positive:
+        rows `[1, k]` and scores `[1, k]` (as `best`)."""
+        sims = (1 + self.unit[:r] @ q.T) / 2  # [r, m]
+        scores = sims[:, :p].prod(1) / (sims[:, p:].prod(1) + COSMUL_EPS)
+        query, rows = _contenders(scores.unsqueeze(0), k, exclude, 0.0)
+        return _top(query, rows, scores[rows], 1, k)
 
     def analogy(
         self, a: str, b: str, c: str, k: int = 10, method: str = "3cosadd", **options
     ) -> list[tuple[str, float]]:
         """a is to b as c is to ?: `analogy("man", "king", "woman")[0][0] == "queen"`."""
-        if method == "3cosadd":
-            return self.most_similar([b, c], [a], k, **options)
-        if method == "3cosmul":
-            return self.most_similar_cosmul([b, c], [a], k, **options)
-        raise ContextlensError(f"unknown analogy method {method!r}; use 3cosadd or 3cosmul")
+        return self.most_similar([b, c], [a], k, method=method, **options)
 
     def similar_by_vector(
         self, vector: Query, k: int = 10, restrict_vocab: int | None = None

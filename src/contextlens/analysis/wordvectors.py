@@ -9,9 +9,11 @@ Both follow gensim's `evaluate_word_analogies` / `evaluate_word_pairs` protocol 
 are comparable with published ones: words are matched upper-cased (the first, most frequent,
 case variant wins), only the first `restrict_vocab` words are used, and questions or pairs with
 an unknown word are skipped and counted as out-of-vocabulary (`oov`, and `oov_fraction` from 0
-to 1, where gensim reports a percentage). The analogy questions are scored in batches: one
-`[vocabulary, questions]` matrix product, a tile of the vocabulary at a time, reduced to the best
-score of each block of words while in cache, then a blocked top-5 (`best_rows`).
+to 1, where gensim reports a percentage). 3CosAdd questions go through `WordVectors.best` all
+at once (an int8 scan of the vocabulary keeps the few words that may be a question's best, which
+are then scored exactly); 3CosMul questions are scored in batches: one `[vocabulary, questions]`
+matrix product, a tile of the vocabulary at a time, reduced to the best score of each block of
+words while in cache, then a blocked top-5 (`best_rows`).
 """
 
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ DATASETS = {
 }
 METHODS = ("3cosadd", "3cosmul")
 CANDIDATES = 5  # answers looked at per question, as gensim does
-QUESTIONS = 512  # questions scored together (3CosAdd; a third of it for 3CosMul)
+QUESTIONS = 170  # 3CosMul questions scored together (their [TILE, 3 × QUESTIONS] cosines)
 TILE = 4096  # vocabulary rows scored at once: their [TILE, questions] scores stay in cache (L3)
 BLOCK = 32  # words per block whose best score is kept
 
@@ -139,26 +141,23 @@ def read_analogies(path: Path, case_insensitive: bool = True) -> list[AnalogySec
     return sections
 
 
-def _queries(unit: torch.Tensor, abc: torch.Tensor, method: str) -> torch.Tensor:
-    """What each question compares words with: `[q, 1, d]` (3CosAdd) or `[q, 3, d]` (3CosMul)."""
+def cosadd_queries(unit: torch.Tensor, abc: torch.Tensor) -> torch.Tensor:
+    """The unit vector each 3CosAdd question `abc` `[q, 3]` is answered by: `[q, d]`, the
+    normalised mean of b, c and −a as gensim's `most_similar` forms it."""
     ua, ub, uc = unit[abc].unbind(1)  # each [q, d]
-    if method == "3cosadd":
-        return normalize((ub + uc - ua) / 3).unsqueeze(1)
-    return torch.stack([ua, ub, uc], 1)
+    return normalize((ub + uc - ua) / 3)
 
 
-def _combine(sims: torch.Tensor, method: str) -> torch.Tensor:
-    """Scores from the cosines with a question's queries `[..., 1 or 3, n]` (a fresh tensor,
-    changed in place): `-> [..., n]`."""
-    if method == "3cosadd":
-        return sims.select(-2, 0)
+def _cosmul(sims: torch.Tensor) -> torch.Tensor:
+    """3CosMul scores from the cosines with a question's a, b and c `[..., 3, n]` (a fresh
+    tensor, changed in place): `-> [..., n]`."""
     s = sims.add_(1).div_(2)  # cosines shifted to [0, 1], then b · c / (a + ε)
     return (s.select(-2, 1) * s.select(-2, 2)).div_(s.select(-2, 0).add_(COSMUL_EPS))
 
 
-def _block_maxima(unit: torch.Tensor, r: int, queries: torch.Tensor, method: str) -> torch.Tensor:
-    """The best score in each block of BLOCK consecutive rows among the first r of `unit`,
-    for each question's `queries` `[q, j, d]`: `[⌈r / BLOCK⌉, q]`.
+def _block_maxima(unit: torch.Tensor, r: int, queries: torch.Tensor) -> torch.Tensor:
+    """The best 3CosMul score in each block of BLOCK consecutive rows among the first r of
+    `unit`, for each question's a, b, c `queries` `[q, 3, d]`: `[⌈r / BLOCK⌉, q]`.
 
     The rows are scored TILE at a time and each tile is reduced at once, so the `[r, q]` scores
     are never written out whole: the matrix products run at the speed of arithmetic, not of
@@ -169,7 +168,7 @@ def _block_maxima(unit: torch.Tensor, r: int, queries: torch.Tensor, method: str
     out = torch.empty(-(-r // BLOCK), q)
     for start in range(0, r, TILE):
         tile = unit[start : min(start + TILE, r)] @ flat  # [t, j * q]
-        scores = _combine(tile.view(len(tile), -1, q), method)  # [t, q]
+        scores = _cosmul(tile.view(len(tile), -1, q))  # [t, q]
         whole = len(scores) // BLOCK * BLOCK
         torch.amax(
             scores[:whole].view(-1, BLOCK, q), 1, out=out[start // BLOCK : (start + whole) // BLOCK]
@@ -180,23 +179,30 @@ def _block_maxima(unit: torch.Tensor, r: int, queries: torch.Tensor, method: str
 
 
 def best_rows(
-    unit: torch.Tensor, r: int, abc: torch.Tensor, method: str, k: int = CANDIDATES
+    wv: WordVectors, r: int, abc: torch.Tensor, method: str, k: int = CANDIDATES
 ) -> torch.Tensor:
-    """The k best of the first r rows of `unit` for each question `abc` `[q, 3]`: `[q, k]`.
+    """The k best of the first r words for each question `abc` `[q, 3]` (rows): `[q, k]` rows.
 
     The rows of a, b and c are never among them; -1 fills the places of a vocabulary too small
-    to give k other words. Instead of a top-k over every row of the
-    `[r, q]` scores, keep the maximum of each block of BLOCK words (`_block_maxima`); a
-    question's k best words lie in its k + 3 best blocks (a, b, c may win 3 of them), whose
-    words are scored again and ranked.
+    to give k other words. 3CosAdd: `WordVectors.best`. 3CosMul, QUESTIONS at a time: instead
+    of a top-k over every row of the `[r, q]` scores, keep the maximum of each block of BLOCK
+    words (`_block_maxima`); a question's k best words lie in its k + 3 best blocks (a, b, c
+    may win 3 of them), whose words are scored again and ranked.
     """
+    if method == "3cosadd":
+        return wv.best(cosadd_queries(wv.unit, abc), k, abc, r)[0]
+    return torch.cat([_cosmul_best(wv.unit, r, part, k) for part in abc.split(QUESTIONS)])
+
+
+def _cosmul_best(unit: torch.Tensor, r: int, abc: torch.Tensor, k: int) -> torch.Tensor:
+    """`best_rows` for 3CosMul questions `abc` `[q, 3]`: `[q, k]`."""
     q = len(abc)
-    queries = _queries(unit, abc, method)  # [q, j, d]
-    blocks = _block_maxima(unit, r, queries, method)  # [blocks, q]
+    queries = unit[abc]  # [q, 3, d]
+    blocks = _block_maxima(unit, r, queries)  # [blocks, q]
     best_blocks = torch.topk(blocks, min(k + 3, len(blocks)), dim=0).indices.T  # [q, k + 3]
     columns = (best_blocks.unsqueeze(2) * BLOCK + torch.arange(BLOCK)).reshape(q, -1)  # [q, C]
     candidates = unit[columns.clamp_max(r - 1)]  # [q, C, d]
-    exact = _combine(queries @ candidates.transpose(1, 2), method)  # [q, C]
+    exact = _cosmul(queries @ candidates.transpose(1, 2))  # [q, C]
     asked = (columns.unsqueeze(2) == abc.unsqueeze(1)).any(2)
     exact = exact.masked_fill(asked | (columns >= r), -torch.inf)
     best = torch.topk(exact, min(k, exact.shape[1]), dim=1)
@@ -229,12 +235,7 @@ def evaluate_analogies(
         s.questions = []
     if asked:
         rows = torch.tensor([[vocab[w] for w in q] for _, q in asked])  # [q, 4]
-        chunk = QUESTIONS // (3 if method == "3cosmul" else 1)
-        top = [
-            best_rows(wv.unit, r, rows[start : start + chunk, :3], method)
-            for start in range(0, len(rows), chunk)
-        ]
-        candidates = torch.cat(top).tolist()
+        candidates = best_rows(wv, r, rows[:, :3], method).tolist()
         for (section, q), cands in zip(asked, candidates, strict=True):
             words = [wv.words[i] for i in cands if i >= 0]
             answer = next((w for w in words if key(w) not in q[:3]), words[-1] if words else "")
