@@ -10,10 +10,10 @@ from gguf import (
     MODEL_ARCH,
     GGMLQuantizationType,
     GGUFWriter,
-    TokenType,
     get_tensor_name_map,
     quants,
 )
+from tiny import finish, write_bpe_vocab
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -115,10 +115,7 @@ def test_rotary_unpermute_inverts_llama_cpp_permute():
 def write_tensor(path, data: np.ndarray, kind: GGMLQuantizationType, arch: str = "test"):
     writer = GGUFWriter(path, arch)
     writer.add_tensor("w", data, raw_dtype=None if kind == Q.F32 else kind)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
 
 def transformers_dequantize(raw: np.ndarray, kind: GGMLQuantizationType) -> torch.Tensor:
@@ -211,13 +208,7 @@ def write_gpt2(path, model, *, arch="gpt2", tokenizer="gpt2", drop=(), extra=())
         if key not in drop:
             writer.add_uint32(f"{arch}.{key}", value)
     writer.add_float32(f"{arch}.attention.layer_norm_epsilon", cfg.layer_norm_epsilon)
-    writer.add_tokenizer_model(tokenizer)
-    writer.add_tokenizer_pre("gpt-2")
-    writer.add_token_list(GPT2_TOKENS)
-    writer.add_token_types([TokenType.NORMAL] * (len(GPT2_TOKENS) - 1) + [TokenType.CONTROL])
-    writer.add_token_merges(GPT2_MERGES)
-    writer.add_bos_token_id(len(GPT2_TOKENS) - 1)
-    writer.add_eos_token_id(len(GPT2_TOKENS) - 1)
+    write_bpe_vocab(writer, GPT2_TOKENS, GPT2_MERGES, len(GPT2_TOKENS) - 1, model=tokenizer)
     writer.add_add_bos_token(True)
     names = get_tensor_name_map(MODEL_ARCH.GPT2, cfg.n_layer)
     for name, t in model.state_dict().items():
@@ -227,10 +218,7 @@ def write_gpt2(path, model, *, arch="gpt2", tokenizer="gpt2", drop=(), extra=())
             writer.add_tensor(f"{names.get_name(base)}.{kind}", t.contiguous().numpy())
     for name in extra:
         writer.add_tensor(name, np.zeros(4, np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     return path
 
 

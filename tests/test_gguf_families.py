@@ -11,12 +11,12 @@ from gguf import (
     MODEL_ARCH_NAMES,
     GGMLQuantizationType,
     GGUFWriter,
-    TokenType,
     get_tensor_name_map,
     quants,
 )
 from safetensors.torch import load_file
 from test_families import save_family
+from tiny import finish, gguf_vocab, write_bpe_vocab
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -78,16 +78,8 @@ def write_metadata(w: GGUFWriter, arch: str, cfg: dict, tokenizer: dict) -> None
     if arch == "gemma3":
         w.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
         w.add_sliding_window_pattern([t == "sliding_attention" for t in cfg["layer_types"]])
-    vocab = tokenizer["model"]["vocab"]
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(
-        {"llama": "llama-bpe", "qwen2": "qwen2", "qwen3": "qwen2"}.get(arch, "gpt-2")
-    )
-    w.add_token_list(sorted(vocab, key=vocab.get))
-    w.add_token_types([TokenType.CONTROL] + [TokenType.NORMAL] * (len(vocab) - 1))
-    w.add_token_merges([" ".join(m) for m in tokenizer["model"]["merges"]])
-    w.add_bos_token_id(0)
-    w.add_eos_token_id(0)
+    pre = {"llama": "llama-bpe", "qwen2": "qwen2", "qwen3": "qwen2"}.get(arch, "gpt-2")
+    write_bpe_vocab(w, *gguf_vocab(tokenizer), pre=pre)
 
 
 def write_gguf(hf_dir, path, family: str, kind: Q = Q.F32, *, name_as=None, extra=()):
@@ -115,10 +107,7 @@ def write_gguf(hf_dir, path, family: str, kind: Q = Q.F32, *, name_as=None, extr
             )
         else:
             w.add_tensor(f"{names.get_name(base)}.{suffix}", data)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     return path
 
 

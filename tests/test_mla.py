@@ -5,7 +5,15 @@ import json
 
 import pytest
 import torch
-from tiny import assert_pass_equals_transformers, byte_bpe_tokenizer, reference_greedy, save
+from tiny import (
+    assert_pass_equals_transformers,
+    byte_bpe_tokenizer,
+    finish,
+    gguf_vocab,
+    reference_greedy,
+    save,
+    write_bpe_vocab,
+)
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -233,7 +241,7 @@ def write_deepseek2_gguf(path, model, split_kv_b_only: bool = False, matrices=No
     the widths of MLA's absorbed form under key_length/value_length and the per-head ones under
     *_mla, the tokenizer as GGUF metadata. `matrices`: a numpy dtype to store 2-D weights in."""
     import numpy as np
-    from gguf import MODEL_ARCH, GGUFWriter, TokenType, get_tensor_name_map
+    from gguf import MODEL_ARCH, GGUFWriter, get_tensor_name_map
 
     c = model.config
     tok = byte_bpe_tokenizer()
@@ -276,15 +284,7 @@ def write_deepseek2_gguf(path, model, split_kv_b_only: bool = False, matrices=No
         w.add_float32(a + "rope.scaling.factor", rope["factor"])
         w.add_uint32(a + "rope.scaling.original_context_length", 64)
         w.add_float32(a + "rope.scaling.yarn_log_multiplier", 0.1 * rope["mscale_all_dim"])
-    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    w.add_token_list([t for t, _ in vocab])
-    w.add_token_types([TokenType.CONTROL] + [TokenType.NORMAL] * (len(vocab) - 1))
-    merges = json.loads(tok.to_str())["model"]["merges"]
-    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
-    w.add_bos_token_id(0)
-    w.add_eos_token_id(0)
+    write_bpe_vocab(w, *gguf_vocab(json.loads(tok.to_str())))
     names = get_tensor_name_map(MODEL_ARCH.DEEPSEEK2, c.num_hidden_layers)
     state = model.state_dict()
     for name, t in state.items():
@@ -313,10 +313,7 @@ def write_deepseek2_gguf(path, model, split_kv_b_only: bool = False, matrices=No
         k_b, v_b = kv_b.split([c.qk_nope_head_dim, c.v_head_dim], dim=1)
         w.add_tensor(f"blk.{i}.attn_k_b.weight", np.ascontiguousarray(k_b.transpose(1, 2)))
         w.add_tensor(f"blk.{i}.attn_v_b.weight", np.ascontiguousarray(v_b))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     return path
 
 

@@ -75,6 +75,38 @@ def load_pair(directory: Path):
     return cl.load(directory), ref
 
 
+def gguf_vocab(tokenizer: dict) -> tuple[list[str], list[str]]:
+    """The tokens (in id order) and merges ("a b") of a tokenizer.json's BPE model."""
+    vocab, merges = tokenizer["model"]["vocab"], tokenizer["model"]["merges"]
+    return sorted(vocab, key=vocab.get), [m if isinstance(m, str) else " ".join(m) for m in merges]
+
+
+def write_bpe_vocab(
+    w, tokens: list[str], merges: list[str], control: int = 0, pre: str = "gpt-2", model="gpt2"
+) -> None:
+    """A byte-level BPE vocabulary as llama.cpp's converter writes it to the GGUFWriter `w`; the
+    token `control` is the one control token, beginning and end of text."""
+    from gguf import TokenType
+
+    types = [TokenType.NORMAL] * len(tokens)
+    types[control] = TokenType.CONTROL
+    w.add_tokenizer_model(model)
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(control)
+    w.add_eos_token_id(control)
+
+
+def finish(w) -> None:
+    """Write the GGUFWriter `w`'s header, metadata and tensors, and close its file."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def assert_pass_equals_transformers(m, ref, prompt: str, atol: float = 1e-4):
     """Our trace of `prompt` against the transformers model `ref` (eager): every hidden state,
     every attention weight and the next-token logits within `atol`. Returns the trace."""
