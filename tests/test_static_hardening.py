@@ -30,6 +30,7 @@ def small(glove):
 
 
 def error(fn, *args, **kwargs) -> str:
+    """The one-line message of the ContextlensError that `fn(*args, **kwargs)` raises."""
     with pytest.raises(ContextlensError) as e:
         fn(*args, **kwargs)
     message = str(e.value)

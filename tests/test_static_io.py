@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from gensim.models import KeyedVectors
+from test_static_hardening import error
 
 import contextlens as cl
-from contextlens.errors import ContextlensError
 from contextlens.static import WordVectors, load_vectors
 
 GENSIM_DATA = Path(__import__("gensim").__file__).parent / "test" / "test_data"
@@ -68,14 +68,6 @@ def test_duplicate_words_keep_the_first_row(tmp_path):
     path.write_text("a 1 2\nb 3 4\na 5 6\n")
     wv = load_vectors(path)
     assert wv.words == ["a", "b"] and wv["a"].tolist() == [1.0, 2.0]
-
-
-def error(fn, *args, **kwargs) -> str:
-    with pytest.raises(ContextlensError) as e:
-        fn(*args, **kwargs)
-    message = str(e.value)
-    assert "\n" not in message
-    return message
 
 
 def test_unknown_words_and_empty_queries(small):
