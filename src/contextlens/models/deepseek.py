@@ -113,15 +113,8 @@ def moe(hf: dict) -> MoEConfig | None:
 def config(hf: dict) -> TransformerConfig:
     """A Llama-like decoder whose attention is latent (MLA) and whose MLPs are experts."""
     theta, yarn = rope(hf)
-    return llama.decoder_config(
-        hf,
-        KEYS,
-        DEFAULTS,
-        architecture=hf["model_type"],
-        rope_theta=theta,
-        latent=latent(hf, yarn),
-        moe=moe(hf),
-    )
+    settings = {"rope_theta": theta, "latent": latent(hf, yarn), "moe": moe(hf)}
+    return llama.decoder_config(hf, KEYS, DEFAULTS, architecture=hf["model_type"], **settings)
 
 
 PREFIXES, WEIGHTS, LAYER_PREFIX = llama.PREFIXES, llama.WEIGHTS, llama.LAYER_PREFIX
@@ -134,10 +127,8 @@ LAYER_WEIGHTS = {
     "attn.kv_norm.weight": "self_attn.kv_a_layernorm.weight",
     "attn.kv_b.weight": "self_attn.kv_b_proj.weight",
     "attn.out.{p}": "self_attn.o_proj.{p}",
-    "norm1.weight": "input_layernorm.weight",
-    "norm2.weight": "post_attention_layernorm.weight",
-    "mlp.up.{p}": ["mlp.gate_proj.{p}", "mlp.up_proj.{p}"],  # gate first: see nn.MLP
-    "mlp.down.{p}": "mlp.down_proj.{p}",
+    **llama.NORMS,
+    **llama.MLP,
     "mlp.router.proj.weight": "mlp.gate.weight",
     "mlp.router.bias": "mlp.gate.e_score_correction_bias",
     "mlp.shared.up.weight": [

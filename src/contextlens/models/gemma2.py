@@ -37,22 +37,16 @@ def gemma_settings(hf: dict) -> dict:
 
 
 def config(hf: dict) -> TransformerConfig:
-    return llama.decoder_config(
-        hf,
-        KEYS,
-        DEFAULTS,
-        architecture="gemma2",
-        attn_softcap=hf.get("attn_logit_softcapping", 50.0),  # absent: 50; null: none
-        logit_softcap=hf.get("final_logit_softcapping", 30.0),
-        **gemma_settings(hf),
-        **llama.window_settings(hf, lambda i: i % 2 == 0),
-    )
+    caps = {  # absent: Gemma 2's own caps; null: none
+        "attn_softcap": hf.get("attn_logit_softcapping", 50.0),
+        "logit_softcap": hf.get("final_logit_softcapping", 30.0),
+    }
+    settings = caps | gemma_settings(hf) | llama.window_settings(hf, lambda i: i % 2 == 0)
+    return llama.decoder_config(hf, KEYS, DEFAULTS, architecture="gemma2", **settings)
 
 
 PREFIXES, WEIGHTS, LAYER_PREFIX = llama.PREFIXES, llama.WEIGHTS, llama.LAYER_PREFIX
-LAYER_WEIGHTS = {
-    "attn.qkv.{p}": [f"self_attn.{n}_proj.{{p}}" for n in "qkv"],
-    "attn.out.{p}": "self_attn.o_proj.{p}",
+LAYER_WEIGHTS = llama.ATTENTION | {
     "norm1.weight": "input_layernorm.weight",
     "post_attn_norm.weight": "post_attention_layernorm.weight",
     "norm2.weight": "pre_feedforward_layernorm.weight",

@@ -104,14 +104,19 @@ WEIGHTS = {
     "lm_head.weight": "lm_head.weight",
 }
 LAYER_PREFIX = "layers.{i}."
-LAYER_WEIGHTS = {
+ATTENTION = {
     "attn.qkv.{p}": [f"self_attn.{n}_proj.{{p}}" for n in "qkv"],
     "attn.out.{p}": "self_attn.o_proj.{p}",
+}
+NORMS = {
     "norm1.weight": "input_layernorm.weight",
     "norm2.weight": "post_attention_layernorm.weight",
+}
+MLP = {
     "mlp.up.{p}": ["mlp.gate_proj.{p}", "mlp.up_proj.{p}"],  # gate first: see nn.MLP
     "mlp.down.{p}": "mlp.down_proj.{p}",
 }
+LAYER_WEIGHTS = ATTENTION | NORMS | MLP  # the families take the parts they share with Llama
 
 # checkpoint tensors a Llama file may hold that contextlens does not use (shell patterns)
 UNUSED = (

@@ -21,12 +21,11 @@ def config(hf: dict) -> TransformerConfig:
 
 
 PREFIXES, WEIGHTS, LAYER_PREFIX = llama.PREFIXES, llama.WEIGHTS, llama.LAYER_PREFIX
-LAYER_WEIGHTS = {
+FUSED = {
     "attn.qkv.weight": "self_attn.qkv_proj.weight",
     "attn.out.weight": "self_attn.o_proj.weight",
-    "norm1.weight": "input_layernorm.weight",
-    "norm2.weight": "post_attention_layernorm.weight",
     "mlp.up.weight": "mlp.gate_up_proj.weight",  # gate first, as nn.MLP splits it
     "mlp.down.weight": "mlp.down_proj.weight",
 }
+LAYER_WEIGHTS = FUSED | llama.NORMS
 UNUSED = llama.UNUSED

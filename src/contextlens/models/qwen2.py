@@ -25,16 +25,9 @@ def window_settings(hf: dict) -> dict:
 
 
 def config(hf: dict) -> TransformerConfig:
-    return llama.decoder_config(
-        hf,
-        KEYS,
-        DEFAULTS,
-        architecture="qwen2",
-        bias=True,
-        out_bias=False,
-        mlp_bias=False,
-        **window_settings(hf),
-    )
+    biases = {"bias": True, "out_bias": False, "mlp_bias": False}  # on Q, K and V only
+    settings = biases | window_settings(hf)
+    return llama.decoder_config(hf, KEYS, DEFAULTS, architecture="qwen2", **settings)
 
 
 PREFIXES, WEIGHTS, LAYER_PREFIX = llama.PREFIXES, llama.WEIGHTS, llama.LAYER_PREFIX
