@@ -137,7 +137,7 @@ def test_int8_copy_stays_within_half_a_step(wv):
     scanner = wv.scan
     rows = scanner.table.transpose(1, 2).reshape(-1, 4 * scanner.quads)[: len(wv), : wv.dim]
     error = ((rows.double() - 128) * scanner.step - wv.unit.double()).abs()  # [n, d]
-    assert float(error.max()) <= scanner.step / 2 * (1 + 1e-6)
+    assert float(error.max()) <= scanner.step / 2 * int8.ROW_ERROR
     assert float(error.max()) > scanner.step / 4  # the bound is not loose by much
     assert scanner.table[0].numel() == 8 * 52  # 8 rows of 52 bytes instead of 200
 

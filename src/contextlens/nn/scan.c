@@ -23,10 +23,11 @@
 #endif
 
 #define LANES 8     /* rows interleaved in a group */
-#define NG 2        /* groups scored together (the table holds a multiple of NG groups) */
+#define NG 2        /* groups scored together (scan.py's GROUPS: the table holds a multiple) */
 #define NQ 4        /* queries scored together */
 #define CHUNK 256   /* groups (2,048 rows) scored against a block of queries while in L2 */
 #define QBLOCK 64   /* queries of one work item */
+_Static_assert(CHUNK % NG == 0, "a chunk holds whole blocks of NG groups");
 
 typedef struct {
     const int32_t *exclude;

@@ -24,9 +24,10 @@ from ..errors import ContextlensError
 from .quant import built
 
 SOURCE = Path(__file__).with_name("scan.c")
-LANES, GROUPS = 8, 2  # rows interleaved in the table, and groups the kernel scores together
+LANES, GROUPS = 8, 2  # rows interleaved in the table; groups scored together (NG in scan.c)
 QUERY_MAX = 63  # int8 query values stay within ±63 so that u8 × s8 pairs never saturate
 ROW_MAX = 127
+ROW_ERROR = 1 + 1e-4  # a row value is within step / 2 · ROW_ERROR of the float (float32 rounding)
 CAP = 256  # rows kept per query before the kernel must drop the ones that fell behind
 CAP_VALUES = 1 << 22  # at most this many rows kept at once by one call (32 MiB)
 
@@ -51,12 +52,11 @@ class Int8Scan:
     def __init__(self, lib: ctypes.CDLL, unit: torch.Tensor):
         n, d = unit.shape
         self.lib, self.unit, self.quads = lib, unit.contiguous(), -(-d // 4)
-        self.step = max(float(unit.abs().max()), 1e-30) / ROW_MAX
+        self.step = max(float(unit.max()), -float(unit.min()), 1e-30) / ROW_MAX
         groups = -(-n // (LANES * GROUPS)) * GROUPS
-        values = torch.zeros(groups * LANES, 4 * self.quads, dtype=torch.int16)
-        values[:n, :d] = torch.round(unit.double() / self.step).to(torch.int16)
-        shaped = (values + 128).to(torch.uint8).view(groups, LANES, self.quads, 4)
-        self.table = shaped.transpose(1, 2).contiguous()  # [groups, quads, 8, 4]
+        table = torch.full((groups * LANES, 4 * self.quads), 128, dtype=torch.uint8)
+        table[:n, :d] = torch.round(unit * (1 / self.step)).add_(128)  # float32: see ROW_ERROR
+        self.table = table.view(groups, LANES, self.quads, 4).transpose(1, 2).contiguous()
 
     def _rounded(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries `[m, d]` as int8 `[m, 4 · quads]`, and each one's margin in scan units `[m]`
@@ -66,7 +66,7 @@ class Int8Scan:
         ints = torch.round(q / scale.unsqueeze(1))  # [m, d]
         e = ints * scale.unsqueeze(1) - q  # [m, d]: the rounding
         norm = 1 + 1e-6  # a unit row's length, rounded
-        slack = self.step / 2 * (1 + 1e-6) * (q.abs().sum(1) + e.abs().sum(1))
+        slack = self.step / 2 * ROW_ERROR * (q.abs().sum(1) + e.abs().sum(1))
         slack += e.norm(dim=1) * norm + 1e-6  # 1e-6: the exact score's own float32 rounding
         margin = torch.ceil(2 * slack / (scale * self.step)) + 1
         out = torch.zeros(len(q), 4 * self.quads, dtype=torch.int8)
