@@ -377,7 +377,14 @@ class Transformer(nn.Module):
             if window is not None
             else None
         )
-        ctx = Pass(positions, mask, cache, record, window_mask=window_mask)
+        step = (
+            ids.shape == (1, 1)
+            and isinstance(cache, KVCache)
+            and record is None
+            and x.dtype == torch.float32
+            and device.type == "cpu"
+        )
+        ctx = Pass(positions, mask, cache, record, window_mask=window_mask, step=step)
         if record is not None:
             record.n_layers = self.cfg.n_layers
         for i, block in enumerate(self.blocks):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ContextlensError
-from .positions import RoPE, YaRN, yarn_mscale
+from .positions import RoPE, YaRN, rotate_half, yarn_mscale
 from .record import Recorder, at
 
 
@@ -42,18 +42,20 @@ def attention_mask(
     Returns None when nothing is masked. The mask is made on `device`, in `dtype`.
     """
     allowed = None
+    windowed = window is not None and k_len > window
+    padded = pad_mask is not None and not bool(pad_mask.all())
+    if not (causal and q_len > 1 or windowed or padded):
+        return None  # one new token with nothing to hide (a decoding step): no mask to build
     q_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # [q, 1]
     k_pos = torch.arange(k_len, device=device)[None, :]  # [1, k]
     if causal and q_len > 1:
         allowed = (k_pos <= q_pos)[None, None]  # [1, 1, q, k]
-    if window is not None and k_len > window:
+    if windowed:
         near = (q_pos - k_pos < window)[None, None]  # [1, 1, q, k]
         allowed = near if allowed is None else allowed & near
-    if pad_mask is not None and not bool(pad_mask.all()):
+    if padded:
         keys = pad_mask[:, None, None, :].to(device=device, dtype=torch.bool)  # [b, 1, 1, k]
         allowed = keys if allowed is None else allowed & keys
-    if allowed is None:
-        return None
     zero = torch.zeros((), dtype=dtype, device=device)
     return torch.where(allowed, zero, torch.finfo(dtype).min)
 
@@ -175,7 +177,9 @@ class Pass:
 
     positions: `[s]` the new tokens' positions; mask: additive `[b|1, 1, s, k]` or None;
     cache: the KV cache the new keys/values join (None: no cache); record: what to keep;
-    window_mask: the mask of the layers with a sliding window.
+    window_mask: the mask of the layers with a sliding window; step: the pass is one decoding
+    step — one new token of one sequence through a `KVCache`, float32 on the CPU, nothing
+    recorded — so blocks over stored weights may run it as fused C calls (`Block.step`).
     """
 
     positions: torch.Tensor
@@ -183,6 +187,7 @@ class Pass:
     cache: KVCache | LatentCache | None = None
     record: Recorder | None = None
     window_mask: torch.Tensor | None = None
+    step: bool = False
 
 
 class Attention(nn.Module):
@@ -245,6 +250,31 @@ class Attention(nn.Module):
         y, _ = attend(q, k, v, mask, slot is not None, slot, self.scale, self.softcap)
         y = at(record, "heads", self.layer, y.transpose(1, 2))  # [b, s, h, hd]
         return at(record, "attn", self.layer, self.out(y.reshape(b, s, self.n_heads * hd)))
+
+    def step(self, qkv: torch.Tensor, ctx: Pass) -> torch.Tensor:
+        """`forward`'s attention for one decoding step in two C calls (quant.c): RoPE turns the
+        new query and key heads, the key and value join ctx.cache, and every head attends over
+        the cached positions (the latest `window` with a sliding window), scaled and soft-capped
+        as `attend` does. qkv [1, 1, (h + 2·h_kv)·hd], the fused projection's output (turned in
+        place) -> the heads' outputs [1, 1, h·hd], before the output projection."""
+        lib, hd, h, h_kv = self.qkv.kernel().lib, self.head_dim, self.n_heads, self.n_kv_heads
+        cache, pos = ctx.cache, ctx.cache.length
+        q = qkv.data_ptr()
+        if self.rope is not None:
+            row = pos * hd * self.rope.cos.element_size()
+            interleaved = self.rope.rotate is not rotate_half
+            cos, sin = self.rope.cos.data_ptr() + row, self.rope.sin.data_ptr() + row
+            lib.cl_rope(q, h + h_kv, hd, cos, sin, interleaved)
+        k, v = q + h * hd * qkv.element_size(), q + (h + h_kv) * hd * qkv.element_size()
+        keys, values = cache.k[self.layer], cache.v[self.layer]  # [1, h_kv, max_len, hd]
+        lo = max(0, pos + 1 - self.window) if self.window else 0
+        scale = hd**-0.5 if self.scale is None else self.scale
+        y = qkv.new_empty(1, 1, h * hd)
+        stride = keys.shape[2]
+        args = (keys.data_ptr(), values.data_ptr(), stride, h, h_kv, hd, lo, pos + 1, scale)
+        if lib.cl_attend_one(q, k, v, *args, self.softcap or 0.0, y.data_ptr()):
+            raise MemoryError("no memory for one token's attention scores")
+        return y
 
 
 @dataclass(frozen=True)

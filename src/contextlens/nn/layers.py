@@ -103,12 +103,49 @@ class Block(nn.Module):
         super().__init__()
         self.attn, self.mlp, self.norm1, self.norm2, self.pre = attn, mlp, norm1, norm2, pre
         self.post_attn_norm, self.post_mlp_norm = post or (nn.Identity(), nn.Identity())
+        self.fusable: bool | None = None  # whether `step` applies, found at the first step
 
     def forward(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
         """x: [b, s, d] -> [b, s, d]."""
+        if ctx.step and self.can_step():
+            return self.step(x, ctx)
         layer = self.attn.layer
         if self.pre:
             x = x + self.post_attn_norm(self.attn(self.norm1(x), ctx))
             return x + at(ctx.record, "mlp", layer, self.post_mlp_norm(self.mlp(self.norm2(x))))
         x = self.norm1(x + self.attn(x, ctx))
         return self.norm2(x + at(ctx.record, "mlp", layer, self.mlp(x)))
+
+    def can_step(self) -> bool:
+        """Whether a decoding step can run as `step`: a pre-norm block of RMSNorms (no post
+        norms), attention without per-head norms, a SiLU-gated MLP, and every projection over
+        stored weights that quant.c multiplies. Other blocks (and models in exact mode) take
+        the general path."""
+        if self.fusable is None:
+            attn, mlp, plain = self.attn, self.mlp, nn.Identity
+            self.fusable = (
+                self.pre
+                and isinstance(self.post_attn_norm, plain)
+                and isinstance(self.post_mlp_norm, plain)
+                and all(isinstance(n, RMSNorm) for n in (self.norm1, self.norm2))
+                and isinstance(attn, Attention)
+                and attn.q_norm is None
+                and isinstance(mlp, MLP)
+                and mlp.gated
+                and mlp.act is F.silu
+                and all(
+                    getattr(p, "kernel", lambda: None)() is not None
+                    for p in (attn.qkv, attn.out, mlp.up, mlp.down)
+                )
+            )
+        return self.fusable
+
+    def step(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
+        """`forward` for one decoding step as five C calls, the residual x [1, 1, d] updated in
+        place: norm1 folded into the Q/K/V product, RoPE and attention over the cache
+        (`Attention.step`), the output projection added into x, norm2 folded into the gate/up
+        product, SiLU(gate)·up folded into the down projection, added into x."""
+        attn, mlp = self.attn, self.mlp
+        heads = attn.step(attn.qkv.fused(x, norm=self.norm1), ctx)
+        attn.out.fused(heads, residual=x)
+        return mlp.down.fused(mlp.up.fused(x, norm=self.norm2), glu=True, residual=x)

@@ -15,7 +15,12 @@
    cl_matmul:  y[i, c] = sum_j x[i, j] * W[c, j]   x [m, k] float32, y [m, sum of n] float32,
                W the parts stacked along the rows, each part's rows picked by its `rows` (NULL:
                in order), so a fused layer (Q, K, V) is one call sharing one pass over x.
+               Optionally the rows of x are prepared first (`prep`): RMS-normalised,
+               x / sqrt(mean(x²) + eps) · (offset + norm), or, for a gated MLP, x [m, 2k] becomes
+               silu(x[:, :k]) · x[:, k:]; and with `accumulate` y += the product (a residual
+               added in place) instead of y = it.
    cl_dequant: out[r, j] = w[rows[r], j]             out [n, k] float32
+   cl_rope, cl_attend_one: the rest of one new token's attention over a KV cache (see there).
 
    Block formats multiply integers: each input row is quantised once per call to blocks of 32
    int16 with one float scale (x ≈ d * q, d = max|x| / 32767, nearest even), and a block's
@@ -411,8 +416,43 @@ static void product_row(int fmt, const uint8_t *row, int k, const float *x, cons
     row_dots(fmt, row, k / 32, xq, m, y, ldy);
 }
 
+/* ---- preparing the input rows ------------------------------------------------------------ */
+
+enum { PREP_NONE = 0, PREP_RMSNORM = 1, PREP_SILU_MUL = 2 };
+
+static float dot_f32(const float *a, const float *b, int n) {
+    int j = 0;
+    float s = 0;
+#ifdef __AVX2__
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
+    s = hsum(acc);
+#endif
+    for (; j < n; j++) s += a[j] * b[j];
+    return s;
+}
+
+/* out [m, k] from x: RMSNorm with weight `norm` (prep 1; x [m, k]) or silu(gate) · up (prep 2;
+   x [m, 2k], gate first) */
+static void prepare(int prep, const float *x, int m, int k, const float *norm, float eps,
+                    float offset, float *out) {
+    for (int i = 0; i < m; i++) {
+        float *o = out + (long)i * k;
+        if (prep == PREP_RMSNORM) {
+            const float *r = x + (long)i * k;
+            float inv = 1.0f / sqrtf(dot_f32(r, r, k) / k + eps);
+            for (int j = 0; j < k; j++) o[j] = r[j] * inv * (offset + norm[j]);
+        } else {
+            const float *g = x + (long)i * 2 * k, *u = g + k;
+            for (int j = 0; j < k; j++) o[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+        }
+    }
+}
+
 int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t *const *rows,
-              const int *n, int k, const float *x, int m, float *y, int threads) {
+              const int *n, int k, const float *x, int m, float *y, int threads, int prep,
+              const float *norm, float eps, float offset, int accumulate) {
     long ldy = 0, work = 0;
     int quantised = 0;
     for (int p = 0; p < parts; p++) {
@@ -421,12 +461,24 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
         quantised |= !is_float(fmt[p]);
     }
     work = ldy * k;
+    float *xp = NULL, *acc = NULL;
     xblock *xq = NULL;
+    if (prep != PREP_NONE) {
+        xp = malloc(sizeof(float) * (size_t)m * k);
+        if (!xp) return -2;
+        prepare(prep, x, m, k, norm, eps, offset, xp);
+        x = xp;
+    }
+    if (accumulate) { /* the product goes to a scratch row first, then adds into y */
+        acc = malloc(sizeof(float) * (size_t)m * ldy);
+        if (!acc) { free(xp); return -2; }
+    }
     if (quantised) {
         xq = malloc(sizeof(xblock) * (size_t)m * (k / 32));
-        if (!xq) return -2;
+        if (!xq) { free(xp); free(acc); return -2; }
         for (long b = 0; b < (long)m * (k / 32); b++) quantize_block(x + 32 * b, xq + b);
     }
+    float *dst = acc ? acc : y;
 #pragma omp parallel num_threads(threads) if (work >= PARALLEL_MIN)
     {
         long col = 0;
@@ -435,11 +487,15 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
 #pragma omp for schedule(static) nowait
             for (int r = 0; r < n[p]; r++)
                 product_row(fmt[p], w[p] + rb * (rows[p] ? rows[p][r] : r), k, x, xq, m,
-                            y + col + r, ldy);
+                            dst + col + r, ldy);
             col += n[p];
         }
     }
+    if (acc)
+        for (long j = 0; j < (long)m * ldy; j++) y[j] += acc[j];
     free(xq);
+    free(xp);
+    free(acc);
     return 0;
 }
 
@@ -452,5 +508,63 @@ int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, flo
         const uint8_t *row = w + rb * (rows ? rows[r] : r);
         for (int b = 0; b < k / 32; b++) block_values(fmt, row, b, out + (long)r * k + 32 * b);
     }
+    return 0;
+}
+
+/* ---- one new token's attention ------------------------------------------------------------ */
+
+/* RoPE on `heads` heads of width d laid side by side in x (the queries then the keys of a fused
+   Q/K/V row), in place: cos, sin [d] for this position. Half-split pairs (i, i + d/2), as
+   Hugging Face Llama, or with `interleaved` adjacent pairs (2i, 2i + 1):
+   x_a' = x_a cos_a - x_b sin_a,  x_b' = x_b cos_b + x_a sin_b */
+void cl_rope(float *x, int heads, int d, const float *cos, const float *sin, int interleaved) {
+    int half = d / 2;
+    for (int h = 0; h < heads; h++) {
+        float *v = x + (long)h * d;
+        for (int i = 0; i < half; i++) {
+            int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+            float xa = v[a], xb = v[b];
+            v[a] = xa * cos[a] - xb * sin[a];
+            v[b] = xb * cos[b] + xa * sin[b];
+        }
+    }
+}
+
+/* The new token's keys and values join the cache at position len - 1, then every query head
+   attends over positions lo .. len - 1 of its key/value head (grouped-query: head i reads KV head
+   i / (h / h_kv)):
+     s_j = scale · q · k_j   (softcap > 0: softcap · tanh(s_j / softcap)),   w = softmax(s)
+     out = Σ_j w_j v_j
+   q [h, d]; k, v [h_kv, d]; kc, vc the layer's cache [h_kv, stride, d]; out [h, d]. */
+int cl_attend_one(const float *q, const float *k, const float *v, float *kc, float *vc,
+                  long stride, int h, int h_kv, int d, int lo, int len, float scale,
+                  float softcap, float *out) {
+    float *w = malloc(sizeof(float) * (size_t)(len - lo));
+    if (!w) return -2;
+    for (int g = 0; g < h_kv; g++) {
+        memcpy(kc + ((long)g * stride + len - 1) * d, k + (long)g * d, sizeof(float) * d);
+        memcpy(vc + ((long)g * stride + len - 1) * d, v + (long)g * d, sizeof(float) * d);
+    }
+    for (int i = 0; i < h; i++) {
+        const float *qi = q + (long)i * d;
+        const float *ki = kc + (long)(i / (h / h_kv)) * stride * d;
+        const float *vi = vc + (long)(i / (h / h_kv)) * stride * d;
+        float top = -INFINITY, total = 0;
+        for (int j = lo; j < len; j++) {
+            float s = scale * dot_f32(qi, ki + (long)j * d, d);
+            if (softcap > 0) s = softcap * tanhf(s / softcap);
+            w[j - lo] = s;
+            top = s > top ? s : top;
+        }
+        for (int j = lo; j < len; j++) total += w[j - lo] = expf(w[j - lo] - top);
+        float *o = out + (long)i * d;
+        memset(o, 0, sizeof(float) * d);
+        for (int j = lo; j < len; j++) {
+            float p = w[j - lo] / total;
+            const float *vj = vi + (long)j * d;
+            for (int c = 0; c < d; c++) o[c] += p * vj[c];
+        }
+    }
+    free(w);
     return 0;
 }

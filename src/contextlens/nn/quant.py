@@ -97,9 +97,12 @@ def kernels(portable: bool = False) -> ctypes.CDLL | None:
     if target is None:
         return None
     lib = ctypes.CDLL(str(target))
-    p, i = ctypes.c_void_p, ctypes.c_int
-    lib.cl_matmul.argtypes = [i, p, p, p, p, i, p, i, p, i]
+    p, i, f, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_long
+    lib.cl_matmul.argtypes = [i, p, p, p, p, i, p, i, p, i, i, p, f, f, i]
     lib.cl_dequant.argtypes = [i, p, p, i, i, p, i]
+    lib.cl_rope.argtypes = [p, i, i, p, p, i]
+    lib.cl_rope.restype = None
+    lib.cl_attend_one.argtypes = [p, p, p, p, p, n, i, i, i, i, i, f, f, p]
     return lib
 
 
@@ -147,15 +150,24 @@ def dequantize(w: StoredTensor, rows: torch.Tensor | None = None) -> torch.Tenso
     return torch.from_numpy(gguf_dequantize(data, w.kind).reshape(n, k))
 
 
+PREP_NONE, PREP_RMSNORM, PREP_SILU_MUL = 0, 1, 2  # how cl_matmul prepares its input rows
+
+
 class KernelCall:
     """`cl_matmul` for the stacked parts of one layer, its fixed arguments built once:
-    `call(x)` with x [m, in] float32 contiguous -> y [m, Σ out_i] float32, one C call."""
+    `call(x)` with x [m, in] float32 contiguous -> y [m, Σ out_i] float32, one C call.
+
+    The input may be prepared in the same call: `prep=PREP_RMSNORM` normalises each row,
+    x / √(mean(x²) + eps) · (offset + norm) with `norm` float32 [in]; `prep=PREP_SILU_MUL` takes
+    x [m, 2·in] = gate | up and multiplies by silu(gate) · up. With `out` given the product is
+    written there, or added to it with `accumulate` (a residual updated in place).
+    """
 
     def __init__(self, lib: ctypes.CDLL, parts: list[StoredTensor]):
         rows = [None if p.rows is None else p.rows.to(torch.int32).contiguous() for p in parts]
         count = len(parts)
         self.keep = rows  # the row indices must outlive the pointers to them
-        self.fn, self.count, self.k = lib.cl_matmul, count, parts[0].shape[1]
+        self.lib, self.fn, self.count, self.k = lib, lib.cl_matmul, count, parts[0].shape[1]
         self.kinds = [p.kind for p in parts]
         self.out = sum(p.shape[0] for p in parts)
         self.fmt = (ctypes.c_int * count)(*(int(p.kind) for p in parts))
@@ -163,12 +175,22 @@ class KernelCall:
         self.rows = (ctypes.c_void_p * count)(*(_ptr(r) for r in rows))
         self.n = (ctypes.c_int * count)(*(p.shape[0] for p in parts))
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.shape[0]
-        y = torch.empty(m, self.out)
+    def __call__(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor | None = None,
+        prep: int = PREP_NONE,
+        norm: torch.Tensor | None = None,
+        eps: float = 0.0,
+        offset: float = 0.0,
+        accumulate: bool = False,
+    ) -> torch.Tensor:
+        m = x.numel() // (2 * self.k if prep == PREP_SILU_MUL else self.k)
+        y = torch.empty(m, self.out) if out is None else out
         threads = torch.get_num_threads()
         fmt, w, rows, n = self.fmt, self.w, self.rows, self.n
-        if self.fn(self.count, fmt, w, rows, n, self.k, x.data_ptr(), m, y.data_ptr(), threads):
+        args = (x.data_ptr(), m, y.data_ptr(), threads, prep, _ptr(norm), eps, offset, accumulate)
+        if self.fn(self.count, fmt, w, rows, n, self.k, *args):
             kinds = "+".join(k.name for k in self.kinds)
             raise ContextlensError(
                 f"the native kernel cannot multiply {kinds} rows of width {self.k} (not whole "
@@ -210,6 +232,29 @@ class QuantLinear(nn.Module):
                 return None
             self.call = KernelCall(libs[0], self.parts)
         return self.call
+
+    def fused(
+        self,
+        x: torch.Tensor,
+        norm: nn.Module | None = None,
+        glu: bool = False,
+        residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The product with its neighbours folded into the one C call, for float32 rows on the
+        CPU (a decoding step; `kernel()` must exist): x [..., in] is first normalised by `norm`
+        (an RMSNorm: its weight, eps and offset), or with `glu` x [..., 2·in] = gate | up
+        becomes silu(gate) · up; with `residual` [..., out] the product is added into it in
+        place and the residual returned, else a new [..., out]."""
+        call = self.kernel()
+        shape = (*x.shape[:-1], self.out_features)
+        y = residual if residual is not None else x.new_empty(shape)
+        if norm is not None:
+            call(x, y, PREP_RMSNORM, norm.weight, norm.eps, norm.offset, residual is not None)
+        else:
+            call(x, y, PREP_SILU_MUL if glu else PREP_NONE, accumulate=residual is not None)
+        if self.bias is not None:
+            y += self.bias
+        return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
