@@ -48,8 +48,8 @@ import torch.nn.functional as F
 
 from .errors import ContextlensError
 from .io import corpus
-from .io.fasttext import FastTextFile, ngram_rows, read_fasttext
-from .io.wordvectors import SUFFIX_FORMAT
+from .io.fasttext import FastTextFile, buckets, ngram_rows, read_fasttext, write_fasttext
+from .io.wordvectors import SUFFIX_FORMAT, atomic_path
 from .static import WordVectors, _as_list
 
 MODES = ("skipgram", "cbow")
@@ -57,6 +57,8 @@ NOISE_POWER = 0.75
 NEIGHBOURS = 5  # neighbours recorded per tracked word at each checkpoint
 MAX_REPEATS = 256  # expected updates of the commonest row in one step (see safe_batch)
 KEEP_WORDS = 1 << 23  # a corpus of at most this many known words is read once, not every epoch
+FASTTEXT_MODEL = {"cbow": 1, "skipgram": 2}  # fastText's model_name and loss_name numbers
+FASTTEXT_LOSS = 2  # negative sampling
 NOISE_TABLE = 1 << 21  # slots of the noise table (word2vec.c's unigram table, smaller)
 
 
@@ -77,6 +79,10 @@ class Settings:
     batch: int = 1024  # centre words per step
     workers: int = 1  # threads training at once; 1 is repeatable, more are faster
     lowercase: bool = True
+    subwords: bool = False  # fastText: a word's input vector is the mean of its n-gram rows too
+    minn: int = 3  # shortest character n-gram (with subwords)
+    maxn: int = 6  # longest character n-gram (with subwords)
+    bucket: int = 200_000  # rows the n-grams are hashed into (with subwords)
 
     def check(self) -> None:
         """One clear error for a setting out of range, naming the option that sets it."""
@@ -90,6 +96,9 @@ class Settings:
             ("epochs", self.epochs, 1),
             ("batch", self.batch, 1),
             ("workers", self.workers, 1),
+            ("minn", self.minn, 1),
+            ("maxn", self.maxn, self.minn),
+            ("bucket", self.bucket, 1),
         ):
             if value < low:
                 option = name.replace("_", "-")
@@ -229,17 +238,38 @@ def windows(block: corpus.Block, settings: Settings, rng: np.random.Generator):
     return ids[order], context[order], count[order]
 
 
+def subword_rows(words: Sequence[str], settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """The input rows that make up each word's vector, `(rows [V, R], share [V, R])`: the
+    word's own row, then (with subwords) the rows V + hash % bucket of its character n-grams,
+    each weighing 1 / their number (a mean), and padding weighing 0."""
+    if not settings.subwords:
+        return np.arange(len(words))[:, None], np.ones((len(words), 1), np.float32)
+    grams = (buckets(w, settings.minn, settings.maxn, settings.bucket) for w in words)
+    lists = [np.r_[i, len(words) + g] for i, g in enumerate(grams)]
+    width = max(map(len, lists))
+    rows = np.array([np.pad(r, (0, width - len(r)), mode="edge") for r in lists])
+    count = np.array([len(r) for r in lists])
+    share = (np.arange(width) < count[:, None]) / count[:, None]
+    return rows, share.astype(np.float32)
+
+
 class Trainer:
-    """The two tables (input `[V, d]`, output `[V, d]`) and one step of negative sampling.
-    Workers share the tables (updated in place, lock-free, as word2vec.c's threads do); each
-    brings its own random generator for noise words."""
+    """The two tables (input `[V (+ bucket), d]`, output `[V, d]`) and one step of negative
+    sampling. A word's input vector is the mean of its rows (`subword_rows`: its own row, and
+    its n-grams' with subwords); an input's update goes whole to each of them, as fastText
+    does. Workers share the tables (updated in place, lock-free, as word2vec.c's threads do);
+    each brings its own random generator for noise words."""
 
     def __init__(self, vocab: Vocabulary, settings: Settings, device):
         self.settings = settings
         self.device = torch.device(device)
         gen = torch.Generator(self.device).manual_seed(settings.seed)
         n, d = len(vocab.words), settings.dim
-        init = torch.rand(n, d, generator=gen, device=self.device)
+        rows, share = subword_rows(vocab.words, settings)
+        self.rows = torch.as_tensor(rows, device=self.device)  # [V, R]
+        self.share = torch.as_tensor(share, device=self.device)  # [V, R]
+        inputs = n + settings.bucket if settings.subwords else n
+        init = torch.rand(inputs, d, generator=gen, device=self.device)
         self.w_in = (init - 0.5) / d  # word2vec.c's start: uniform in ±0.5/d
         self.w_out = torch.zeros(n, d, device=self.device)
         self.noise = vocab.noise(self.device)
@@ -248,6 +278,26 @@ class Trainer:
 
     def generator(self, worker: int) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(self.settings.seed + 1 + worker)
+
+    def mean_inputs(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Σ_j weight[b, j] · (input vector of word ids[b, j]) `[B, d]` for ids `[B, P]`."""
+        share = (self.share[ids] * weight[:, :, None]).flatten(1)  # [B, P·R]
+        return F.embedding_bag(
+            self.rows[ids].flatten(1), self.w_in, per_sample_weights=share, mode="sum"
+        )
+
+    def add_inputs(self, ids: torch.Tensor, delta: torch.Tensor) -> None:
+        """Add delta `[B, P, d]` to the input vector of each word ids `[B, P]`: to every one of
+        its rows (padding rows, weighing 0, get nothing)."""
+        used = (self.share[ids] > 0)[..., None]  # [B, P, R, 1]
+        self.w_in.index_add_(
+            0, self.rows[ids].flatten(), (delta[:, :, None, :] * used).flatten(0, 2)
+        )
+
+    def word_vectors(self) -> torch.Tensor:
+        """Every word's input vector `[V, d]`: the mean of its rows."""
+        ids = torch.arange(len(self.rows), device=self.device)[:, None]
+        return self.mean_inputs(ids, torch.ones_like(ids, dtype=torch.float32))
 
     def step(
         self, v: torch.Tensor, valid: torch.Tensor, centre: torch.Tensor, lr: float, gen
@@ -273,9 +323,10 @@ class Trainer:
         """Each context word's vector predicts its centre word, `batch` centres a step."""
         loss = 0.0
         for a, centre, context, valid in self._steps(work):
-            v = F.embedding(context, self.w_in)  # [B, P, d]
-            dv, part = self.step(v, valid, centre, lr(a / len(work.centre)), gen)
-            self.w_in.index_add_(0, context.flatten(), dv.flatten(0, 1))
+            one = torch.ones(context.numel(), 1, device=self.device)
+            v = self.mean_inputs(context.flatten()[:, None], one).view(*context.shape, -1)
+            dv, part = self.step(v, valid, centre, lr(a / len(work.centre)), gen)  # [B, P, d]
+            self.add_inputs(context, dv)
             loss += part
         return loss, int(work.count.sum())
 
@@ -284,11 +335,10 @@ class Trainer:
         (gensim's cbow_mean=1: each context word gets the whole update)."""
         loss = 0.0
         for a, centre, context, valid in self._steps(work):
-            share = valid / valid.sum(1, keepdim=True)  # [B, P]
-            h = F.embedding_bag(context, self.w_in, per_sample_weights=share, mode="sum")
+            h = self.mean_inputs(context, valid / valid.sum(1, keepdim=True))  # [B, d]
             one = valid[:, :1].new_ones(len(centre), 1)
             dh, part = self.step(h[:, None, :], one, centre, lr(a / len(work.centre)), gen)
-            self.w_in.index_add_(0, context.flatten(), (dh * valid[:, :, None]).flatten(0, 1))
+            self.add_inputs(context, dh * valid[:, :, None])
             loss += part
         return loss, len(work.centre)
 
@@ -348,11 +398,15 @@ def _blocks(paths, vocab: Vocabulary, settings: Settings) -> Iterator[corpus.Blo
         )
 
 
-def _check_out(out: str | Path | None) -> None:
+def _check_out(out: str | Path | None, subwords: bool) -> None:
     """Refuse an output file that could not be written, before any training time is spent."""
     if out is None:
         return
     out = Path(out)
+    if subwords and out.suffix != ".bin":
+        raise ContextlensError(
+            f"subword vectors are saved as a fastText model: give --out a .bin name, not {out.name}"
+        )
     if out.suffix not in SUFFIX_FORMAT:
         raise ContextlensError(
             f"cannot tell the format of {out.name}: give --out a .txt (glove), .vec (word2vec) "
@@ -390,12 +444,16 @@ class Recorder:
     def add_loss(self, loss: float, pairs: int) -> None:
         self._loss, self._pairs = self._loss + loss, self._pairs + pairs
 
-    def maybe(self, w_in: torch.Tensor, progress: float, words: int, lr: float) -> None:
-        """Take a checkpoint if `progress` has reached the next one due."""
+    def maybe(
+        self, vectors: Callable[[], torch.Tensor], progress: float, words: int, lr: float
+    ) -> None:
+        """Take a checkpoint of the word vectors `[V, d]` that `vectors()` gives if `progress`
+        has reached the next one due."""
         if not self.due or progress + 1e-9 < self.due[0]:
             return
         while self.due and progress + 1e-9 >= self.due[0]:
             self.due.pop(0)
+        w_in = vectors()
         unit = torch.nn.functional.normalize(w_in.float(), dim=1).cpu()  # [V, d]
         rows = torch.tensor([self.vocab.index[w] for w in self.words])
         sims = unit[rows] @ unit.T  # [w, V]
@@ -454,7 +512,7 @@ def train_word2vec(
     settings.check()
     if checkpoints < 1:
         raise ContextlensError(f"checkpoints must be ≥ 1 (got {checkpoints})")
-    _check_out(out)
+    _check_out(out, settings.subwords)
     vocab = Vocabulary(corpus.count_words(paths, settings.lowercase), settings.min_count)
     recorder = Recorder(vocab, track, checkpoints, settings.lowercase)
     vocab.check_tracked(recorder.words, settings.min_count)
@@ -462,11 +520,9 @@ def train_word2vec(
     started = time.perf_counter()
     examples = _epochs(paths, vocab, trainer, recorder, progress)
     seconds = time.perf_counter() - started
-    vectors = WordVectors(
-        vocab.words, trainer.w_in.cpu(), name=Path(out).name if out else "word2vec"
-    )
+    vectors = _vectors(vocab, trainer, Path(out).name if out else "word2vec")
     if out is not None:
-        vectors.save(out)
+        _save(vectors, trainer, out)
     return Training(
         vectors,
         settings,
@@ -477,6 +533,35 @@ def train_word2vec(
         recorder.words,
         recorder.taken,
     )
+
+
+def _vectors(vocab: Vocabulary, trainer: Trainer, name: str) -> WordVectors:
+    """The trained input vectors; with subwords, a fastText model whose n-gram rows give
+    vectors to words it never saw."""
+    s = trainer.settings
+    if not s.subwords:
+        return WordVectors(vocab.words, trainer.w_in.cpu(), name=name)
+    table = trainer.w_in.cpu().numpy()
+    args = {
+        "dim": s.dim, "ws": s.window, "epoch": s.epochs, "min_count": s.min_count,
+        "neg": s.negative, "word_ngrams": 1, "loss": FASTTEXT_LOSS,
+        "model": FASTTEXT_MODEL[s.mode], "bucket": s.bucket, "minn": s.minn, "maxn": s.maxn,
+        "lr_update_rate": 100, "t": s.sample,
+    }  # fmt: skip
+    n = len(vocab.words)
+    counts = [int(c) for c in vocab.counts]
+    return SubwordVectors(
+        FastTextFile(vocab.words, counts, table[:n], table[n:], s.minn, s.maxn, args), name
+    )
+
+
+def _save(vectors: WordVectors, trainer: Trainer, out: str | Path) -> None:
+    """Word vectors in the format `out`'s suffix names; subword vectors as a fastText `.bin`
+    with the output table (written whole or not at all)."""
+    if not isinstance(vectors, SubwordVectors):
+        return vectors.save(out)
+    with atomic_path(Path(out)) as tmp, open(tmp, "wb") as f:
+        write_fasttext(f, vectors.model, trainer.w_out.cpu().numpy())
 
 
 def _train(work: Work, trainer: Trainer, total: int, gen) -> tuple[float, int]:
@@ -520,12 +605,12 @@ def _epochs(paths, vocab: Vocabulary, trainer: Trainer, recorder: Recorder, prog
         examples += pairs
         lr = max(s.min_alpha, s.alpha - (s.alpha - s.min_alpha) * done / total)
         recorder.add_loss(loss, pairs)
-        recorder.maybe(trainer.w_in, done / total, done, lr)
+        recorder.maybe(trainer.word_vectors, done / total, done, lr)
         if progress:
             speed = done / max(time.perf_counter() - started, 1e-9)
             progress(Progress(done, total, loss / max(pairs, 1), lr, speed))
 
-    recorder.maybe(trainer.w_in, 0.0, 0, s.alpha)
+    recorder.maybe(trainer.word_vectors, 0.0, 0, s.alpha)
     with _threads(1 if trainer.device.type == "cpu" else torch.get_num_threads()):
         if s.workers == 1:
             gen = trainer.generator(0)

@@ -76,7 +76,9 @@ def word2vec_command(
     min_count: int = typer.Option(
         DEFAULTS.min_count, "--min-count", help="leave out words seen fewer times"
     ),
-    negative: int = typer.Option(DEFAULTS.negative, "--negative", help="noise words per pair"),
+    negative: int = typer.Option(
+        DEFAULTS.negative, "--negative", help="noise words per centre word"
+    ),
     sample: float = typer.Option(
         DEFAULTS.sample, "--sample", help="subsample words more frequent than this (0: off)"
     ),
@@ -87,6 +89,14 @@ def word2vec_command(
         DEFAULTS.workers, "--workers", help="training threads (more than 1: faster, not repeatable)"
     ),
     keep_case: bool = typer.Option(False, "--keep-case", help="do not lower-case the corpus"),
+    subwords: bool = typer.Option(
+        False, "--subwords", help="fastText: words made of character n-grams too (--out a .bin)"
+    ),
+    minn: int = typer.Option(DEFAULTS.minn, "--minn", help="shortest n-gram (--subwords)"),
+    maxn: int = typer.Option(DEFAULTS.maxn, "--maxn", help="longest n-gram (--subwords)"),
+    bucket: int = typer.Option(
+        DEFAULTS.bucket, "--bucket", help="rows the n-grams are hashed into (--subwords)"
+    ),
     track: list[str] = typer.Option(
         [], "--track", help="comma-separated words whose cosines and neighbours are recorded"
     ),
@@ -97,7 +107,8 @@ def word2vec_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Train skip-gram or CBOW word vectors with negative sampling on CORPUS and save them;
-    `neighbors`, `analogy` and `evaluate` then take the file with -m."""
+    `neighbors`, `analogy` and `evaluate` then take the file with -m. With --subwords, a
+    fastText model whose character n-grams give vectors to unseen and misspelt words."""
     groups = _groups(track)
     if plot and not groups:
         raise ContextlensError("--plot draws tracked words; add --track, e.g. --track king,queen")
@@ -120,6 +131,10 @@ def word2vec_command(
             seed=seed,
             workers=workers,
             lowercase=not keep_case,
+            subwords=subwords,
+            minn=minn,
+            maxn=maxn,
+            bucket=bucket,
         )
     finally:
         bar.close()

@@ -102,10 +102,14 @@ def ngrams(word: str, minn: int, maxn: int) -> list[bytes]:
 
 def ngram_rows(word: str, model: FastTextFile) -> np.ndarray:
     """The rows of `model.ngram_matrix` that hold `word`'s n-grams `[k]` (repeats kept)."""
-    if model.maxn == 0 or model.bucket == 0:
+    return buckets(word, model.minn, model.maxn, model.bucket)
+
+
+def buckets(word: str, minn: int, maxn: int, bucket: int) -> np.ndarray:
+    """The buckets `[k]` that `word`'s n-grams of minn … maxn characters hash to."""
+    if maxn == 0 or bucket == 0:
         return np.zeros(0, np.int64)
-    grams = ngrams(word, model.minn, model.maxn)
-    return np.array([fnv1a(g) % model.bucket for g in grams], dtype=np.int64)
+    return np.array([fnv1a(g) % bucket for g in ngrams(word, minn, maxn)], dtype=np.int64)
 
 
 class _Reader:
@@ -218,3 +222,17 @@ def _decode(path: Path, word: bytes) -> str:
             f"{path}: the word {word[:40]!r} is not UTF-8 ({e.reason}); the model must store "
             "its words in UTF-8"
         ) from None
+
+
+def write_fasttext(f, model: FastTextFile, output: np.ndarray) -> None:
+    """Write `model` with its output matrix `[nwords, d]` to the binary file `f` as a fastText
+    `.bin` of the current layout (an unsupervised model: no labels, nothing pruned or
+    quantised), which fastText, gensim and `read_fasttext` load."""
+    f.write(struct.pack("<2i", MAGIC, VERSION))
+    f.write(ARGS.pack(*(model.args[name] for name in ARG_NAMES)))
+    f.write(struct.pack("<3i2q", len(model.words), len(model.words), 0, sum(model.counts), -1))
+    for word, count in zip(model.words, model.counts, strict=True):
+        f.write(word.encode() + b"\0" + struct.pack("<qb", count, 0))
+    for matrix in (np.concatenate([model.word_rows, model.ngram_matrix]), output):
+        f.write(struct.pack("<?2q", False, *matrix.shape))
+        f.write(np.ascontiguousarray(matrix, dtype="<f4").tobytes())
