@@ -2,14 +2,16 @@
 
 1. Kernels: y = x · Wᵀ at SmolLM2's shapes, 1 and 16 rows: float32 `F.linear` and `x @ W[in,out]`,
    torch's int4/int8 weight-only kernels, and ours on Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K blocks.
-2. Where a native decode step's time goes (SmolLM2, one thread, CPU time): the whole step, the
-   step with every quantised product replaced by an empty result (the Python/torch floor), and
-   the LM head alone.
+2. Where a native decode step's time goes (SmolLM2, one thread, CPU time): the whole step (the
+   fused one, `Block.step`), the step with every quantised product replaced by an empty result
+   (the Python/torch floor), and the LM head alone.
 3. SmolLM2-135M Q4_1: load time, resident memory and greedy tok/s (128 new tokens, EOS ignored)
    for contextlens native, contextlens exact, transformers and llama.cpp (llama-cpp-python built
    from source with -DGGML_NATIVE=ON in its own environment, $LLAMA_PYTHON, default
-   /work/benchenv/bin/python), each in a fresh process with torch's thread count (llama.cpp:
-   the same number of threads), in alternating rounds; the best round of each is reported.
+   /work/benchenv/bin/python), each in a fresh process, all on torch's thread count, then all
+   on one thread (exact mode only on the first), in alternating rounds; the best round of each
+   is reported. One thread each is the steadier comparison on a shared machine, where a thread
+   team waits for any member the OS has descheduled.
 4. A Llama-shaped ~1.2B-parameter Q4_0 file of random weights, written here with the gguf package
    (under $TMPDIR), as the stand-in for the 7B-class files that cannot be downloaded here:
    contextlens native against llama.cpp, alternating likewise.
@@ -48,6 +50,7 @@ def work_contextlens(path: str, weights: str, new_tokens: int) -> dict:
     import contextlens as cl
 
     torch.set_grad_enabled(False)
+    torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
     before = rss_mib()
     t0 = time.perf_counter()
     lm = cl.load(path, weights=weights)
@@ -67,6 +70,7 @@ def work_transformers(path: str, new_tokens: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_grad_enabled(False)
+    torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
     p = Path(path)
     before = rss_mib()
     t0 = time.perf_counter()
@@ -152,16 +156,15 @@ def work_step_profile(path: str, new_tokens: int) -> dict:
     return dict(full_ms=full, floor_ms=per_token(), head_ms=head_ms)
 
 
-def contender(kind: str, path: Path, new_tokens: int) -> dict | str:
-    """Run one worker in a fresh process: its figures, or why it could not run."""
-    import torch
-
+def contender(kind: str, path: Path, new_tokens: int, threads: int) -> dict | str:
+    """Run one worker on `threads` threads in a fresh process: its figures, or why it could
+    not run."""
     python = LLAMA_PYTHON if kind == "llama.cpp" else sys.executable
     if kind == "llama.cpp" and not Path(python).exists():
         return f"no llama-cpp-python at {python} (set LLAMA_PYTHON)"
     env = os.environ | {
         "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
-        "BENCH_THREADS": str(torch.get_num_threads()),
+        "BENCH_THREADS": str(threads),
     }
     cmd = [python, __file__, "--worker", kind, str(path), str(new_tokens)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -170,15 +173,17 @@ def contender(kind: str, path: Path, new_tokens: int) -> dict | str:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def alternating(kinds: dict[str, str], path: Path, new_tokens: int) -> dict[str, dict | str]:
-    """ROUNDS rounds of one run per contender (label -> worker kind), in turn, so that a busy
-    spell of the shared machine falls on all of them; each contender's best round (by tok/s),
-    with every round's tok/s and the load average before it."""
+def alternating(
+    kinds: dict[str, tuple[str, int]], path: Path, new_tokens: int
+) -> dict[str, dict | str]:
+    """ROUNDS rounds of one run per contender (label -> worker kind, threads), in turn, so that
+    a busy spell of the shared machine falls on all of them; each contender's best round (by
+    tok/s), with every round's tok/s and the load average before it."""
     rounds: dict[str, list] = {label: [] for label in kinds}
     for _ in range(ROUNDS):
-        for label, kind in kinds.items():
+        for label, (kind, threads) in kinds.items():
             load = os.getloadavg()[0]
-            result = contender(kind, path, new_tokens)
+            result = contender(kind, path, new_tokens, threads)
             if isinstance(result, dict):
                 result["load"] = load
             rounds[label].append(result)
@@ -393,22 +398,20 @@ def main(quick: bool) -> None:
         ]
     size = smollm2.stat().st_size / 2**20
     threads = torch.get_num_threads()
-    results = alternating(
-        {
-            f"contextlens native ({threads} threads)": "native",
-            "contextlens exact": "exact",
-            "transformers": "transformers",
-            f"llama.cpp ({threads} threads)": "llama.cpp",
-        },
-        smollm2,
-        new_tokens,
-    )
-    lines += [f"**SmolLM2-135M-Instruct Q4_1** ({size:.0f} MiB file), {new_tokens} new tokens:", ""]
-    lines += table(results, f"llama.cpp ({threads} threads)") + [""]
-    native = results[f"contextlens native ({threads} threads)"]
-    if isinstance(native, dict) and isinstance(results["transformers"], dict):
-        ratio = native["tok_s"] / results["transformers"]["tok_s"]
-        lines += [f"contextlens native ÷ transformers: {ratio:.2f}.", ""]
+    for n in sorted({threads, 1}, reverse=True):  # torch's thread count, and one thread
+        where = f"{n} thread{'s' if n > 1 else ''}"
+        kinds = {"contextlens native": ("native", n), "contextlens exact": ("exact", n),
+                 "transformers": ("transformers", n), "llama.cpp": ("llama.cpp", n)}  # fmt: skip
+        if n != threads:  # exact mode once, at torch's thread count
+            del kinds["contextlens exact"]
+        results = alternating(kinds, smollm2, new_tokens)
+        lines += [f"**SmolLM2-135M-Instruct Q4_1** ({size:.0f} MiB file), {new_tokens} new "
+                  f"tokens, every contender on {where}:", ""]  # fmt: skip
+        lines += table(results, "llama.cpp") + [""]
+        native, peer = results["contextlens native"], results["transformers"]
+        if isinstance(native, dict) and isinstance(peer, dict):
+            ratio = native["tok_s"] / peer["tok_s"]
+            lines += [f"contextlens native ÷ transformers on {where}: {ratio:.2f}.", ""]
 
     shape = SYNTHETIC_QUICK if quick else SYNTHETIC
     path = Path(tempfile.gettempdir()) / f"contextlens-synthetic-{shape['d']}-q4_0.gguf"
@@ -420,7 +423,9 @@ def main(quick: bool) -> None:
     params = sum(int(torch.tensor(t.shape).prod()) for t in gguf.tensors)
     size = path.stat().st_size / 2**20
     synthetic = alternating(
-        {"contextlens native": "native", "llama.cpp": "llama.cpp"}, path, new_tokens // 4
+        {"contextlens native": ("native", threads), "llama.cpp": ("llama.cpp", threads)},
+        path,
+        new_tokens // 4,
     )
     lines += [f"**Synthetic Llama Q4_0**, {params / 1e9:.2f} B parameters ({shape}), "
               f"{size:.0f} MiB file, {new_tokens // 4} new tokens:", ""]  # fmt: skip
