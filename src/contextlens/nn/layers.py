@@ -141,7 +141,7 @@ class Block(nn.Module):
         return self.fusable
 
     def step(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
-        """`forward` for one decoding step as five C calls, the residual x [1, 1, d] updated in
+        """`forward` for one decoding step as six C calls, the residual x [1, 1, d] updated in
         place: norm1 folded into the Q/K/V product, RoPE and attention over the cache
         (`Attention.step`), the output projection added into x, norm2 folded into the gate/up
         product, SiLU(gate)·up folded into the down projection, added into x."""
