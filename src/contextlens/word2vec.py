@@ -239,11 +239,9 @@ def windows(block: corpus.Block, settings: Settings, rng: np.random.Generator):
 
 
 def subword_rows(words: Sequence[str], settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-    """The input rows that make up each word's vector, `(rows [V, R], share [V, R])`: the
-    word's own row, then (with subwords) the rows V + hash % bucket of its character n-grams,
+    """The input rows that make up each word's vector with subwords, `(rows [V, R], share
+    [V, R])`: the word's own row, then the rows V + hash % bucket of its character n-grams,
     each weighing 1 / their number (a mean), and padding weighing 0."""
-    if not settings.subwords:
-        return np.arange(len(words))[:, None], np.ones((len(words), 1), np.float32)
     grams = (buckets(w, settings.minn, settings.maxn, settings.bucket) for w in words)
     lists = [np.r_[i, len(words) + g] for i, g in enumerate(grams)]
     width = max(map(len, lists))
@@ -265,9 +263,11 @@ class Trainer:
         self.device = torch.device(device)
         gen = torch.Generator(self.device).manual_seed(settings.seed)
         n, d = len(vocab.words), settings.dim
-        rows, share = subword_rows(vocab.words, settings)
-        self.rows = torch.as_tensor(rows, device=self.device)  # [V, R]
-        self.share = torch.as_tensor(share, device=self.device)  # [V, R]
+        self.rows = self.share = None  # [V, R] each, with subwords
+        if settings.subwords:
+            rows, share = subword_rows(vocab.words, settings)
+            self.rows = torch.as_tensor(rows, device=self.device)
+            self.share = torch.as_tensor(share, device=self.device)
         inputs = n + settings.bucket if settings.subwords else n
         init = torch.rand(inputs, d, generator=gen, device=self.device)
         self.w_in = (init - 0.5) / d  # word2vec.c's start: uniform in ±0.5/d
@@ -279,8 +279,19 @@ class Trainer:
     def generator(self, worker: int) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(self.settings.seed + 1 + worker)
 
+    def inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        """The input vector of each word ids `[B, P]`: `[B, P, d]`."""
+        if self.rows is None:
+            return F.embedding(ids, self.w_in)
+        flat = ids.flatten()
+        return F.embedding_bag(
+            self.rows[flat], self.w_in, per_sample_weights=self.share[flat], mode="sum"
+        ).view(*ids.shape, -1)
+
     def mean_inputs(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Σ_j weight[b, j] · (input vector of word ids[b, j]) `[B, d]` for ids `[B, P]`."""
+        if self.rows is None:
+            return F.embedding_bag(ids, self.w_in, per_sample_weights=weight, mode="sum")
         share = (self.share[ids] * weight[:, :, None]).flatten(1)  # [B, P·R]
         return F.embedding_bag(
             self.rows[ids].flatten(1), self.w_in, per_sample_weights=share, mode="sum"
@@ -289,6 +300,9 @@ class Trainer:
     def add_inputs(self, ids: torch.Tensor, delta: torch.Tensor) -> None:
         """Add delta `[B, P, d]` to the input vector of each word ids `[B, P]`: to every one of
         its rows (padding rows, weighing 0, get nothing)."""
+        if self.rows is None:
+            self.w_in.index_add_(0, ids.flatten(), delta.flatten(0, 1))
+            return
         used = (self.share[ids] > 0)[..., None]  # [B, P, R, 1]
         self.w_in.index_add_(
             0, self.rows[ids].flatten(), (delta[:, :, None, :] * used).flatten(0, 2)
@@ -296,6 +310,8 @@ class Trainer:
 
     def word_vectors(self) -> torch.Tensor:
         """Every word's input vector `[V, d]`: the mean of its rows."""
+        if self.rows is None:
+            return self.w_in
         ids = torch.arange(len(self.rows), device=self.device)[:, None]
         return self.mean_inputs(ids, torch.ones_like(ids, dtype=torch.float32))
 
@@ -323,8 +339,7 @@ class Trainer:
         """Each context word's vector predicts its centre word, `batch` centres a step."""
         loss = 0.0
         for a, centre, context, valid in self._steps(work):
-            one = torch.ones(context.numel(), 1, device=self.device)
-            v = self.mean_inputs(context.flatten()[:, None], one).view(*context.shape, -1)
+            v = self.inputs(context)  # [B, P, d]
             dv, part = self.step(v, valid, centre, lr(a / len(work.centre)), gen)  # [B, P, d]
             self.add_inputs(context, dv)
             loss += part
