@@ -387,7 +387,7 @@ def main(quick: bool) -> None:
         "",
     ]
 
-    step = contender("profile", smollm2, new_tokens // 2)
+    step = contender("profile", smollm2, new_tokens // 2, 1)
     if isinstance(step, dict):
         lines += [
             "**Where a native decode step goes** (SmolLM2, one thread, CPU ms per token): "
