@@ -1,12 +1,13 @@
 """word2vec from scratch: skip-gram and CBOW with negative sampling (Mikolov et al. 2013), and
-fastText's subword vectors (Bojanowski et al. 2017) for words never seen.
+fastText's subword vectors (Bojanowski et al. 2017) for words never seen, loaded from a
+fastText `.bin` or trained here (`subwords=True`).
 
 Training reads the corpus as a stream (io/corpus.py): once for the word counts, then once per
 epoch in blocks of word ids. In each block
 
     subsample:  a word w of corpus frequency f(w) survives with p = (√(f/(s·N)) + 1)·(s·N)/f
     window:     each kept word draws b ∈ [0, window) and sees window − b words each side:
-                its context ids `[2·window]`, with a mask of those that exist
+                a row of its context ids `[2·window]`, those that exist first
     inputs:     skip-gram: each context word's input vector predicts the centre word
                 CBOW: the mean of the context words' input vectors predicts it
     step:       for a batch of B centre words, the inputs v `[B, P, d]` (P = 2·window context
@@ -14,11 +15,13 @@ epoch in blocks of word ids. In each block
                 centre word and of `negative` noise words drawn from unigram^0.75:
                     g = lr · (label − σ(v·uᵀ))                    `[B, P, 1 + k]`
                     Δv = g·u,  Δu = gᵀ·v                          (index_add_ into the tables)
+    subwords:   a word's input vector is the mean of its own row and its character n-grams'
+                rows (hashed into `bucket` rows, as fastText does); Δv goes to each of them
 
 The noise words are drawn once per centre word and shared by all its context words (the
 "negative sample sharing" of Ji et al. 2016, "Parallelizing Word2Vec in Shared and Distributed
 Memory"): the k + 1 output rows are gathered once per centre, not once per pair, and the step
-is a pair of small matrix products per centre instead of (1 + k) dot products per pair. gensim
+is three small matrix products per centre instead of (1 + k) dot products per pair. gensim
 and word2vec.c draw fresh noise words for every pair; the vectors score the same
 (tests/test_word2vec.py::test_quality_against_gensim_on_news).
 
@@ -509,9 +512,10 @@ def train_word2vec(
     **options,
 ) -> Training:
     """Train word vectors on text files (plain, one sentence a line, or .gz) and, with `out`,
-    save them (.txt GloVe, .vec word2vec text, .bin word2vec binary; written whole or not at
-    all). `options` are the fields of `Settings`: mode="skipgram"|"cbow", dim, window,
-    min_count, negative, sample, alpha, min_alpha, epochs, seed, batch, lowercase.
+    save them (.txt GloVe, .vec word2vec text, .bin word2vec binary; with subwords a fastText
+    .bin; written whole or not at all). `options` are the fields of `Settings`:
+    mode="skipgram"|"cbow", dim, window, min_count, negative, sample, alpha, min_alpha, epochs,
+    seed, batch, workers, lowercase, subwords, minn, maxn, bucket.
 
         run = train_word2vec("corpus.txt", "vectors.vec", track=[("king", "queen")])
         run.vectors.most_similar("king"); run.checkpoints[-1].cosines
