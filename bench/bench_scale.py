@@ -1,193 +1,409 @@
-"""Scale: embedding throughput with 1 and 2 Ray actors (and in this process), and search over
-1M real embeddings: our exact block scan against numpy's matrix-vector product, and the ANN
-libraries (recall@10 against exact, QPS, memory, build time).
+"""Scale: embedding throughput with 1 and 2 Ray actors (and in this process); search over 1M
+real embeddings: our exact scan against numpy's matrix-vector product, and the ANN libraries
+(recall@10 against exact, latency, memory, build time); the exact scan over 10M vectors kept on
+disk and memory-mapped.
 
-    .venv/bin/python bench/scale_vectors.py          # once: the 1M real span embeddings (cached)
-    .venv/bin/python bench/bench_scale.py            # prints the "scale" section of RESULTS.md
-    .venv/bin/python bench/bench_scale.py --small    # 100k vectors, a quick check that it runs
-    .venv/bin/python bench/bench_scale.py --only=throughput    # or --only=search
-    .venv/bin/python bench/bench_scale.py --hnsw-n=200000      # HNSW graphs on the first 200k
+    .venv/bin/python bench/scale_vectors.py                     # once: the 1M real vectors
+    nice -n 10 .venv/bin/python bench/bench_scale.py --only=ann         # or exact, throughput, 10m
 
-What the million vectors are: see scale_vectors.py (minilm span embeddings of real text).
+Each ANN library runs in a process of its own that imports only numpy and the library (its
+memory is measured alone, and no second OpenMP runtime competes with faiss's). A built index is
+saved under $CONTEXTLENS_HOME/bench/ann/ with its build time, so a rerun only queries; delete
+that folder to build again. What the million vectors are: see scale_vectors.py.
 """
 
+import json
 import os
-import resource
+import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import gensim
 import numpy as np
-import ray
-import torch
-from common import machine, matmul_ceiling, timeit
-from scale_vectors import make, queries
+from scale_vectors import CACHE, N, make, queries
 
-import contextlens as cl
-from contextlens.search import Engine, embed_corpus
-from contextlens.search.vectors import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, exact_top
-
-LEE = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
 K = 10
+ANN = CACHE / "ann"
+TRUTH = CACHE / f"truth-{N}-{K}.npy"
+CRANFIELD = Path(__file__).resolve().parents[1] / "tests" / "data" / "cranfield" / "cran.all.1400"
+HNSW_M, HNSW_EF_CONSTRUCTION = 16, 100  # the usual settings; the graph's default in vectors.py
+LATENCY_QUERIES = 200
 
 
-def throughput(n_docs: int) -> list[str]:
-    """chunks/s of `embed_corpus` on the Lee articles: in this process, 1 and 2 Ray actors."""
-    m = cl.load("minilm")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False, logging_level="ERROR")  # fmt: skip
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "docs"
-        folder.mkdir()
-        for i, line in enumerate(LEE.read_text().splitlines()[:n_docs]):
-            (folder / f"lee{i:03d}.txt").write_text(line)
-        for label, engine in [("this process (2 threads)", Engine()),
-                              ("Ray, 1 actor (1 CPU)", Engine("ray", actors=1)),
-                              ("Ray, 2 actors (1 CPU each)", Engine("ray", actors=2))]:  # fmt: skip
-            t0 = time.perf_counter()
-            report = embed_corpus([folder], Path(tmp) / label, m, engine, shard_rows=256)
-            seconds = time.perf_counter() - t0
-            rows.append((label, report.chunks, seconds, os.getloadavg()[0]))
-            print(rows[-1], flush=True)
-    ray.shutdown()
-    base = rows[1][1] / rows[1][2]
-    return [
-        f"`embed_corpus` of {n_docs} Lee articles ({rows[0][1]} chunks ≤ 200 tokens, minilm, "
-        "batch 32), model load and Ray start-up included:",
-        "",
-        "| engine | chunks/s | vs 1 actor | load average at the end |",
-        "|---|---:|---:|---:|",
-        *[
-            f"| {label} | {n / s:.1f} | {n / s / base:.2f} | {load:.1f} |"
-            for label, n, s, load in rows
-        ],  # fmt: skip
-    ]
+def load() -> float:
+    return os.getloadavg()[0]
 
 
-def rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+def memory_gb() -> dict[str, float]:
+    """This process's resident memory (GB): total, file-backed (mapped files, page cache that
+    the kernel can drop) and anonymous (its own)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    kb = lambda name: int(fields[name].split()[0])  # noqa: E731
+    return {k: kb(f"Rss{k.capitalize()}") / 1024**2 for k in ("file", "anon")} | {
+        "rss": kb("VmRSS") / 1024**2
+    }
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
 
 
-def search(n: int, hnsw_n: int) -> list[str]:
-    """Exact (ours vs numpy) over `n` vectors; the ANN libraries, HNSW ones over the first
-    `hnsw_n` (a 1M graph takes most of an hour to build on this busy machine)."""
-    x = np.ascontiguousarray(make(n) if n == 1_000_000 else make()[:n])
-    qs = queries()
-    one = qs[:20]
-    ours = timeit(lambda: [exact_top(x, torch.from_numpy(q)[None], K) for q in one], 2) / 20
-    numpy = timeit(lambda: [np.argpartition(-(x @ q), K)[:K] for q in one], 2) / 20
-    lines = [
-        f"Exact search over {n:,} real vectors (d=384, float32, {x.nbytes / 1e9:.2f} GB), one "
-        f"query at a time: ours {ours * 1e3:.1f} ms, numpy `x @ q` + argpartition "
-        f"{numpy * 1e3:.1f} ms: ours/numpy time {ours / numpy:.2f}.",
-        "",
-        "| library (settings) | vectors | build s | memory GB | QPS (1 thread) | recall@10 |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    print(lines[0], flush=True)
-    for name, (build, graph) in LIBRARIES.items():
-        rows = x[:hnsw_n] if graph else x
-        truth = exact_top(rows, torch.from_numpy(qs), K)[1].numpy()
-        before = rss_gb()
-        t0 = time.perf_counter()
-        index = build(rows)
-        built = time.perf_counter() - t0
-        memory = max(rss_gb() - before, index.memory / 1e9)
-        found = index.search(qs)
-        qps = len(one) / timeit(lambda index=index: [index.search(q[None]) for q in one], 3)
-        lines.append(f"| {name} | {len(rows):,} | {built:.0f} | {memory:.2f} | {qps:.0f} | "
-                     f"{recall(found, truth):.4f} |")  # fmt: skip
-        print(lines[-1], os.getloadavg(), flush=True)
-        del index
-    return lines
+# ── the ANN libraries, each in its own process ──────────────────────────────────────────────
 
 
 class Hnswlib:
-    def __init__(self, x):
+    file = f"hnswlib-M{HNSW_M}-ef{HNSW_EF_CONSTRUCTION}.bin"
+    label = f"hnswlib HNSW (M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}) ef_search"
+    settings = (64, 128, 256)
+
+    def __init__(self, index, x):
+        self.index = index
+
+    @classmethod
+    def build(cls, x):
         import hnswlib
 
-        self.index = hnswlib.Index(space="ip", dim=x.shape[1])
-        self.index.init_index(len(x), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, random_seed=0)
-        self.index.add_items(x, num_threads=2)
-        self.index.set_ef(HNSW_EF_SEARCH)
+        index = hnswlib.Index(space="ip", dim=x.shape[1])
+        index.init_index(len(x), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, random_seed=0)
+        index.add_items(x, np.arange(len(x)), num_threads=2)
+        return cls(index, x)
+
+    @classmethod
+    def load(cls, path, x):
+        import hnswlib
+
+        index = hnswlib.Index(space="ip", dim=x.shape[1])
+        index.load_index(str(path))
+        return cls(index, x)
+
+    def save(self, path):
+        self.index.save_index(str(path))
+
+    def tune(self, ef):
+        self.index.set_ef(ef)
         self.index.set_num_threads(1)
-        self.memory = len(x) * (x.shape[1] * 4 + HNSW_M * 2 * 4 + 16)
 
     def search(self, q):
         return self.index.knn_query(q, k=K)[0]
 
 
 class Usearch:
-    def __init__(self, x):
+    file = f"usearch-M{HNSW_M}-ef{HNSW_EF_CONSTRUCTION}.usearch"
+    label = f"usearch HNSW (M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}, f32) ef_search"
+    settings = (64, 128, 256)
+
+    def __init__(self, index, x):
+        self.index = index
+
+    @classmethod
+    def build(cls, x):
         from usearch.index import Index
 
-        settings = {"connectivity": HNSW_M, "expansion_add": HNSW_EF_CONSTRUCTION}
-        self.index = Index(ndim=x.shape[1], metric="ip", dtype="f32", **settings)
-        self.index.expansion_search = HNSW_EF_SEARCH
-        self.index.add(np.arange(len(x)), x, threads=2)
-        self.memory = self.index.memory_usage
+        index = Index(
+            ndim=x.shape[1],
+            metric="ip",
+            dtype="f32",
+            connectivity=HNSW_M,
+            expansion_add=HNSW_EF_CONSTRUCTION,
+        )
+        for start in range(0, len(x), 100_000):
+            block = np.ascontiguousarray(x[start : start + 100_000])
+            index.add(np.arange(start, start + len(block)), block, threads=2)
+        return cls(index, x)
+
+    @classmethod
+    def load(cls, path, x):
+        from usearch.index import Index
+
+        return cls(Index.restore(str(path)), x)
+
+    def save(self, path):
+        self.index.save(str(path))
+
+    def tune(self, ef):
+        self.index.expansion_search = ef
 
     def search(self, q):
         return np.atleast_2d(self.index.search(q, K, threads=1).keys)
 
 
-class FaissIvfPq:
-    """IVF with 1024 lists (k-means on 50k vectors), PQ 48×8 bits, 32 lists probed, the 100 best
-    re-ranked exactly."""
+class FaissIvf:
+    """faiss IVF with `lists` k-means lists trained on 50k vectors; `settings` are (lists
+    probed, candidates re-ranked exactly against the memory-mapped vectors, 0 for none)."""
 
-    def __init__(self, x):
+    factory = ""
+
+    def __init__(self, index, x):
+        self.index, self.x, self.rerank = index, x, 0
+
+    @classmethod
+    def build(cls, x):
         import faiss
 
         faiss.omp_set_num_threads(2)
-        self.x = x
-        ivf = faiss.index_factory(x.shape[1], "IVF1024,PQ48", faiss.METRIC_INNER_PRODUCT)
-        ivf.train(x[np.random.default_rng(0).choice(len(x), 50_000, replace=False)])
-        ivf.add(x)
-        ivf.nprobe = 32
-        self.index = ivf
-        self.memory = len(x) * (48 + 8)
+        index = faiss.index_factory(x.shape[1], cls.factory, faiss.METRIC_INNER_PRODUCT)
+        index.train(x[np.sort(np.random.default_rng(0).choice(len(x), 50_000, replace=False))])
+        for start in range(0, len(x), 100_000):
+            index.add(np.ascontiguousarray(x[start : start + 100_000]))
+        return cls(index, x)
+
+    @classmethod
+    def load(cls, path, x):
+        import faiss
+
+        return cls(faiss.read_index(str(path)), x)
+
+    def save(self, path):
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    def tune(self, setting):
+        import faiss
+
         faiss.omp_set_num_threads(1)
+        self.index.nprobe, self.rerank = setting
 
     def search(self, q):
-        _, rows = self.index.search(q, 100)
+        rows = self.index.search(q, self.rerank or K)[1]
+        if not self.rerank:
+            return rows
         exact = np.einsum("qkd,qd->qk", self.x[rows], q)
         return np.take_along_axis(rows, np.argsort(-exact, axis=1)[:, :K], axis=1)
 
 
-LIBRARIES = {  # (class, whether it is a graph: built on the first hnsw_n), fastest build first
-    "faiss IVF1024,PQ48, nprobe 32, re-rank 100 exact": (FaissIvfPq, False),
-    f"usearch HNSW (M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}, ef={HNSW_EF_SEARCH})": (
-        Usearch,
-        True,
-    ),
-    "hnswlib HNSW (the same settings; what contextlens uses)": (Hnswlib, True),
+class FaissIvfPq(FaissIvf):
+    factory = "IVF1024,PQ48"
+    file = "faiss-IVF1024-PQ48.faiss"
+    label = "faiss IVF1024,PQ48 (nprobe, re-ranked)"
+    settings = ((32, 0), (32, 100), (64, 100))
+
+
+class FaissIvfFlat(FaissIvf):
+    factory = "IVF1024,Flat"
+    file = "faiss-IVF1024-Flat.faiss"
+    label = "faiss IVF1024,Flat (nprobe)"
+    settings = ((16, 0), (32, 0), (64, 0))
+
+
+LIBRARIES = {  # fastest build first
+    "faiss-ivfpq": FaissIvfPq,
+    "faiss-ivfflat": FaissIvfFlat,
+    "usearch": Usearch,
+    "hnswlib": Hnswlib,
 }
 
 
-def main(small: bool, parts: set[str], hnsw_n: int) -> None:
-    load = os.getloadavg()
+def build_or_load(library, x) -> tuple[object, dict]:
+    """The library's index over `x` from its cache file, or built and saved (atomically) with
+    its build time, load average and memory."""
+    path = ANN / library.file
+    facts = path.with_suffix(".json")
+    before = memory_gb()["anon"]
+    if path.exists() and facts.exists():
+        return library.load(path, x), json.loads(facts.read_text())
+    t0 = time.perf_counter()
+    index = library.build(x)
+    built = {"build_s": time.perf_counter() - t0, "build_load": load()}
+    built["build_memory_gb"] = memory_gb()["anon"] - before
+    ANN.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    index.save(tmp)
+    tmp.replace(path)
+    facts.write_text(json.dumps(built))
+    return index, built
+
+
+def ann_one(name: str) -> None:
+    """Run in a child process: build or load one library's index over the 1M vectors, then
+    print one JSON line: its facts and, per setting, recall@10 and one-query latency."""
+    library = LIBRARIES[name]
+    x, qs, truth = make(N), queries(), np.load(TRUTH)
+    before = memory_gb()["anon"]
+    index, facts = build_or_load(library, x)
+    facts |= {"memory_gb": memory_gb()["anon"] - before, "label": library.label, "rows": []}
+    for setting in library.settings:
+        index.tune(setting)
+        found = index.search(qs)
+        times = []
+        for q in qs[:LATENCY_QUERIES]:
+            t0 = time.perf_counter()
+            index.search(q[None])
+            times.append(time.perf_counter() - t0)
+        ms = statistics.median(times) * 1e3
+        facts["rows"].append([setting, recall(found, truth), ms, load()])
+        print(name, facts["rows"][-1], file=sys.stderr, flush=True)
+    print(json.dumps(facts))
+
+
+def ann() -> list[str]:
+    """Every library at 1M, one child process each, one after the other."""
+    import torch
+
+    from contextlens.search.vectors import exact_top
+
+    qs = queries()  # cached for the children
+    if not TRUTH.exists():
+        truth = exact_top(make(N), torch.from_numpy(qs), K)[1].numpy()
+        np.save(TRUTH, truth)
+    lines = [
+        f"ANN over the {N:,} real vectors, recall@10 against the exact top 10 of 1000 STS-B "
+        f"queries, latency = median of {LATENCY_QUERIES} single queries on 1 thread; built "
+        "on 2 threads; memory = anonymous resident memory the index adds (the vectors' own "
+        "1.54 GB file is mapped, not counted):",
+        "",
+        "| library | setting | recall@10 | ms/query | build s (load) | memory GB | load |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in LIBRARIES:
+        child = [sys.executable, __file__, f"--ann={name}"]
+        out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+        facts = json.loads(out.strip().splitlines()[-1])
+        for setting, hits, ms, at in facts["rows"]:
+            lines.append(
+                f"| {facts['label']} | {setting} | {hits:.4f} | {ms:.2f} | "
+                f"{facts['build_s']:.0f} ({facts['build_load']:.1f}) | "
+                f"{facts['memory_gb']:.2f} | {at:.1f} |"
+            )
+        print(lines[-1], flush=True)
+    return lines
+
+
+# ── exact search, 1M in memory and 10M on disk ──────────────────────────────────────────────
+
+
+def exact() -> list[str]:
+    """Our exact scan against numpy's `x @ q` + argpartition over the 1M vectors."""
+    import torch
+    from common import timeit
+
+    from contextlens.search.vectors import exact_top
+
+    x = np.ascontiguousarray(make(N))
+    one = queries()[:20]
+    ours = timeit(lambda: [exact_top(x, torch.from_numpy(q)[None], K) for q in one], 2) / 20
+    numpy = timeit(lambda: [np.argpartition(-(x @ q), K)[:K] for q in one], 2) / 20
+    return [
+        f"Exact search over {N:,} real vectors (d=384, float32, {x.nbytes / 1e9:.2f} GB), one "
+        f"query at a time: ours {ours * 1e3:.1f} ms, numpy `x @ q` + argpartition "
+        f"{numpy * 1e3:.1f} ms: ours/numpy time {ours / numpy:.2f} (load {load():.1f})."
+    ]
+
+
+def noisy_copies(copies: int, sigma: float = 0.005):
+    """(ids, unit vectors) blocks: the 1M real vectors, then `copies - 1` copies of them, each
+    coordinate moved by N(0, sigma²) and normalised again (cosine to the original ~0.995)."""
+    x, rng, rows = make(N), np.random.default_rng(0), 1 << 16
+    for copy in range(copies):
+        for start in range(0, N, rows):
+            block = np.array(x[start : start + rows])
+            if copy:
+                block += rng.normal(0, sigma, block.shape).astype(np.float32)
+                block /= np.linalg.norm(block, axis=1, keepdims=True)
+            yield np.arange(copy * N + start, copy * N + start + len(block)), block
+
+
+def ten_million(copies: int = 10) -> list[str]:
+    """Write a `copies`×1M-vector snapshot the way the index does (a block at a time), map it
+    and time the exact scan, recording this process's memory."""
+    import torch
+
+    from contextlens.search.vectors import exact_top, load_snapshot, save_snapshot
+
+    directory = CACHE / f"index-{copies}m"
+    directory.mkdir(parents=True, exist_ok=True)
+    written = ""
+    if load_snapshot(directory, 1) is None:
+        t0 = time.perf_counter()
+        save_snapshot(directory, 1, (copies * N, 384), noisy_copies(copies))
+        written = f" (written in {time.perf_counter() - t0:.0f} s at load {load():.1f})"
+    ids, vectors = load_snapshot(directory, 1)
+    qs = torch.from_numpy(queries()[:5])
+    before = memory_gb()
+    times = []
+    for q in qs:
+        t0 = time.perf_counter()
+        _, rows = exact_top(vectors, q[None], K)
+        times.append(time.perf_counter() - t0)
+    after = memory_gb()
+    first_copy = exact_top(make(N), qs[-1:], 1)[0].item()
+    assert exact_top(vectors, qs[-1:], 1)[0].item() >= first_copy  # the real rows are in it
+    size = (directory / "vectors-1.npy").stat().st_size / 1e9
+    return [
+        f"Exact search over {len(ids):,} vectors (the 1M real ones and {copies - 1} noisy "
+        f"copies, float32, {size:.1f} GB on disk{written}), memory-mapped, one query at a "
+        f"time: {', '.join(f'{t:.2f}' for t in times)} s for 5 queries (load {load():.1f}). "
+        f"Resident memory before → after the queries: RSS {before['rss']:.2f} → "
+        f"{after['rss']:.2f} GB, of which file-backed (page cache of the mapped file) "
+        f"{before['file']:.2f} → {after['file']:.2f} GB and anonymous (the process's own) "
+        f"{before['anon']:.2f} → {after['anon']:.2f} GB."
+    ]
+
+
+# ── embedding throughput ────────────────────────────────────────────────────────────────────
+
+
+def throughput() -> list[str]:
+    """chunks/s of `embed_corpus` on the Cranfield collection (one SMART file of 1,400
+    abstracts): in this process, with 1 and with 2 Ray actors."""
+    import tempfile
+
+    import ray
+
+    import contextlens as cl
+    from contextlens.search import Engine, embed_corpus
+
+    m = cl.load("minilm")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+             log_to_driver=False, logging_level="ERROR")  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, engine in [("this process (2 threads)", Engine()),
+                              ("Ray, 1 actor (1 CPU)", Engine("ray", actors=1)),
+                              ("Ray, 2 actors (1 CPU each)", Engine("ray", actors=2))]:  # fmt: skip
+            t0 = time.perf_counter()
+            report = embed_corpus([CRANFIELD], Path(tmp) / label, m, engine, shard_rows=256)
+            seconds = time.perf_counter() - t0
+            rows.append((label, report.chunks, seconds, load()))
+            print(rows[-1], flush=True)
+    ray.shutdown()
+    base = rows[1][1] / rows[1][2]
+    return [
+        f"`embed_corpus` of the Cranfield collection ({rows[0][1]} chunks, minilm, batch 32), "
+        "model load and Ray start-up included:",
+        "",
+        "| engine | chunks | seconds | chunks/s | vs 1 actor | load average at the end |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[
+            f"| {label} | {n} | {s:.0f} | {n / s:.1f} | {n / s / base:.2f} | {at:.1f} |"
+            for label, n, s, at in rows
+        ],  # fmt: skip
+    ]
+
+
+def main(parts: set[str]) -> None:
+    from common import machine, matmul_ceiling
+
+    start = os.getloadavg()
     ceiling = matmul_ceiling()
     lines = [
         f"Machine: {machine()}; fp32 matmul ceiling torch {ceiling['torch_gflops']:.0f} / numpy "
-        f"{ceiling['numpy_gflops']:.0f} GFLOP/s; load average at the start {load[0]:.1f} "
-        "(shared with other engineers' jobs: figures are noisy and slower than on a quiet "
-        "machine). Command: `.venv/bin/python bench/bench_scale.py`.",
+        f"{ceiling['numpy_gflops']:.0f} GFLOP/s; load average at the start "
+        f"{start[0]:.1f} / {start[1]:.1f} / {start[2]:.1f} (shared with other engineers' jobs)."
     ]
-    if "throughput" in parts:
-        lines += ["", *throughput(20 if small else 40)]
-    if "search" in parts:
-        lines += ["", *search(100_000 if small else 1_000_000, hnsw_n)]
+    print(lines[0], flush=True)
+    for part, run in [("exact", exact), ("ann", ann), ("10m", ten_million),
+                      ("throughput", throughput)]:  # fmt: skip
+        if part in parts:
+            lines += ["", *run()]
     print("\n".join(lines))  # pasted into the "scale" section of RESULTS.md
 
 
 if __name__ == "__main__":
-    only = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")]
-    graphs = [int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--hnsw-n=")]
-    main("--small" in sys.argv, set(only) or {"throughput", "search"}, (graphs or [1_000_000])[0])
+    options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+    if "ann" in options:
+        ann_one(options["ann"])
+    else:
+        parts = set(options["only"].split(",")) if "only" in options else {"exact", "ann"}
+        main(parts)

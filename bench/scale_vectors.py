@@ -5,7 +5,9 @@ million vectors are real model outputs made more cheaply: the texts at hand (tes
 gensim's test corpora) are cut into chunks of 128 tokens, each chunk runs through minilm once,
 and every window of 8, 16 and 32 consecutive tokens (stride 2) is mean-pooled from that pass
 and normalised: minilm's own pooling over a span of real text in its real context. The queries
-are real sentence embeddings (`m.embed`) of STS-B sentences, none of them in the index.
+are real sentence embeddings (`m.embed`) of STS-B sentences, none of them in the index. Torch
+and the model are imported only to make the files, so that the ANN benchmark's processes read
+the cached files with numpy and their libraries alone.
 
     .venv/bin/python bench/scale_vectors.py     # writes $CONTEXTLENS_HOME/bench/spans-1m.npy
 """
@@ -16,10 +18,6 @@ from pathlib import Path
 
 import gensim
 import numpy as np
-import torch
-
-import contextlens as cl
-from contextlens.search.chunking import chunk_text
 
 ROOT = Path(__file__).resolve().parents[1]
 GENSIM = Path(gensim.__file__).parent / "test" / "test_data"
@@ -34,8 +32,10 @@ N = 1_000_000
 CACHE = Path(os.environ.get("CONTEXTLENS_HOME") or Path.home() / ".cache/contextlens") / "bench"
 
 
-def span_means(hidden: torch.Tensor) -> torch.Tensor:
+def span_means(hidden):
     """hidden `[n, d]` (one chunk's last layer) -> unit means of every window `[spans, d]`."""
+    import torch
+
     total = torch.cat([torch.zeros(1, hidden.shape[1]), hidden.float().cumsum(0)])  # [n+1, d]
     spans = []
     for w in (w for w in WINDOWS if w <= hidden.shape[0]):
@@ -45,6 +45,9 @@ def span_means(hidden: torch.Tensor) -> torch.Tensor:
 
 
 def texts() -> list[str]:
+    import contextlens as cl
+    from contextlens.search.chunking import chunk_text
+
     m = cl.load("minilm")
     out = []
     for path in SOURCES:
@@ -58,6 +61,8 @@ def make(n: int = N) -> np.ndarray:
     path = CACHE / f"spans-{n}.npy"
     if path.exists():
         return np.load(path, mmap_mode="r")
+    import contextlens as cl
+
     m = cl.load("minilm")
     chunks, parts, have = texts(), [], 0
     for start in range(0, len(chunks), 32):
@@ -77,11 +82,21 @@ def make(n: int = N) -> np.ndarray:
 
 
 def queries(n: int = 1000) -> np.ndarray:
-    """`[n, 384]` unit sentence embeddings of STS-B sentences."""
+    """`[n, 384]` unit sentence embeddings of STS-B sentences (cached)."""
+    path = CACHE / f"queries-{n}.npy"
+    if path.exists():
+        return np.load(path)
+    import torch
+
+    import contextlens as cl
+
     with open(ROOT / "tests" / "data" / "stsb-dev.csv", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     sentences = list(dict.fromkeys(s for r in rows for s in r[5:7]))[:n]
-    return torch.nn.functional.normalize(cl.load("minilm").embed(sentences), dim=-1).numpy()
+    unit = torch.nn.functional.normalize(cl.load("minilm").embed(sentences), dim=-1).numpy()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, unit)
+    return unit
 
 
 if __name__ == "__main__":
