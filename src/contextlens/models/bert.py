@@ -17,17 +17,16 @@ KEYS = {  # TransformerConfig field -> config.json key
 DEFAULTS = {"layer_norm_eps": 1e-12, "type_vocab_size": 2}  # config.json key -> value if absent
 
 
+# the original Transformer's choices, which BERT and GPT-2 keep: learned positions, LayerNorm and
+# a plain (not gated) MLP
+LEARNED = {"position": "learned", "norm": "layernorm", "gated_mlp": False}
+BERT = LEARNED | {"pre_norm": False, "causal": False, "embedding_norm": True}  # post-norm encoder
+
+
 def config(hf: dict) -> TransformerConfig:
+    activation = hf_activation(hf.get("hidden_act", "gelu"))
     return TransformerConfig(
-        architecture="bert",
-        **from_hf(hf, KEYS, DEFAULTS),
-        position="learned",
-        norm="layernorm",
-        pre_norm=False,
-        activation=hf_activation(hf.get("hidden_act", "gelu")),
-        gated_mlp=False,
-        causal=False,
-        embedding_norm=True,
+        architecture="bert", activation=activation, **from_hf(hf, KEYS, DEFAULTS) | BERT
     )
 
 

@@ -5,6 +5,7 @@ leaves them be."""
 
 import torch
 
+from . import bert
 from .transformer import TransformerConfig, from_hf, hf_activation, is_int
 
 KEYS = {  # TransformerConfig field -> config.json key
@@ -19,6 +20,7 @@ KEYS = {  # TransformerConfig field -> config.json key
     "tie_lm_head": "tie_word_embeddings",
 }
 DEFAULTS = {"n_inner": None, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True}
+GPT2 = bert.LEARNED | {"pre_norm": True, "causal": True, "final_norm": True, "lm_head": True}
 
 
 def config(hf: dict) -> TransformerConfig:
@@ -26,18 +28,8 @@ def config(hf: dict) -> TransformerConfig:
     d = values["d_model"]
     if values["d_ff"] is None and is_int(d):  # GPT-2's MLP is 4 × as wide as the model
         values["d_ff"] = 4 * d
-    return TransformerConfig(
-        architecture="gpt2",
-        **values,
-        position="learned",
-        norm="layernorm",
-        pre_norm=True,
-        activation=hf_activation(hf.get("activation_function", "gelu_new")),
-        gated_mlp=False,
-        causal=True,
-        final_norm=True,
-        lm_head=True,
-    )
+    activation = hf_activation(hf.get("activation_function", "gelu_new"))
+    return TransformerConfig(architecture="gpt2", activation=activation, **values | GPT2)
 
 
 PREFIXES = ("transformer.",)
