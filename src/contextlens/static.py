@@ -1,8 +1,9 @@
 """Static word embeddings: one fixed vector per word (GloVe, word2vec, fastText).
 
 A `WordVectors` is a vocabulary (words ↔ rows, in file order: frequency order for GloVe) and a
-float32 matrix `[n, d]`. Every operation is a matrix product over the whole table, never a Python
-loop over the vocabulary:
+float32 matrix `[n, d]`. Every operation is a pass over the whole table, never a Python loop over
+the vocabulary; nearest-word queries (`best`) first scan an int8 copy (`nn.scan`) and then score
+exactly only the words that may still win:
 
     wv = contextlens.load("glove-50")
     wv.analogy("man", "king", "woman")[0]        # ('queen', 0.852...)   3CosAdd
