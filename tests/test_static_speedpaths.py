@@ -198,3 +198,15 @@ def test_the_portable_scalar_kernel_gives_the_same_answers(wv):
         expected = wv.scan.best(queries, k, abc, r)
         ours = portable.best(queries, k, abc, r)
         assert torch.equal(ours[0], expected[0]) and torch.equal(ours[1], expected[1])
+
+
+@pytest.mark.parametrize("dim", [1, 7, 130])
+def test_any_width_is_ranked_exactly(scan, dim):
+    """Widths that are not a multiple of the kernel's 4 values, and a table of 1,003 rows (not
+    a multiple of its 16-row blocks)."""
+    g = torch.Generator().manual_seed(dim)
+    table = WordVectors([f"w{i}" for i in range(1_003)], torch.randn(1_003, dim, generator=g))
+    for row in (0, 500, 1_002):
+        query = table.unit[row]
+        assert table.most_similar(f"w{row}", k=7) == every_row(table, query, 7, [row])
+    assert len(table.most_similar("w3", k=2_000)) == 1_002
