@@ -1,18 +1,18 @@
 """word2vec training: contextlens (PyTorch, batched) against gensim's Word2Vec (Cython) on the
 same corpus and settings, in one run: words/s, FLOPs per word against the machine's fp32 matmul
-ceiling and its row gather/scatter rate (what the step is bound by), and the quality of the
+ceiling and its row gather/scatter rate (the two limits a step could meet), and the quality of the
 vectors (Spearman on WordSim-353 / SimLex-999 pairs in both vocabularies, nearest neighbours
 shared with gensim, beside how many two gensim seeds share), averaged over 3 seeds. Prints the
 markdown of the word2vec section of RESULTS.md (pasted there by hand: other sections belong
 to other benchmarks).
 
-Corpus: gensim's test corpora lee_background.cor (60,005 words of news) + head500.noblanks.cor
-(331,224 words of stemmed Wikipedia), 391,229 words; skip-gram and CBOW, d=100, window 5,
+Corpus: gensim's test corpora lee_background.cor (news) + head500.noblanks.cor (stemmed
+Wikipedia), 391,381 words as io/corpus.py splits them; skip-gram and CBOW, d=100, window 5,
 5 negatives, min_count 5, sample 1e-3, 5 epochs (gensim's defaults).
 
 Quality is averaged over 3 seeds with 2 workers each (gensim and ours); one seed with 1 worker
 gives our repeatable single-thread speed. Run: `.venv/bin/python bench/bench_word2vec.py`
-(about 30 minutes on a busy 2-core machine; `--quick` trains 1 epoch and 1 seed).
+(about 15 minutes on a busy 2-core machine; `--quick` trains 1 epoch and 1 seed).
 """
 
 import argparse
