@@ -446,10 +446,8 @@ BANK = [
 
 @section(30, "Who does 'it' attend to? (minilm)")
 def tour_attention() -> None:
-    explain(
-        "Each layer, every token spreads one unit of attention over all tokens (softmax of "
-        "query·key). Below: where 'it' sends its attention, heads averaged, layer by layer."
-    )
+    """Each layer, every token spreads one unit of attention over all tokens (softmax of
+    query·key). Below: where 'it' sends its attention, heads averaged, layer by layer."""
     m = get_model("minilm")
     r = att.word_attention_report(m.trace(ANIMAL, hidden_states=False), "it", top=4)
     for x in r.layers:
@@ -463,10 +461,8 @@ def tour_attention() -> None:
 
 @section(60, "Context: 'bank' shifts meaning layer by layer; 'it' → animal or street?")
 def tour_context() -> None:
-    explain(
-        "The same word starts from the same input-embedding row; attention mixes in its "
-        "neighbours, so the river 'bank' and the money 'bank' drift apart with depth."
-    )
+    """The same word starts from the same input-embedding row; attention mixes in its
+    neighbours, so the river 'bank' and the money 'bank' drift apart with depth."""
     m = get_model("minilm")
     occ = ctx.occurrences(m, "bank", BANK)
     r = ctx.shift(m, occ, neighbours=3)

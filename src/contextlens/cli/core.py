@@ -189,10 +189,8 @@ ANIMAL = "The animal didn't cross the street because it was too wide."
 
 @section(10, "Text → tokens → ids (minilm)")
 def tour_tokens() -> None:
-    explain(
-        "A tokenizer cuts text into pieces from a fixed vocabulary and numbers them; BERT "
-        "adds [CLS] at the start and [SEP] at the end."
-    )
+    """A tokenizer cuts text into pieces from a fixed vocabulary and numbers them; BERT
+    adds [CLS] at the start and [SEP] at the end."""
     m = get_model("minilm")
     e = m.tokenize(ANIMAL)
     console.print(f"text    {ANIMAL!r}")
@@ -224,10 +222,8 @@ def tour_vectors() -> None:
 
 @section(20, "Similarity of sentence embeddings, and softmax")
 def tour_similarity() -> None:
-    explain(
-        "Mean-pool the last layer's token vectors, normalise, and compare with cosine: "
-        "sentences that mean similar things point the same way."
-    )
+    """Mean-pool the last layer's token vectors, normalise, and compare with cosine:
+    sentences that mean similar things point the same way."""
     m = get_model("minilm")
     pairs = [
         ("A man is playing a guitar.", "Someone is playing an instrument."),

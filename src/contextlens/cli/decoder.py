@@ -9,7 +9,7 @@ from ..errors import ContextlensError
 from ..metrics import check_temperature
 from ..sampling import check_sampling
 from .app import JSON_OPTION, app, console, emit_json, get_model, need_decoder, table
-from .tour import explain, section
+from .tour import section
 
 DECODER_OPTION = typer.Option("smollm2", "--model", "-m", help="a decoder: catalog name or path")
 TEMPERATURE = typer.Option(0.0, "--temperature", "-t", help="0 = greedy; higher = more random")
@@ -157,10 +157,8 @@ def chat(
 
 @section(50, "The last vector predicts the next token (smollm2)")
 def tour_next() -> None:
-    explain(
-        "A decoder's final hidden state at the last position goes through the LM head "
-        "(here the embedding matrix again, tied) and a softmax over the whole vocabulary."
-    )
+    """A decoder's final hidden state at the last position goes through the LM head
+    (here the embedding matrix again, tied) and a softmax over the whole vocabulary."""
     m = get_model("smollm2")
     prompt = "The capital of France is"
     for s, p in m.next_token_probs(prompt, k=5):

@@ -200,10 +200,8 @@ for _kind, _title in (("wordsim", "WordSim-353"), ("simlex", "SimLex-999"), ("me
 
 @section(40, "Static word vectors: king − man + woman ≈ queen")
 def tour_static() -> None:
-    explain(
-        "GloVe gives every word one fixed vector (400,000 words × 50 numbers). Directions carry "
-        "meaning: the offset man → king is close to woman → queen."
-    )
+    """GloVe gives every word one fixed vector (400,000 words × 50 numbers). Directions carry
+    meaning: the offset man → king is close to woman → queen."""
     wv = word_vectors("glove-50")
     (word, score), *rest = wv.analogy("man", "king", "woman", k=4)
     console.print(

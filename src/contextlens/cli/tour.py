@@ -1,8 +1,10 @@
 """`contextlens tour`: the pipeline walked on real models, one short section at a time.
 
-Command modules register their sections with `@section(order)`; the tour runs them in order.
+Command modules register their sections with `@section(order, title)`; the tour runs them in
+order, each under its title and its docstring (what the section shows), when it has one.
 """
 
+import inspect
 from collections.abc import Callable
 
 from rich.rule import Rule
@@ -31,5 +33,7 @@ def tour() -> None:
     """Walk the pipeline on the real models: tokens, vectors, attention, similarity, prediction."""
     for number, (_, title, fn) in enumerate(sorted(SECTIONS, key=lambda s: s[0]), start=1):
         console.print(Rule(f"[bold]{number}. {title}[/bold]", align="left"))
+        if fn.__doc__:
+            explain(" ".join(inspect.cleandoc(fn.__doc__).splitlines()))
         fn()
         console.print()
