@@ -70,6 +70,15 @@ class Served:
     limits: Limits
 
 
+@dataclass(frozen=True)
+class CacheView:
+    """The KV cache of a served model beside the named configurations' (llama-3-8b, …), and
+    the latent-attention demo on a text when one was given."""
+
+    reports: list[kvcache.KVCacheReport]
+    demo: kvcache.LatentDemo | None
+
+
 def create_app(
     models: list[str],
     limits: Limits | None = None,
@@ -236,7 +245,7 @@ def create_app(
         demo = None
         if text is not None and lm.kind == "decoder" and lm.config.latent is None:
             demo = kvcache.latent_demo(checked(model, text), text)
-        return to_dict({"reports": reports, "demo": demo})
+        return to_dict(CacheView(reports, demo))
 
     return app
 
