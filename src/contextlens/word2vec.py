@@ -242,16 +242,12 @@ def windows(block: corpus.Block, settings: Settings, rng: np.random.Generator):
 
 
 def subword_rows(words: Sequence[str], settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-    """The input rows that make up each word's vector with subwords, `(rows [V, R], share
-    [V, R])`: the word's own row, then the rows V + hash % bucket of its character n-grams,
-    each weighing 1 / their number (a mean), and padding weighing 0."""
-    grams = (buckets(w, settings.minn, settings.maxn, settings.bucket) for w in words)
-    lists = [np.r_[i, len(words) + g] for i, g in enumerate(grams)]
-    width = max(map(len, lists))
-    rows = np.array([np.pad(r, (0, width - len(r)), mode="edge") for r in lists])
-    count = np.array([len(r) for r in lists])
-    share = (np.arange(width) < count[:, None]) / count[:, None]
-    return rows, share.astype(np.float32)
+    """The input rows each word's vector is the mean of, with subwords: `(rows [T], lengths
+    [V])`, word i's rows one after another (its own row i, then the rows V + hash % bucket of
+    its character n-grams) and how many each word has."""
+    grams = [buckets(w, settings.minn, settings.maxn, settings.bucket) for w in words]
+    rows = np.concatenate([np.r_[i, len(words) + g] for i, g in enumerate(grams)])
+    return rows, np.array([1 + len(g) for g in grams])
 
 
 class Trainer:
@@ -266,11 +262,12 @@ class Trainer:
         self.device = torch.device(device)
         gen = torch.Generator(self.device).manual_seed(settings.seed)
         n, d = len(vocab.words), settings.dim
-        self.rows = self.share = None  # [V, R] each, with subwords
+        self.rows = self.lengths = self.starts = None  # [T], [V], [V] with subwords
         if settings.subwords:
-            rows, share = subword_rows(vocab.words, settings)
+            rows, lengths = subword_rows(vocab.words, settings)
             self.rows = torch.as_tensor(rows, device=self.device)
-            self.share = torch.as_tensor(share, device=self.device)
+            self.lengths = torch.as_tensor(lengths, device=self.device)
+            self.starts = self.lengths.cumsum(0) - self.lengths
         inputs = n + settings.bucket if settings.subwords else n
         init = torch.rand(inputs, d, generator=gen, device=self.device)
         self.w_in = (init - 0.5) / d  # word2vec.c's start: uniform in ±0.5/d
@@ -286,36 +283,41 @@ class Trainer:
         """The input vector of each word ids `[B, P]`: `[B, P, d]`."""
         if self.rows is None:
             return F.embedding(ids, self.w_in)
-        flat = ids.flatten()
-        return F.embedding_bag(
-            self.rows[flat], self.w_in, per_sample_weights=self.share[flat], mode="sum"
-        ).view(*ids.shape, -1)
+        flat = ids.flatten()[:, None]
+        return self.mean_inputs(flat, torch.ones_like(flat, dtype=torch.float32)).view(
+            *ids.shape, -1
+        )
 
     def mean_inputs(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Σ_j weight[b, j] · (input vector of word ids[b, j]) `[B, d]` for ids `[B, P]`."""
         if self.rows is None:
             return F.embedding_bag(ids, self.w_in, per_sample_weights=weight, mode="sum")
-        share = (self.share[ids] * weight[:, :, None]).flatten(1)  # [B, P·R]
-        return F.embedding_bag(
-            self.rows[ids].flatten(1), self.w_in, per_sample_weights=share, mode="sum"
-        )
+        rows, lengths = self._rows(ids.flatten())
+        share = torch.repeat_interleave(weight.flatten() / lengths, lengths)  # [T]
+        bag = lengths.view(ids.shape).sum(1)  # [B] rows summed into each output
+        offsets = bag.cumsum(0) - bag
+        return F.embedding_bag(rows, self.w_in, offsets, per_sample_weights=share, mode="sum")
 
     def add_inputs(self, ids: torch.Tensor, delta: torch.Tensor) -> None:
         """Add delta `[B, P, d]` to the input vector of each word ids `[B, P]`: to every one of
-        its rows (padding rows, weighing 0, get nothing)."""
+        its rows."""
         if self.rows is None:
             self.w_in.index_add_(0, ids.flatten(), delta.flatten(0, 1))
             return
-        used = (self.share[ids] > 0)[..., None]  # [B, P, R, 1]
-        self.w_in.index_add_(
-            0, self.rows[ids].flatten(), (delta[:, :, None, :] * used).flatten(0, 2)
-        )
+        rows, lengths = self._rows(ids.flatten())
+        self.w_in.index_add_(0, rows, delta.flatten(0, 1).repeat_interleave(lengths, 0))
+
+    def _rows(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of words ids `[N]` one after another `[T]`, and how many each has `[N]`."""
+        lengths = self.lengths[ids]
+        shift = torch.repeat_interleave(self.starts[ids] - (lengths.cumsum(0) - lengths), lengths)
+        return self.rows[torch.arange(len(shift), device=self.device) + shift], lengths
 
     def word_vectors(self) -> torch.Tensor:
         """Every word's input vector `[V, d]`: the mean of its rows."""
         if self.rows is None:
             return self.w_in
-        ids = torch.arange(len(self.rows), device=self.device)[:, None]
+        ids = torch.arange(len(self.lengths), device=self.device)[:, None]
         return self.mean_inputs(ids, torch.ones_like(ids, dtype=torch.float32))
 
     def step(
