@@ -161,3 +161,14 @@ def test_search_cli_and_web_give_the_same_report(run_cli, client, index):
     assert sum(share for _, share in e["chunk"]) == pytest.approx(e["score"], abs=1e-5)
     plain = cli(run_cli, "search", query, "--index", str(index), "-k", "2")
     assert [h["explain"] for h in plain] == [None, None]
+
+
+def test_kv_cache_cli_and_web_give_the_same_reports(run_cli, client):
+    r = client.get("/api/kv-cache", params={"model": "smollm2", "text": IT})
+    assert r.status_code == 200, r.json()
+    w = r.json()
+    assert w["reports"][0] == cli(run_cli, "kv-cache", "smollm2")
+    assert w["reports"][1:] == cli(run_cli, "kv-cache")
+    demo = w["demo"]
+    assert demo["model"] == "smollm2" and demo["gqa_cache"][3] == len(demo["tokens"])
+    assert demo["max_difference"] < 1e-4
