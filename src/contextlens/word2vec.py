@@ -327,8 +327,9 @@ class Trainer:
         predicting their centre word `[B]` against k noise words drawn once per centre:
         updates the output table, returns the inputs' update `[B, P, d]` (0 where not valid)
         and the summed loss."""
-        slot = torch.randint(len(self.noise), (len(centre), self.settings.negative), generator=gen)
-        noise = torch.take(self.noise, slot.to(self.device))  # [B, k]
+        k = self.settings.negative
+        slot = torch.randint(len(self.noise), (len(centre), k), generator=gen, device=self.device)
+        noise = torch.take(self.noise, slot)  # [B, k]
         rows = torch.cat([centre[:, None], noise], 1)  # [B, 1 + k]
         drawn = rows != centre[:, None]  # a noise draw of the centre word itself is skipped
         drawn[:, 0] = True
