@@ -320,33 +320,38 @@ class Trainer:
         ids = torch.arange(len(self.lengths), device=self.device)[:, None]
         return self.mean_inputs(ids, torch.ones_like(ids, dtype=torch.float32))
 
-    def step(
-        self, v: torch.Tensor, valid: torch.Tensor, centre: torch.Tensor, lr: float, gen
-    ) -> tuple[torch.Tensor, float]:
-        """Negative sampling for inputs v `[B, P, d]` (`valid` `[B, P]` marks the real ones)
-        predicting their centre word `[B]` against k noise words drawn once per centre:
-        updates the output table, returns the inputs' update `[B, P, d]` (0 where not valid)
-        and the summed loss."""
+    def targets(self, centre: torch.Tensor, gen) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output rows of each centre word `[c]` and of `negative` noise words drawn for it
+        `[c, 1 + k]`, and which of them count `[c, 1 + k]` (a noise draw of the centre word
+        itself is skipped)."""
         k = self.settings.negative
         slot = torch.randint(len(self.noise), (len(centre), k), generator=gen, device=self.device)
-        noise = torch.take(self.noise, slot)  # [B, k]
-        rows = torch.cat([centre[:, None], noise], 1)  # [B, 1 + k]
-        drawn = rows != centre[:, None]  # a noise draw of the centre word itself is skipped
+        rows = torch.cat([centre[:, None], torch.take(self.noise, slot)], 1)
+        drawn = rows != centre[:, None]
         drawn[:, 0] = True
-        use = valid[:, :, None] & drawn[:, None, :]  # [B, P, 1 + k]
+        return rows, drawn
+
+    def step(
+        self, v: torch.Tensor, valid: torch.Tensor | None, rows: torch.Tensor, drawn, lr: float
+    ) -> tuple[torch.Tensor, float]:
+        """Negative sampling for inputs v `[B, P, d]` (`valid` `[B, P]` marks the real ones;
+        None: all are) predicting the output rows `[B, 1 + k]` of their centre word against its
+        noise words (`drawn` `[B, 1 + k]`, see `targets`): updates the output table, returns
+        the inputs' update `[B, P, d]` (0 where not valid) and the summed loss."""
+        use = drawn[:, None, :] if valid is None else valid[:, :, None] & drawn[:, None, :]
         out = F.embedding(rows, self.w_out)  # [B, 1 + k, d]
         score = torch.bmm(v, out.transpose(1, 2)).mul_(self.sign)  # [B, P, 1 + k], signed
         g = torch.sigmoid(-score).mul_(use).mul_(self.sign * lr)  # [B, P, 1 + k]
         loss = -float(F.logsigmoid(score).mul_(use).sum())
-        self.w_out.index_add_(0, rows.flatten(), torch.bmm(g.transpose(1, 2), v).flatten(0, 1))
+        self.w_out.index_add_(0, rows.flatten(), _products(g.transpose(1, 2), v).flatten(0, 1))
         return torch.bmm(g, out), loss
 
     def skipgram(self, work: "Work", lr, gen) -> tuple[float, int]:
         """Each context word's vector predicts its centre word, `batch` centres a step."""
         loss = 0.0
-        for a, centre, context, valid in self._steps(work):
+        for a, context, valid, rows, drawn in self._steps(work, gen):
             v = self.inputs(context)  # [B, P, d]
-            dv, part = self.step(v, valid, centre, lr(a / len(work.centre)), gen)  # [B, P, d]
+            dv, part = self.step(v, valid, rows, drawn, lr(a / len(work.centre)))  # [B, P, d]
             self.add_inputs(context, dv)
             loss += part
         return loss, int(work.count.sum())
@@ -355,25 +360,32 @@ class Trainer:
         """The mean of a centre's context vectors predicts it, `batch` centres a step
         (gensim's cbow_mean=1: each context word gets the whole update)."""
         loss = 0.0
-        for a, centre, context, valid in self._steps(work):
+        for a, context, valid, rows, drawn in self._steps(work, gen):
             h = self.mean_inputs(context, valid / valid.sum(1, keepdim=True))  # [B, d]
-            one = valid[:, :1].new_ones(len(centre), 1)
-            dh, part = self.step(h[:, None, :], one, centre, lr(a / len(work.centre)), gen)
+            dh, part = self.step(h[:, None, :], None, rows, drawn, lr(a / len(work.centre)))
             self.add_inputs(context, dh * valid[:, :, None])
             loss += part
         return loss, len(work.centre)
 
-    def _steps(self, work: "Work"):
-        """`(first row, centre [B], context [B, P], valid [B, P])` for each step of a block,
-        P the most context words of any of its rows."""
-        centre, context = (
-            torch.as_tensor(x, device=self.device) for x in (work.centre, work.context)
+    def _steps(self, work: "Work", gen):
+        """`(first row, context [B, P], valid [B, P], rows [B, 1 + k], drawn [B, 1 + k])` for
+        each step of a block (see `targets`), P the most context words of any of its rows. The
+        noise words of the whole block are drawn at once."""
+        context, count = (
+            torch.as_tensor(x, device=self.device) for x in (work.context, work.count)
         )
-        for a in range(0, len(centre), self.batch):
-            b = a + self.batch
-            width = int(work.count[a:b].max())
-            valid = torch.as_tensor(np.arange(width) < work.count[a:b, None], device=self.device)
-            yield a, centre[a:b], context[a:b, :width], valid
+        valid = torch.arange(context.shape[1], device=self.device) < count[:, None]  # [c, 2w]
+        rows, drawn = self.targets(torch.as_tensor(work.centre, device=self.device), gen)
+        for a in range(0, len(count), self.batch):
+            b = min(a + self.batch, len(count))
+            width = int(work.count[b - 1])  # the rows are sorted by count
+            yield a, context[a:b, :width], valid[a:b, :width], rows[a:b], drawn[a:b]
+
+
+def _products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for a `[B, m, P]`, b `[B, P, n]`: `[B, m, n]`; a broadcast product when P = 1
+    (CBOW), where bmm is several times slower."""
+    return a * b if a.shape[2] == 1 else torch.bmm(a, b)
 
 
 @dataclass
