@@ -50,3 +50,16 @@ def smollm2_reference():
         path.parent, gguf_file=path.name, attn_implementation="eager"
     ).eval()
     return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+@pytest.fixture(scope="session")
+def smollm2_native():
+    return cl.load("smollm2", weights="native")
+
+
+@pytest.fixture(scope="session", params=["gpt2", "llama"])
+def tiny_decoder(request, tmp_path_factory):
+    """A tiny random GPT-2 or Llama (tests/tiny.py), saved and loaded once per session."""
+    from tiny import save_tiny
+
+    return cl.load(save_tiny(request.param, tmp_path_factory.mktemp(request.param)))

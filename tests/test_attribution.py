@@ -4,7 +4,6 @@ attribution, on the real models and tiny GPT-2 / Llama ones."""
 import json
 
 import pytest
-from tiny import save_tiny
 
 import contextlens as cl
 from contextlens import ContextlensError
@@ -18,11 +17,6 @@ from contextlens.analysis.attribution import (
 PROMPT = "The capital of France is"
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
-def tiny(request, tmp_path_factory):
-    return cl.load(save_tiny(request.param, tmp_path_factory.mktemp(request.param)))
-
-
 def assert_complete(r) -> None:
     """Integrated gradients sum to f(x) − f(baseline) within 1% at the default steps."""
     assert r.steps == DEFAULT_STEPS
@@ -31,7 +25,7 @@ def assert_complete(r) -> None:
     assert abs(r.completeness_gap) <= 0.01 * abs(r.value - r.baseline_value)
 
 
-def test_integrated_gradients_are_complete_for_the_next_token(smollm2, tiny):
+def test_integrated_gradients_are_complete_for_the_next_token(smollm2, tiny_decoder):
     r = attribute_next_token(smollm2, PROMPT, target=" Paris")
     assert r.value == pytest.approx(
         float(smollm2.next_token_logits(PROMPT)[r_id(smollm2)]), abs=1e-4
@@ -39,7 +33,7 @@ def test_integrated_gradients_are_complete_for_the_next_token(smollm2, tiny):
     assert_complete(r)
     assert "".join(t.token for t in r.tokens) == PROMPT
     assert r.tokens[0].integrated_gradients == 0  # the first token (the sink) is in the baseline
-    assert_complete(attribute_next_token(tiny, PROMPT, log_prob=True))
+    assert_complete(attribute_next_token(tiny_decoder, PROMPT, log_prob=True))
 
 
 def r_id(m) -> int:
@@ -58,13 +52,13 @@ def test_similarity_attribution_is_complete_on_both_sides(minilm):
         assert all(t.integrated_gradients == 0 for t in specials)  # kept in the baseline
 
 
-def test_saliency_and_input_times_gradient_follow_the_gradient(tiny):
+def test_saliency_and_input_times_gradient_follow_the_gradient(tiny_decoder):
     """With one step at α = ½ nothing changes for saliency and input × gradient; a token that
     cannot reach the output (after the last one, in a decoder: none) still gets a gradient."""
-    r = attribute_next_token(tiny, PROMPT, steps=1)
+    r = attribute_next_token(tiny_decoder, PROMPT, steps=1)
     assert all(t.saliency >= 0 for t in r.tokens)
     assert any(t.saliency > 0 for t in r.tokens)
-    again = attribute_next_token(tiny, PROMPT, steps=4)
+    again = attribute_next_token(tiny_decoder, PROMPT, steps=4)
     assert [t.saliency for t in again.tokens] == [t.saliency for t in r.tokens]
     assert [t.input_x_gradient for t in again.tokens] == [t.input_x_gradient for t in r.tokens]
 
@@ -81,13 +75,13 @@ def assert_split(m) -> None:
     assert len(d.parts) == 1 + n * (h + 1) + per_layer_bias + 1
 
 
-def test_direct_logit_attribution_sums_to_the_logit(smollm2, tiny):
+def test_direct_logit_attribution_sums_to_the_logit(smollm2, tiny_decoder):
     assert_split(smollm2)
-    assert_split(tiny)
+    assert_split(tiny_decoder)
 
 
-def test_direct_logit_attribution_with_native_weights_sums_too():
-    m = cl.load("smollm2", weights="native")
+def test_direct_logit_attribution_with_native_weights_sums_too(smollm2_native):
+    m = smollm2_native
     d = direct_logit_attribution(m, PROMPT, target=" Paris")
     assert d.total == pytest.approx(d.logit, abs=1e-3)
     with pytest.raises(ContextlensError, match="need exact weights.*weights='exact'"):

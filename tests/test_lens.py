@@ -4,9 +4,7 @@ import json
 
 import pytest
 import torch
-from tiny import save_tiny
 
-import contextlens as cl
 from contextlens import ContextlensError
 from contextlens.analysis.lens import lens_logits, logit_lens
 from contextlens.report import to_dict
@@ -14,18 +12,13 @@ from contextlens.report import to_dict
 PROMPT = "The capital of France is"
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
-def tiny(request, tmp_path_factory):
-    return cl.load(save_tiny(request.param, tmp_path_factory.mktemp(request.param)))
-
-
 def assert_same_logits(lens_row: torch.Tensor, logits: torch.Tensor) -> None:
     """Equal to 1e-5 of the largest logit (one matrix product of another shape rounds apart)."""
     assert (lens_row - logits).abs().max() <= 1e-5 * logits.abs().max()
 
 
-def test_last_layer_lens_equals_the_model_logits(smollm2, tiny):
-    for m in (smollm2, tiny):
+def test_last_layer_lens_equals_the_model_logits(smollm2, tiny_decoder):
+    for m in (smollm2, tiny_decoder):
         rows = lens_logits(m, PROMPT)
         assert rows.shape == (m.config.n_layers + 1, m.config.vocab_size)
         assert_same_logits(rows[-1], m.next_token_logits(PROMPT))
@@ -54,8 +47,8 @@ def test_paris_appears_late_and_takes_over(smollm2):
     }
 
 
-def test_native_weights_lens_is_the_native_prediction():
-    m = cl.load("smollm2", weights="native")
+def test_native_weights_lens_is_the_native_prediction(smollm2_native):
+    m = smollm2_native
     assert_same_logits(lens_logits(m, PROMPT)[-1], m.next_token_logits(PROMPT))
 
 

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from tiny import save_tiny
 
-import contextlens as cl
 from contextlens import ContextlensError
 from contextlens.analysis import coref
 from contextlens.analysis.attribution import attribute_similarity
@@ -34,13 +32,8 @@ TIRED = "The animal didn't cross the street because it was too tired."
 WIDE = "The animal didn't cross the street because it was too wide."
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
-def tiny(request, tmp_path_factory):
-    return cl.load(save_tiny(request.param, tmp_path_factory.mktemp(request.param)))
-
-
-def test_patching_a_run_into_itself_changes_nothing(tiny, minilm):
-    for m, text in ((tiny, CLEAN), (minilm, TIRED)):
+def test_patching_a_run_into_itself_changes_nothing(tiny_decoder, minilm):
+    for m, text in ((tiny_decoder, CLEAN), (minilm, TIRED)):
         _, ids = encode(m, text)
         hidden, source = points(m, ids)
         cfg = m.config
@@ -50,18 +43,18 @@ def test_patching_a_run_into_itself_changes_nothing(tiny, minilm):
             torch.testing.assert_close(out, hidden.expand_as(out), atol=1e-5, rtol=0)
 
 
-def test_patching_everything_restores_the_clean_run_exactly(tiny):
-    (_, clean), (_, corrupted) = encode(tiny, CLEAN), encode(tiny, CORRUPTED)
-    hidden, source = points(tiny, clean)
-    everything = [Patch("resid", i) for i in range(tiny.config.n_layers)]
+def test_patching_everything_restores_the_clean_run_exactly(tiny_decoder):
+    (_, clean), (_, corrupted) = encode(tiny_decoder, CLEAN), encode(tiny_decoder, CORRUPTED)
+    hidden, source = points(tiny_decoder, clean)
+    everything = [Patch("resid", i) for i in range(tiny_decoder.config.n_layers)]
     first_layer = [Patch("resid", 0)]
-    out = run_patched(tiny, corrupted, [everything, first_layer], source)
-    assert not torch.equal(points(tiny, corrupted)[0], hidden)
+    out = run_patched(tiny_decoder, corrupted, [everything, first_layer], source)
+    assert not torch.equal(points(tiny_decoder, corrupted)[0], hidden)
     assert torch.equal(out[0], hidden[0]) and torch.equal(out[1], hidden[0])
 
 
-def test_patch_report_restores_one_at_the_changed_token(tiny, minilm):
-    for m, clean, corrupted in ((tiny, CLEAN, CORRUPTED), (minilm, TIRED, WIDE)):
+def test_patch_report_restores_one_at_the_changed_token(tiny_decoder, minilm):
+    for m, clean, corrupted in ((tiny_decoder, CLEAN, CORRUPTED), (minilm, TIRED, WIDE)):
         r = patch(m, clean, corrupted)
         assert len(r.restored) == m.config.n_layers and len(r.restored[0]) == len(r.tokens)
         assert r.clean_value != r.corrupted_value
@@ -82,13 +75,17 @@ def test_minilm_patch_uses_the_embedding_and_finds_the_changed_word(minilm):
     assert r.restored[0][r.differs[0]] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_mean_ablation_of_a_one_token_text_changes_nothing(tiny):
+def test_mean_ablation_of_a_one_token_text_changes_nothing(tiny_decoder):
     """Over one position a head's mean is its output: mean-ablation keeps the run."""
-    every = [(i, h) for i in range(tiny.config.n_layers) for h in range(tiny.config.n_heads)]
-    text = tiny.tokenizer.decode(tiny.tokenize("The").ids[:1])
-    same = ablate(tiny, text, every, mode="mean")
+    every = [
+        (i, h)
+        for i in range(tiny_decoder.config.n_layers)
+        for h in range(tiny_decoder.config.n_heads)
+    ]
+    text = tiny_decoder.tokenizer.decode(tiny_decoder.tokenize("The").ids[:1])
+    same = ablate(tiny_decoder, text, every, mode="mean")
     assert same.after == pytest.approx(same.before, abs=1e-6)
-    zeroed = ablate(tiny, CLEAN, every, mode="zero")
+    zeroed = ablate(tiny_decoder, CLEAN, every, mode="zero")
     assert zeroed.after != pytest.approx(zeroed.before, abs=1e-4)
     assert zeroed.top_before[0][0] == zeroed.target
 
@@ -103,17 +100,17 @@ def test_candidate_influence_is_zero_for_the_clean_run_and_grows_downstream(smol
     assert (moved[1:] > 0).all()
 
 
-def test_bad_inputs_are_one_line_errors(tiny, minilm):
+def test_bad_inputs_are_one_line_errors(tiny_decoder, minilm):
     cases = [
         (lambda: patch(minilm, TIRED, "The animal didn't cross the road."), "same token length"),
         (lambda: patch(minilm, TIRED, TIRED), "are the same tokens"),
         (lambda: patch(minilm, TIRED, WIDE, site="mlp_in"), "unknown site 'mlp_in'"),
-        (lambda: patch(tiny, CLEAN, CORRUPTED, target=" Paris France"), "tokens"),
-        (lambda: patch(tiny, CLEAN, CORRUPTED, target="x", foil="x"), "both 'x'"),
-        (lambda: ablate(tiny, CLEAN, [(9, 0)]), "layer 9 is out of range"),
-        (lambda: ablate(tiny, CLEAN, [(0, 7)]), "head 7 is out of range"),
-        (lambda: ablate(tiny, CLEAN, []), "at least one head"),
-        (lambda: ablate(tiny, CLEAN, [(0, 0)], mode="half"), "unknown ablation 'half'"),
+        (lambda: patch(tiny_decoder, CLEAN, CORRUPTED, target=" Paris France"), "tokens"),
+        (lambda: patch(tiny_decoder, CLEAN, CORRUPTED, target="x", foil="x"), "both 'x'"),
+        (lambda: ablate(tiny_decoder, CLEAN, [(9, 0)]), "layer 9 is out of range"),
+        (lambda: ablate(tiny_decoder, CLEAN, [(0, 7)]), "head 7 is out of range"),
+        (lambda: ablate(tiny_decoder, CLEAN, []), "at least one head"),
+        (lambda: ablate(tiny_decoder, CLEAN, [(0, 0)], mode="half"), "unknown ablation 'half'"),
     ]
     for call, message in cases:
         with pytest.raises(ContextlensError, match=message) as e:
