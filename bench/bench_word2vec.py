@@ -12,7 +12,8 @@ Wikipedia), 391,381 words as io/corpus.py splits them; skip-gram and CBOW, d=100
 
 Quality is averaged over 3 seeds with 2 workers each (gensim and ours); one seed with 1 worker
 gives our repeatable single-thread speed. Run: `.venv/bin/python bench/bench_word2vec.py`
-(about 15 minutes on a busy 2-core machine; `--quick` trains 1 epoch and 1 seed).
+(about 15 minutes on a busy 2-core machine; `--quick` trains 1 epoch and 1 seed; `--speed`
+5 epochs and 1 seed, for the speed rows in a few minutes).
 """
 
 import argparse
@@ -132,9 +133,11 @@ def run(mode: str, epochs: int, seeds: list[int], sentences, human) -> list[dict
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1 epoch, 1 seed")
+    parser.add_argument("--speed", action="store_true", help="5 epochs, 1 seed: the speed rows")
     args = parser.parse_args()
-    epochs, seeds = (1, [1]) if args.quick else (5, [1, 2, 3])
+    epochs, seeds = (1, [1]) if args.quick else (5, [1]) if args.speed else (5, [1, 2, 3])
+    flag = " --quick" if args.quick else " --speed" if args.speed else ""
     sentences = list(corpus.sentences(FILES))
     human = pairs()
     ceiling = matmul_ceiling()
@@ -143,7 +146,7 @@ def main() -> None:
     for mode in ("skipgram", "cbow"):
         rows += run(mode, epochs, seeds, sentences, human)
     lines = [
-        f"`.venv/bin/python bench/bench_word2vec.py{' --quick' if args.quick else ''}` · "
+        f"`.venv/bin/python bench/bench_word2vec.py{flag}` · "
         f"{machine()} · fp32 matmul ceiling {ceiling['torch_gflops']:.0f} GFLOP/s (torch), "
         f"random row gather + scatter-add {gather / 1e6:.1f} M rows/s of d={DIM} on one "
         "thread · "
