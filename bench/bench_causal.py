@@ -2,7 +2,9 @@
 the same model on the same text, in the same process; the machine's fp32 matmul ceiling and its
 load are measured in the same run. Prints a markdown section for RESULTS.md.
 
-    .venv/bin/python bench/bench_causal.py
+    nice -n 10 .venv/bin/python bench/bench_causal.py
+
+Exact (fp32) weights, the default; each method is timed as the median of 3 calls after one.
 """
 
 import os
@@ -13,12 +15,18 @@ from common import machine, matmul_ceiling, timeit
 
 import contextlens as cl
 from contextlens.analysis import attribution as attr
-from contextlens.analysis import lens, patching
+from contextlens.analysis import coref, lens, patching
+from contextlens.io.benchmarks import CorefCase
 
 PROMPT, ITALY = "The capital of France is", "The capital of Italy is"
 TIRED = "The animal didn't cross the street because it was too tired."
 WIDE = "The animal didn't cross the street because it was too wide."
 OTHER = "The animal was too tired to walk."
+COREF = CorefCase(
+    "The developer argued with the designer because she did not like the design.",
+    "she",
+    ("The developer", "the designer"),
+)
 
 
 def forward(m, text: str):
@@ -31,15 +39,25 @@ def forward(m, text: str):
     return run
 
 
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.1f}" for x in load)
+
+
 def rows(m, text: str, methods: dict) -> list[tuple[str, float, float]]:
     """(method, seconds, seconds / one forward pass) for each method on `text`."""
     one = timeit(forward(m, text), repeat=5, warmup=2)
     out = [("one forward pass", one, 1.0)]
     for name, fn in methods.items():
-        t = timeit(fn, repeat=1, warmup=0)
+        t = timeit(fn, repeat=3, warmup=1)
         out.append((name, t, t / one))
         print(f"{name}: {t:.3f} s, {t / one:.1f}× one forward", file=sys.stderr, flush=True)
     return out
+
+
+def coref_ablation(m):
+    """`evaluate coref`'s causal method on one WinoBias sentence: 1 + 2 rows in one pass."""
+    s = coref.probe(m, COREF)
+    return lambda: coref.with_influence(m, [COREF.text], [s])
 
 
 def main() -> None:
@@ -53,6 +71,9 @@ def main() -> None:
         {
             "logit lens (every layer × position, top 5)": lambda: lens.logit_lens(smollm2, PROMPT),
             "direct logit attribution": lambda: attr.direct_logit_attribution(smollm2, PROMPT),
+            "saliency and input × gradient (one gradient pass)": lambda: attr.attribute_next_token(
+                smollm2, PROMPT, " Paris", steps=1
+            ),
             f"gradients, {attr.DEFAULT_STEPS}-step integrated gradients": lambda: (
                 attr.attribute_next_token(smollm2, PROMPT, " Paris")
             ),
@@ -63,12 +84,16 @@ def main() -> None:
                 smollm2, PROMPT, ITALY, site="heads"
             ),
             "zero-ablating 2 heads": lambda: patching.ablate(smollm2, PROMPT, [(23, 4), (29, 1)]),
+            "coreference candidate ablation (one WinoBias sentence)": coref_ablation(smollm2),
         },
     )
     encoder = rows(
         minilm,
         TIRED,
         {
+            "similarity attribution, both sides, one gradient pass": lambda: (
+                attr.attribute_similarity(minilm, TIRED, OTHER, 1)
+            ),
             f"similarity attribution, both sides, {attr.DEFAULT_STEPS} steps": lambda: (
                 attr.attribute_similarity(minilm, TIRED, OTHER)
             ),
@@ -76,16 +101,19 @@ def main() -> None:
                 minilm, TIRED, WIDE
             ),
             "patching, heads (6 × 12)": lambda: patching.patch(minilm, TIRED, WIDE, site="heads"),
+            "zero-ablating 2 heads": lambda: patching.ablate(minilm, TIRED, [(1, 2), (3, 1)]),
+            "coreference candidate ablation (one WinoBias sentence)": coref_ablation(minilm),
         },
     )
     load_after = os.getloadavg()
     lines = [
-        "## Causal methods: cost against one forward pass (issue 14)",
+        "## Causal methods: cost per forward pass",
         "",
-        f"`.venv/bin/python bench/bench_causal.py` — {machine()}; fp32 matmul ceiling "
+        f"`nice -n 10 .venv/bin/python bench/bench_causal.py` — exact (fp32) weights, median of "
+        f"3 calls after one; {machine()}; fp32 matmul ceiling "
         f"{ceiling['torch_gflops']:.0f} GFLOP/s (torch) / {ceiling['numpy_gflops']:.0f} "
         f"(numpy), measured in the same run. **The machine was shared and busy**: load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores), so seconds are "
+        f"{fmt_load(load_before)} before, {fmt_load(load_after)} after (2 cores), so seconds are "
         "inflated; the ratios, taken in one run, are the figure to read.",
         "",
     ]
