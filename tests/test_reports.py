@@ -2,10 +2,11 @@
 same whether the CLI (--json) or the web API gives it."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
-from web_corpus import build_index
+from web_corpus import DOCS, build_index
 
 
 @pytest.mark.parametrize("name", ["minilm", "smollm2"])
@@ -172,3 +173,50 @@ def test_kv_cache_cli_and_web_give_the_same_reports(run_cli, client):
     demo = w["demo"]
     assert demo["model"] == "smollm2" and demo["gqa_cache"][3] == len(demo["tokens"])
     assert demo["max_difference"] < 1e-4
+
+
+def test_index_info_cli_and_web_agree(run_cli, client, index):
+    from contextlens.search import Index
+
+    c = cli(run_cli, "index", "info", "--index", str(index))
+    served = client.get("/api/models").json()["index"]
+    shown = (Path(c["path"]).name, c["model"], c["documents"], c["chunks"])
+    assert shown == (served["name"], served["model"], served["documents"], served["chunks"])
+    assert sorted(Path(f).name for f in c["files"]) == sorted(DOCS)
+    assert c | {"files": None} == Index.open(index).info()
+
+
+def test_learn_cli_and_web_give_the_same_report(run_cli, client, tmp_path):
+    animals, vehicles = ["cat", "dog"], ["car", "truck"]
+    lines = [
+        f"the {animals[i // 2 % 2]} eats grass near the barn"
+        if i % 2
+        else f"the {vehicles[i // 2 % 2]} drives on the road"
+        for i in range(80)
+    ]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    options = {"dim": 10, "window": 3, "min_count": 1, "epochs": 2, "seed": 3}
+    w = web(client, "/api/learn", text=corpus.read_text(), track=[["cat", "dog"]], **options)
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    args = ["train", "word2vec", corpus, "-o", tmp_path / "v.txt", "--track", "cat,dog"]
+    c = cli(run_cli, *args, *flags, "--checkpoints=10")
+    timed = ("seconds", "words_per_second", "out")
+    assert {k: v for k, v in c.items() if k not in timed} == {
+        k: v for k, v in w.items() if k not in timed
+    }
+    words = [
+        "the",
+        "cat",
+        "dog",
+        "car",
+        "truck",
+        "eats",
+        "grass",
+        "near",
+        "barn",
+        "drives",
+        "on",
+        "road",
+    ]
+    assert c["words_sample"][0] == "the" and sorted(c["words_sample"]) == sorted(words)

@@ -267,7 +267,7 @@ def test_oov_is_a_fraction_everywhere(glove, tmp_path, run_cli):
     path = tmp_path / "questions.txt"
     path.write_text("\n".join(x for i, x in enumerate(lines) if x.startswith(":") or i % 40 == 0))
     subset = cl.evaluate_analogies(glove, path, restrict_vocab=20_000)
-    d = subset.to_dict()
+    d = cl.report.to_dict(subset.scores())
     assert "oov_ratio" not in d and 0 < d["oov_fraction"] == subset.oov_fraction < 1
     assert d["oov_fraction"] == d["oov"] / (d["oov"] + d["evaluated"])
 

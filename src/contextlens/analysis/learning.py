@@ -17,6 +17,7 @@ from .context import project_2d
 from .plots import plt, save
 
 MAP_PANELS = 4  # checkpoints drawn as maps in the picture: the start, the end, and between
+SAMPLE_WORDS = 200  # vocabulary words a report lists, most frequent first
 
 
 @dataclass
@@ -44,7 +45,8 @@ class Learning:
     words read by then; loss: mean loss per pair since the previous checkpoint (None at the
     start); maps: per checkpoint, the tracked words in 2-D `[c, w, 2]` (PCA of that
     checkpoint's vectors, rotated to line up with the last map so that the words can be
-    followed from panel to panel).
+    followed from panel to panel); words_sample: the vocabulary's SAMPLE_WORDS most frequent
+    words (words to try tracking next).
     """
 
     mode: str
@@ -62,6 +64,7 @@ class Learning:
     tracked: list[WordNeighbours]
     labels: list[str]
     maps: torch.Tensor
+    words_sample: list[str]
 
 
 def learning(run: Training, out: str | Path | None = None) -> Learning:
@@ -87,6 +90,7 @@ def learning(run: Training, out: str | Path | None = None) -> Learning:
         tracked=[WordNeighbours(w, [c.neighbours[w] for c in points]) for w in run.words],
         labels=list(run.words),
         maps=maps,
+        words_sample=list(run.vectors.words[:SAMPLE_WORDS]),
     )
 
 

@@ -80,26 +80,90 @@ class AnalogyResult:
         total = self.evaluated + self.oov
         return self.oov / total if total else 0.0
 
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "method": self.method,
-            "restrict_vocab": self.restrict_vocab,
-            "accuracy": self.accuracy,
-            "correct": self.n_correct,
-            "evaluated": self.evaluated,
-            "oov": self.oov,
-            "oov_fraction": self.oov_fraction,
-            "sections": [
-                {
-                    "section": s.name,
-                    "accuracy": s.accuracy,
-                    "correct": sum(s.correct),
-                    "evaluated": len(s.correct),
-                }
-                for s in self.sections
-            ],
-        }
+    def scores(self) -> "AnalogyScores":
+        """The numbers of this result (without the questions and answers)."""
+        sections = [
+            SectionScores(s.name, s.accuracy, sum(s.correct), len(s.correct)) for s in self.sections
+        ]
+        return AnalogyScores(
+            self.path,
+            self.method,
+            self.restrict_vocab,
+            self.accuracy,
+            self.n_correct,
+            self.evaluated,
+            self.oov,
+            self.oov_fraction,
+            sections,
+        )
+
+
+@dataclass(frozen=True)
+class SectionScores:
+    section: str
+    accuracy: float
+    correct: int
+    evaluated: int
+
+
+@dataclass(frozen=True)
+class AnalogyScores:
+    """An analogy evaluation's accuracy, overall and per section; `oov` questions skipped
+    (`oov_fraction` of all, 0 to 1)."""
+
+    path: str
+    method: str
+    restrict_vocab: int
+    accuracy: float
+    correct: int
+    evaluated: int
+    oov: int
+    oov_fraction: float
+    sections: list[SectionScores]
+
+
+@dataclass(frozen=True)
+class AnalogyComparison:
+    """One analogy file answered by the word vectors `model` with each method (3cosadd, 3cosmul)."""
+
+    model: str
+    methods: dict[str, AnalogyScores]
+
+
+@dataclass(frozen=True)
+class WordPairScores:
+    """Pearson and Spearman of cosine vs human scores over `pairs` word pairs of `file`; `oov`
+    pairs skipped for an unknown word (`oov_fraction` of all, 0 to 1; gensim: a percentage)."""
+
+    model: str
+    file: str
+    pearson: float
+    spearman: float
+    pairs: int
+    oov: int
+    oov_fraction: float
+
+
+@dataclass(frozen=True)
+class WordRows:
+    """The raw vectors `[dim]` of some words of the table `model`, by word."""
+
+    model: str
+    dim: int
+    vectors: dict[str, torch.Tensor]
+
+
+def word_rows(wv: WordVectors, words: list[str]) -> WordRows:
+    """The rows of `words` (spelt as the table spells them: `WordVectors.lookup`)."""
+    return WordRows(wv.name, wv.dim, {w: wv[w] for w in words})
+
+
+def compare_analogies(
+    wv: WordVectors, path: str | Path, restrict_vocab: int = 300_000
+) -> AnalogyComparison:
+    """`evaluate_analogies` with every method, side by side."""
+    methods = {m: evaluate_analogies(wv, path, m, restrict_vocab).scores() for m in METHODS}
+    return AnalogyComparison(wv.name, methods)
 
 
 def _lines(path: Path, what: str) -> list[str]:
@@ -268,7 +332,7 @@ def evaluate_word_pairs(
     path: str | Path,
     restrict_vocab: int = 300_000,
     case_insensitive: bool = True,
-) -> dict[str, float]:
+) -> WordPairScores:
     """Pearson and Spearman of cosine(word1, word2) vs the human score, and the pairs skipped
     for an unknown word as `oov` (a count) and `oov_fraction` (0 to 1; gensim reports the
     same as a percentage)."""
@@ -284,10 +348,12 @@ def evaluate_word_pairs(
 
     a, b, gold = zip(*known, strict=True)
     cosines = (wv.unit[list(a)] * wv.unit[list(b)]).sum(1).double().numpy()
-    return {
-        "pearson": float(pearsonr(gold, cosines).statistic),
-        "spearman": float(spearmanr(gold, cosines).statistic),
-        "oov_fraction": (len(pairs) - len(known)) / len(pairs),
-        "pairs": len(known),
-        "oov": len(pairs) - len(known),
-    }
+    return WordPairScores(
+        wv.name,
+        str(path),
+        float(pearsonr(gold, cosines).statistic),
+        float(spearmanr(gold, cosines).statistic),
+        len(known),
+        len(pairs) - len(known),
+        (len(pairs) - len(known)) / len(pairs),
+    )

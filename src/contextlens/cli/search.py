@@ -2,7 +2,7 @@
 
 import tempfile
 import warnings
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 import typer
@@ -19,6 +19,7 @@ from ..search import (
     list_indexes,
 )
 from ..search.engine import Engine
+from ..search.index import IndexBuilt, Removed
 from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
 from .embed import (
     ACTORS,
@@ -64,12 +65,13 @@ def _run_build(paths, index, model, chunk_tokens=None, overlap=None, text_field=
 
 
 def _show_build(ix: Index, report, as_json: bool) -> None:
-    data = asdict(report) | {"index": str(ix.path)}
+    built = IndexBuilt(**vars(report), index=str(ix.path))
     if as_json:
-        return emit_json(data)
-    rows = [(k, v) for k, v in data.items() if k not in ("skipped", "index")]
-    table(f"index {ix.path}", ["", "count"], rows, {"count": "right"})
-    for s in report.skipped:
+        return emit_json(built)
+    counts = [f.name for f in fields(built) if f.name not in ("skipped", "index")]
+    rows = [(name, getattr(built, name)) for name in counts]
+    table(f"index {built.index}", ["", "count"], rows, {"count": "right"})
+    for s in built.skipped:
         console.print(f"skipped {s.path}: {s.reason}", markup=False)
 
 
@@ -123,33 +125,31 @@ def remove(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Remove documents (a folder removes everything under it)."""
-    n = Index.open(index).remove(documents)
+    ix = Index.open(index)
+    r = Removed(str(ix.path), ix.remove(documents))
     if as_json:
-        return emit_json({"removed": n})
-    console.print(f"removed {n} document{'s' * (n != 1)}")
+        return emit_json(r)
+    console.print(f"removed {r.removed} document{'s' * (r.removed != 1)}")
 
 
 @index_app.command("info")
 def info(index: str = INDEX, as_json: bool = JSON_OPTION) -> None:
     """What an index holds and how it was made."""
-    ix = Index.open(index)
-    data = ix.info() | {"files": [d["name"] for d in ix.documents()]}
+    r = Index.open(index).details(files=True)
     if as_json:
-        return emit_json(data)
-    table(None, ["", "value"], [(k, v) for k, v in data.items() if k != "files"])
+        return emit_json(r)
+    shown = [f.name for f in fields(r) if f.name != "files"]
+    table(None, ["", "value"], [(name, getattr(r, name)) for name in shown])
 
 
 @index_app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
     """The indexes under $CONTEXTLENS_HOME/indexes (default ~/.cache/contextlens/indexes)."""
-    rows = [Index(p).info() for p in list_indexes()]
+    infos = [Index(p).details() for p in list_indexes()]
     if as_json:
-        return emit_json(rows)
-    table(
-        None,
-        ["index", "model", "documents", "chunks"],
-        [(Path(r["path"]).name, r["model"], r["documents"], r["chunks"]) for r in rows],
-    )
+        return emit_json(infos)
+    rows = [(Path(r.path).name, r.model, r.documents, r.chunks) for r in infos]
+    table(None, ["index", "model", "documents", "chunks"], rows)
 
 
 def _where(pairs: list[str] | None) -> dict[str, str] | None:
@@ -263,14 +263,14 @@ def evaluate_retrieval(
         result = evaluate(ix, m, asked, judgements, depth)
     if as_json:
         return emit_json(result)
-    metrics = list(next(iter(result["modes"].values())))
+    metrics = list(next(iter(result.modes.values())))
     rows = [
         (mode, *(f"{v:.1f}" if name == "qps" else f"{v:.4f}" for name, v in r.items()))
-        for mode, r in result["modes"].items()
+        for mode, r in result.modes.items()
     ]
     right = {c: "right" for c in metrics}
-    table(f"{ix.path.name}: {result['queries']} queries", ["mode", *metrics], rows, right)
-    a = result["ann"]
+    table(f"{result.index}: {result.queries} queries", ["mode", *metrics], rows, right)
+    a = result.ann
     console.print(
         f"ANN (HNSW) recall@10 vs exact: {a['recall@10_vs_exact']:.4f}, {a['qps']:.1f} QPS"
     )

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from ..analysis import wordspace as space
-from ..analysis.wordvectors import DATASETS, METHODS, evaluate_analogies, evaluate_word_pairs
+from ..analysis.wordvectors import DATASETS, compare_analogies, evaluate_word_pairs, word_rows
 from ..errors import ContextlensError
 from ..io.catalog import resolve
 from ..io.wordvectors import SUFFIX_FORMAT
@@ -126,14 +126,12 @@ def vectors(
     wv = word_vectors(model, skip_bad_rows)
     used = [wv.lookup(w) for w in words]
     note_lowercased(wv, words, used)
-    words, rows = used, wv[used].tolist()
+    r = word_rows(wv, used)
     if as_json:
-        return emit_json(
-            {"model": wv.name, "dim": wv.dim, "vectors": dict(zip(words, rows, strict=True))}
-        )
-    for word, row in zip(words, rows, strict=True):
-        numbers = " ".join(f"{x:.5g}" for x in row)
-        console.print(f"[bold]{escape(word)}[/bold] {escape(f'[{wv.dim}]')}", numbers)
+        return emit_json(r)
+    for word, row in r.vectors.items():
+        numbers = " ".join(f"{x:.5g}" for x in row.tolist())
+        console.print(f"[bold]{escape(word)}[/bold] {escape(f'[{r.dim}]')}", numbers)
 
 
 @evaluate_app.command("analogies")
@@ -146,17 +144,17 @@ def evaluate_analogies_command(
 ) -> None:
     """Google analogies: accuracy per section with 3CosAdd and 3CosMul side by side."""
     wv = word_vectors(model, skip_bad_rows)
-    results = {m: evaluate_analogies(wv, file, m, restrict_vocab) for m in METHODS}
+    r = compare_analogies(wv, file, restrict_vocab)
     if as_json:
-        return emit_json({"model": wv.name} | {m: r.to_dict() for m, r in results.items()})
-    add, mul = results["3cosadd"], results["3cosmul"]
+        return emit_json(r)
+    add, mul = r.methods["3cosadd"], r.methods["3cosmul"]
     rows = [
-        (escape(s.name), len(s.correct), f"{s.accuracy:.1%}", f"{t.accuracy:.1%}")
+        (escape(s.section), s.evaluated, f"{s.accuracy:.1%}", f"{t.accuracy:.1%}")
         for s, t in zip(add.sections, mul.sections, strict=True)
     ]
     rows.append(("all", add.evaluated, f"{add.accuracy:.1%}", f"{mul.accuracy:.1%}"))
     table(
-        escape(f"analogies: {Path(file).name}, {wv.name}, first {restrict_vocab:,} words"),
+        escape(f"analogies: {Path(file).name}, {r.model}, first {restrict_vocab:,} words"),
         ["section", "questions", "3CosAdd", "3CosMul"],
         rows,
         {"questions": "right", "3CosAdd": "right", "3CosMul": "right"},
@@ -165,14 +163,14 @@ def evaluate_analogies_command(
 
 
 def _word_pairs(kind: str, file: Path, wv: WordVectors, restrict_vocab: int, as_json: bool) -> None:
-    r = {"model": wv.name, "file": str(file)} | evaluate_word_pairs(wv, file, restrict_vocab)
+    r = evaluate_word_pairs(wv, file, restrict_vocab)
     if as_json:
         return emit_json(r)
     console.print(
-        escape(f"{kind} ({Path(file).name}, {wv.name}): ")
-        + f"Spearman [bold]{r['spearman']:.4f}[/bold]   "
-        f"Pearson {r['pearson']:.4f}   {r['pairs']} pairs, {r['oov']} skipped "
-        f"({r['oov_fraction']:.1%} out of vocabulary)"
+        escape(f"{kind} ({Path(file).name}, {r.model}): ")
+        + f"Spearman [bold]{r.spearman:.4f}[/bold]   "
+        f"Pearson {r.pearson:.4f}   {r.pairs} pairs, {r.oov} skipped "
+        f"({r.oov_fraction:.1%} out of vocabulary)"
     )
 
 

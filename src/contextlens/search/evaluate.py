@@ -9,7 +9,7 @@ import math
 import time
 
 from ..errors import ContextlensError
-from .index import Index
+from .index import Index, RetrievalReport
 
 
 def recall(ranked: list[str], relevant: dict[str, float], k: int) -> float:
@@ -55,12 +55,12 @@ def evaluate(
     qrels: dict[str, dict[str, float]],
     depth: int = 100,
     modes: tuple[str, ...] = ("dense", "bm25", "hybrid"),
-) -> dict:
+) -> RetrievalReport:
     """Mean metrics per mode over the queries that have judgements, plus exact-vs-ANN recall@10
     and each mode's queries per second (one query at a time, embedding included)."""
     judged_queries = judged(queries, qrels)
     chunks = 3 * depth  # documents may have several chunks
-    out: dict = {"queries": len(judged_queries), "modes": {}}
+    scores: dict[str, dict[str, float]] = {}
     exact_top10: dict[str, list[int]] = {}
     for mode in modes:
         sums = {"recall@10": 0.0, f"recall@{depth}": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
@@ -75,8 +75,9 @@ def evaluate(
             sums["mrr@10"] += mrr(ranked, rel)
             sums["ndcg@10"] += ndcg(ranked, rel)
         seconds = time.perf_counter() - t0
-        out["modes"][mode] = {m: s / len(judged_queries) for m, s in sums.items()}
-        out["modes"][mode]["qps"] = len(judged_queries) / seconds
+        scores[mode] = {m: s / len(judged_queries) for m, s in sums.items()}
+        scores[mode]["qps"] = len(judged_queries) / seconds
+    agreement = None
     if exact_top10:
         t0 = time.perf_counter()
         agree = 0.0
@@ -84,8 +85,8 @@ def evaluate(
             hits = index.search(text, k=10, mode="dense", model=model, ann=True)
             ann = {h.chunk_id for h in hits}
             agree += len(ann & set(exact_top10[qid])) / max(len(exact_top10[qid]), 1)
-        out["ann"] = {
+        agreement = {
             "recall@10_vs_exact": agree / len(judged_queries),
             "qps": len(judged_queries) / (time.perf_counter() - t0),
         }
-    return out
+    return RetrievalReport(index.path.name, len(judged_queries), depth, scores, agreement)

@@ -13,7 +13,7 @@ import os
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +97,55 @@ class IndexSummary:
     model: str
     documents: int
     chunks: int
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What an index holds and how it was made: its folder, settings, live counts (documents,
+    chunks, tokens, split sentences; staged: documents of an unfinished build) and size on
+    disk; `files`, when asked for, names its documents."""
+
+    path: str
+    model: str
+    dim: int
+    chunk_tokens: int
+    overlap: int
+    generation: int
+    documents: int
+    chunks: int
+    tokens: int
+    split_sentences: int
+    staged_documents: int
+    bytes: int
+    files: list[str] | None = None
+
+
+@dataclass
+class IndexBuilt(BuildReport):
+    """A build's (or add's) report, naming the index it changed."""
+
+    index: str = ""
+
+
+@dataclass(frozen=True)
+class Removed:
+    """How many documents `Index.remove` took out of the index `index`."""
+
+    index: str
+    removed: int
+
+
+@dataclass(frozen=True)
+class RetrievalReport:
+    """A retrieval evaluation of the index `index`: per mode, the mean recall@10,
+    recall@{depth}, mrr@10, ndcg@10 over the judged queries and the queries per second; `ann`:
+    the HNSW graph's recall@10 against the exact scan, and its qps (None without dense)."""
+
+    index: str
+    queries: int
+    depth: int
+    modes: dict[str, dict[str, float]]
+    ann: dict[str, float] | None
 
 
 class Index:
@@ -215,17 +264,24 @@ class Index:
     def generation(self) -> int:
         return self.store.generation()
 
-    def info(self) -> dict:
+    def details(self, files: bool = False) -> IndexInfo:
+        """What the index holds; with `files`, the names of its documents too."""
         with self.store.transaction():
             counts = self.store.counts()
             meta = self.store.meta()
+            names = [d["name"] for d in self.store.documents()] if files else None
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         settings = ("model", "dim", "chunk_tokens", "overlap", "generation")
-        return {"path": str(self.path)} | {k: meta[k] for k in settings} | counts | {"bytes": size}
+        given = {k: meta[k] for k in settings} | counts
+        return IndexInfo(str(self.path), **given, bytes=size, files=names)
+
+    def info(self) -> dict:
+        """`details()` as a dict."""
+        return asdict(self.details())
 
     def summary(self) -> IndexSummary:
-        info = self.info()
-        return IndexSummary(self.path.name, info["model"], info["documents"], info["chunks"])
+        info = self.details()
+        return IndexSummary(self.path.name, info.model, info.documents, info.chunks)
 
     def documents(self) -> list[dict]:
         return self.store.documents()

@@ -58,8 +58,7 @@ def learn(req: LearnIn) -> dict:
         corpus.write_text(req.text, encoding="utf-8")
         options = req.model_dump(exclude={"text", "track", "checkpoints"})
         run = train_word2vec(corpus, track=req.track, checkpoints=req.checkpoints, **options)
-    report = learning(run)
-    return to_dict(report) | {"words_sample": run.vectors.words[:200]}
+    return to_dict(learning(run))
 
 
 def side_by_side(req: ContrastIn, wv, model) -> dict:
