@@ -383,6 +383,7 @@ class Transformer(nn.Module):
             and record is None
             and x.dtype == torch.float32
             and device.type == "cpu"
+            and not x.requires_grad
         )
         ctx = Pass(positions, mask, cache, record, window_mask=window_mask, step=step)
         if record is not None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import ContextlensError
 from .positions import RoPE, YaRN, rotate_half, yarn_mscale
+from .quant import kernels
 from .record import Recorder, at
 
 
@@ -179,7 +180,7 @@ class Pass:
     cache: the KV cache the new keys/values join (None: no cache); record: what to keep;
     window_mask: the mask of the layers with a sliding window; step: the pass is one decoding
     step — one new token of one sequence through a `KVCache`, float32 on the CPU, nothing
-    recorded — so blocks over stored weights may run it as fused C calls (`Block.step`).
+    recorded, no gradient — so blocks may run it as fused C calls (`Block.step`).
     """
 
     positions: torch.Tensor
@@ -257,7 +258,7 @@ class Attention(nn.Module):
         the cached positions (the latest `window` with a sliding window), scaled and soft-capped
         as `attend` does. qkv [1, 1, (h + 2·h_kv)·hd], the fused projection's output (turned in
         place) -> the heads' outputs [1, 1, h·hd], before the output projection."""
-        lib, hd, h, h_kv = self.qkv.kernel().lib, self.head_dim, self.n_heads, self.n_kv_heads
+        lib, hd, h, h_kv = kernels(), self.head_dim, self.n_heads, self.n_kv_heads
         cache, pos = ctx.cache, ctx.cache.length
         q = qkv.data_ptr()
         if self.rope is not None:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, Pass
+from .quant import kernels
 from .record import at
 
 
@@ -118,9 +119,10 @@ class Block(nn.Module):
 
     def can_step(self) -> bool:
         """Whether a decoding step can run as `step`: a pre-norm block of RMSNorms (no post
-        norms), attention without per-head norms, a SiLU-gated MLP, and every projection over
-        stored weights that quant.c multiplies. Other blocks (and models in exact mode) take
-        the general path."""
+        norms), attention without per-head norms, a SiLU-gated MLP, quant.c compiled, and
+        every projection either over stored weights it multiplies or a float32 `nn.Linear`
+        (exact mode: torch multiplies, the rest is the same). Other blocks take the general
+        path."""
         if self.fusable is None:
             attn, mlp, plain = self.attn, self.mlp, nn.Identity
             self.fusable = (
@@ -133,19 +135,49 @@ class Block(nn.Module):
                 and isinstance(mlp, MLP)
                 and mlp.gated
                 and mlp.act is F.silu
-                and all(
-                    getattr(p, "kernel", lambda: None)() is not None
-                    for p in (attn.qkv, attn.out, mlp.up, mlp.down)
-                )
+                and kernels() is not None
+                and all(steppable(p) for p in (attn.qkv, attn.out, mlp.up, mlp.down))
             )
         return self.fusable
 
     def step(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
-        """`forward` for one decoding step as six C calls, the residual x [1, 1, d] updated in
-        place: norm1 folded into the Q/K/V product, RoPE and attention over the cache
-        (`Attention.step`), the output projection added into x, norm2 folded into the gate/up
-        product, SiLU(gate)·up folded into the down projection, added into x."""
+        """`forward` for one decoding step, the residual x [1, 1, d] updated in place: norm1
+        then the Q/K/V product, RoPE and attention over the cache in C (`Attention.step`), the
+        output projection added into x, norm2 then the gate/up product, SiLU(gate)·up then the
+        down projection, added into x. Over stored weights each product and its neighbours
+        are one C call (`project`)."""
         attn, mlp = self.attn, self.mlp
-        heads = attn.step(attn.qkv.fused(x, norm=self.norm1), ctx)
-        attn.out.fused(heads, residual=x)
-        return mlp.down.fused(mlp.up.fused(x, norm=self.norm2), glu=True, residual=x)
+        heads = attn.step(project(attn.qkv, x, norm=self.norm1), ctx)
+        project(attn.out, heads, residual=x)
+        return project(mlp.down, project(mlp.up, x, norm=self.norm2), glu=True, residual=x)
+
+
+def steppable(linear: nn.Module) -> bool:
+    """Whether `project` can run this projection: stored weights with a quant.c kernel, or a
+    float32 `nn.Linear`."""
+    if isinstance(linear, nn.Linear):
+        return linear.weight.dtype == torch.float32
+    return getattr(linear, "kernel", lambda: None)() is not None
+
+
+def project(
+    linear: nn.Module,
+    x: torch.Tensor,
+    norm: RMSNorm | None = None,
+    glu: bool = False,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """linear(prepared x) for one decoding step: x [..., in] normalised by `norm` first, or
+    with `glu` x [..., 2·in] = gate | up turned into silu(gate) · up; with `residual`
+    [..., out] the product is added into it in place and the residual returned. Stored
+    weights fold all of it into one C call (`QuantLinear.fused`); a float32 `nn.Linear`
+    runs it as torch ops."""
+    if not isinstance(linear, nn.Linear):
+        return linear.fused(x, norm=norm, glu=glu, residual=residual)
+    if norm is not None:
+        x = norm(x)
+    if glu:
+        gate, up = x.chunk(2, dim=-1)
+        x = F.silu(gate).mul_(up)
+    y = linear(x)
+    return y if residual is None else residual.add_(y)
