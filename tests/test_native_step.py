@@ -82,6 +82,18 @@ def test_smollm2_steps_are_fused_and_equal_the_general_path():
     torch.testing.assert_close(fused, general, atol=2e-3 * general.abs().max(), rtol=0)
 
 
+def test_exact_mode_steps_are_fused_and_equal_the_general_path():
+    """Exact (float32) weights take the same step: torch's products, the C RoPE and attention."""
+    lm = cl.load("smollm2")
+    prompt = lm.tokenize("The capital of France is").ids
+    follow = list(lm.generate_ids(prompt, 8, stop_at_eos=False))
+    assert all(block.fusable for block in lm.model.blocks)
+    fused = step_logits(lm, prompt, follow[:-1], fused=True)
+    general = step_logits(lm, prompt, follow[:-1], fused=False)
+    assert follow == fused.argmax(-1).tolist() == general.argmax(-1).tolist()
+    torch.testing.assert_close(fused, general, atol=1e-5 * general.abs().max(), rtol=0)
+
+
 FUSABLE = {
     "qwen2": True,
     "mistral": True,
