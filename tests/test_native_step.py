@@ -1,4 +1,4 @@
-"""The fused decoding step over native weights (`Block.step`: a few quant.c calls per layer)
+"""The fused decoding step (`Block.step`: a few C calls per layer, over native or exact weights)
 against the general path through the same modules: its C pieces (RoPE, one token's attention
 over the cache) against torch's, then whole steps of SmolLM2 and of the tiny GGUF families —
 those it applies to and those that must fall back (QK-norm, post norms, soft-capping)."""
