@@ -67,6 +67,36 @@ def other_kernel_floors(model: torch.nn.Module, rows: int) -> dict[str, float]:
     }
 
 
+def op_floor(model: torch.nn.Module, batch: int, seq: int, probabilities: bool) -> float:
+    """Best seconds for what every BERT layer computes besides its linear layers, each op alone
+    with torch's kernel on inputs of `[batch, seq, ·]`: two residual adds, two LayerNorms, the
+    GELU, and attention — `scaled_dot_product_attention`, or with `probabilities` (a trace
+    returns them) softmax(q·kᵀ/√d + mask) then the product with v."""
+    cfg = model.cfg
+    d, heads = cfg.d_model, cfg.n_heads
+    x, y = torch.randn(batch, seq, d), torch.randn(batch, seq, d)
+    h = torch.randn(batch, seq, cfg.d_ff)
+    q, k, v = (torch.randn(batch, heads, seq, d // heads) for _ in range(3))
+    mask = torch.zeros(batch, 1, 1, seq)
+    w, b = torch.ones(d), torch.zeros(d)
+    F = torch.nn.functional
+
+    def attention():
+        if not probabilities:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        p = torch.softmax(q @ k.transpose(-1, -2) * (d // heads) ** -0.5 + mask, dim=-1)
+        return p @ v
+
+    def run():
+        for _ in range(cfg.n_layers):
+            for _ in range(2):
+                F.layer_norm(x + y, (d,), w, b)
+            F.gelu(h)
+            attention()
+
+    return best_time(run, repeat=10, warmup=2)
+
+
 def floors_note(t_peer: float, floor: float, others: dict[str, float]) -> str:
     """The most a pass can gain over its peer with the reference's kernels (the peer's time over
     the linear layers alone), and with the other kernels."""
@@ -74,14 +104,26 @@ def floors_note(t_peer: float, floor: float, others: dict[str, float]) -> str:
     return f"bound with these kernels: {t_peer / floor:.2f}×; other kernels: {alt}"
 
 
-def embed_floor(ours, texts: list[str], batch_size: int = 32) -> float:
-    """Seconds for the linear layers alone on the padded batches `embed` runs (sorted by
-    length, padded to the longest of each batch)."""
+def embed_floor(ours, texts: list[str], batch_size: int = 32) -> tuple[float, float]:
+    """Seconds for the linear layers alone, and for the other ops alone (`op_floor`), on the
+    padded batches `embed` runs (sorted by length, padded to the longest of each batch)."""
     lengths = sorted(len(e.ids) for e in ours.tokenizer.encode(texts))
-    batches = [max(lengths[i : i + batch_size]) for i in range(0, len(lengths), batch_size)]
-    return sum(
-        linear_floor(ours.model, n * len(lengths[i * batch_size : (i + 1) * batch_size]))
-        for i, n in enumerate(batches)
+    batches = [lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size)]
+    linear = sum(linear_floor(ours.model, max(b) * len(b)) for b in batches)
+    ops = sum(op_floor(ours.model, len(b), max(b), probabilities=False) for b in batches)
+    return linear, ops
+
+
+def seconds(t: float) -> str:
+    return f"{t:.2f} s" if t >= 1 else f"{t * 1e3:.2f} ms"
+
+
+def every_op_note(t_peer: float, linear: float, ops: float) -> str:
+    """The bound once the other ops (`op_floor`) are counted too: a pass that ran each of its
+    ops with torch's kernel and nothing else."""
+    return (
+        f"other ops alone {seconds(ops)}; every op alone {seconds(linear + ops)}: "
+        f"bound {t_peer / (linear + ops):.2f}×"
     )
 
 
@@ -122,6 +164,7 @@ def main() -> None:
         )
         t_ours = timeit(lambda text=text: ours.trace(text), repeat)
         floor = linear_floor(ours.model, n)
+        ops = op_floor(ours.model, 1, n, probabilities=True)
         others = other_kernel_floors(ours.model, n)
         flops = 2 * n * 6 * (4 * 384 * 384 + 2 * 384 * 1536) + 4 * 6 * n * n * 384
         rows.append(
@@ -129,19 +172,19 @@ def main() -> None:
             f"**{t_theirs / t_ours:.2f}×** | {flops / t_ours / 1e9:.1f} GFLOP/s "
             f"({flops / t_ours / 1e9 / ceiling['torch_gflops']:.0%} of torch matmul); "
             f"linear layers alone {floor * 1e3:.2f} ms = {floor / t_ours:.0%} of our time; "
-            f"{floors_note(t_theirs, floor, others)} |"
+            f"{floors_note(t_theirs, floor, others)}; {every_op_note(t_theirs, floor, ops)} |"
         )
         print(rows[-1], file=sys.stderr)
 
     texts = sentences(2000)
     t_st = timeit(lambda: st.encode(texts, batch_size=32), repeat=3)
     t_ours = timeit(lambda: ours.embed(texts, batch_size=32), repeat=3)
-    floor = embed_floor(ours, texts)
+    floor, ops = embed_floor(ours, texts)
     rows.append(
         f"| embed, 2,000 STS sentences, batch 32 | {len(texts) / t_ours:.0f} sentences/s | "
         f"{len(texts) / t_st:.0f} sentences/s | **{t_st / t_ours:.2f}×** | linear layers alone "
         f"on the same padded batches {floor:.2f} s = {floor / t_ours:.0%} of our time; bound "
-        f"with these kernels: {t_st / floor:.2f}× |"
+        f"with these kernels: {t_st / floor:.2f}×; {every_op_note(t_st, floor, ops)} |"
     )
     print(rows[-1], file=sys.stderr)
 
