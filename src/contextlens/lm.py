@@ -2,7 +2,8 @@
 predict the next token). Built by `contextlens.load`."""
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -97,6 +98,30 @@ class Pooling:
     mode: str = "mean"  # "mean" over real tokens, "cls" (first token), "max", "last"
     normalize: bool = False  # L2-normalise the result
     max_length: int | None = None  # the length the embedding model was trained for (None: all)
+
+
+def side_by_side(run: Callable[[list[int]], None], batches: list, device: torch.device) -> None:
+    """`run(batch)` for every batch, in inference mode. On the CPU with T > 1 torch threads and
+    several batches, T batches run at once, each on one thread (torch's thread count is 1 while
+    they run, then restored): a team of threads inside every product scales poorly on a batch's
+    small products and stalls whenever the OS deschedules one member, while whole batches on
+    separate threads never wait for each other (bench/RESULTS.md, "Engine")."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2 or len(batches) < 2:
+        for batch in batches:
+            run(batch)
+        return
+
+    def work(batch: list[int]) -> None:
+        with torch.inference_mode():  # per thread, like every grad mode
+            run(batch)
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(min(threads, len(batches))) as pool:
+            list(pool.map(work, batches))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _as_list(texts: Texts) -> tuple[list[str], bool]:
@@ -326,7 +351,8 @@ class LanguageModel:
         """One vector per text with the model's own pooling: `[n, d_model]` (`[d_model]` for one),
         float32 on the model's device (pooled in float32 whatever the model's dtype).
 
-        Texts are sorted by length and run in padded batches of `batch_size`.
+        Texts are sorted by length and run in padded batches of `batch_size`, side by side on
+        the CPU (`side_by_side`).
         """
         if batch_size < 1:
             raise ContextlensError(f"batch_size must be ≥ 1 (got {batch_size})")
@@ -334,10 +360,13 @@ class LanguageModel:
         encoded = self._encode(items, single, truncate, self.pooling.max_length)
         order = sorted(range(len(items)), key=lambda i: len(encoded[i].ids))
         out = torch.empty(len(items), self.config.d_model, device=self.device)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+
+        def run(chunk: list[int]) -> None:
             ids, mask = self._batch([encoded[i] for i in chunk])
             out[chunk] = self.pool(self.model(ids, mask), mask)
+
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        side_by_side(run, batches, self.device)
         return out[0] if single else out
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
