@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, Pass
-from .quant import kernels
+from .quant import kernels, linear_call
 from .record import at
 
 
@@ -121,7 +121,7 @@ class Block(nn.Module):
         """Whether a decoding step can run as `step`: a pre-norm block of RMSNorms (no post
         norms), attention without per-head norms, a SiLU-gated MLP, quant.c compiled, and
         every projection either over stored weights it multiplies or a float32 `nn.Linear`
-        (exact mode: torch multiplies, the rest is the same). Other blocks take the general
+        (exact mode: the same C calls over float32 weights). Other blocks take the general
         path."""
         if self.fusable is None:
             attn, mlp, plain = self.attn, self.mlp, nn.Identity
@@ -144,8 +144,8 @@ class Block(nn.Module):
         """`forward` for one decoding step, the residual x [1, 1, d] updated in place: norm1
         then the Q/K/V product, RoPE and attention over the cache in C (`Attention.step`), the
         output projection added into x, norm2 then the gate/up product, SiLU(gate)·up then the
-        down projection, added into x. Over stored weights each product and its neighbours
-        are one C call (`project`)."""
+        down projection, added into x. Each product and its neighbours are one C call
+        (`project`)."""
         attn, mlp = self.attn, self.mlp
         heads = attn.step(project(attn.qkv, x, norm=self.norm1), ctx)
         project(attn.out, heads, residual=x)
@@ -169,11 +169,15 @@ def project(
 ) -> torch.Tensor:
     """linear(prepared x) for one decoding step: x [..., in] normalised by `norm` first, or
     with `glu` x [..., 2·in] = gate | up turned into silu(gate) · up; with `residual`
-    [..., out] the product is added into it in place and the residual returned. Stored
-    weights fold all of it into one C call (`QuantLinear.fused`); a float32 `nn.Linear`
-    runs it as torch ops."""
+    [..., out] the product is added into it in place and the residual returned. All of it is
+    one C call, over stored weights (`QuantLinear.fused`) or a float32 `nn.Linear`'s weight
+    where it lies (`linear_call`); a float32 weight the kernel cannot read runs as torch ops."""
     if not isinstance(linear, nn.Linear):
         return linear.fused(x, norm=norm, glu=glu, residual=residual)
+    call = linear_call(linear)
+    if call is not None:
+        y = call.fused(x, norm, glu, residual)
+        return y if linear.bias is None else y.add_(linear.bias)
     if norm is not None:
         x = norm(x)
     if glu:

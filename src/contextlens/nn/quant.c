@@ -31,20 +31,26 @@
    -march=native) the inner loops use 256-bit integer multiply-adds (vpmaddwd); the portable
    scalar code computes the same sums. */
 
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
-enum { F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30 };
+enum { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30 };
 
-/* smaller products run on one thread: waking a team costs more than it saves, and on a shared
-   machine a descheduled thread stalls the whole team (SmolLM2 at 2 threads with one other busy
-   process: 39 ms a token with this bound, 480 ms with 1M, where every fused MLP call woke it) */
-#define PARALLEL_MIN (1L << 21)
+/* smaller products run on the calling thread alone: handing out chunks costs more than it saves
+   (the kernel table of bench/bench_native.py at 1 and 16 rows) */
+#define PARALLEL_MIN (1L << 18)
+#define CHUNKS_PER_THREAD 8 /* a late worker holds up the caller by one chunk at most */
+#define F32_ROWS 4          /* float32 weight rows multiplied per pass over an input row */
 #define TILE 8 /* input rows multiplied per pass over an F16/BF16 weight row */
 #define XT 4   /* the same for block formats (more would not stay in registers) */
 
@@ -104,6 +110,7 @@ static long row_bytes(int fmt, int k) {
     case Q4_K: return k % 256 ? -1 : (long)k / 256 * 144;
     case Q6_K: return k % 256 ? -1 : (long)k / 256 * 210;
     case F16: case BF16: return k % 32 ? -1 : (long)k * 2;
+    case F32: return (long)k * 4;
     default: return -1;
     }
 }
@@ -450,17 +457,216 @@ static void prepare(int prep, const float *x, int m, int k, const float *norm, f
     }
 }
 
+/* ---- float32 rows ------------------------------------------------------------------------- */
+
+/* y[i, r] = W[r] · x_i for the rows r in [a, b) of a float32 weight [n, k] (rows: which stored
+   row is row r, NULL: the same), every input row i < m; F32_ROWS weight rows per pass over x */
+static void f32_rows(const uint8_t *w, const int32_t *rows, long a, long b, int k, const float *x,
+                     int m, float *y, long ldy) {
+    for (long r0 = a; r0 < b; r0 += F32_ROWS) {
+        int nr = b - r0 < F32_ROWS ? (int)(b - r0) : F32_ROWS;
+        const float *wr[F32_ROWS];
+        for (int t = 0; t < nr; t++)
+            wr[t] = (const float *)w + (long)k * (rows ? rows[r0 + t] : r0 + t);
+        for (int i = 0; i < m; i++) {
+            const float *xi = x + (long)i * k;
+            float s[F32_ROWS] = {0};
+            int j = 0;
+#ifdef __AVX2__
+            __m256 acc[F32_ROWS];
+            for (int t = 0; t < F32_ROWS; t++) acc[t] = _mm256_setzero_ps();
+            for (; j + 8 <= k; j += 8) {
+                __m256 xv = _mm256_loadu_ps(xi + j);
+                for (int t = 0; t < nr; t++)
+                    acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(wr[t] + j), xv, acc[t]);
+            }
+            for (int t = 0; t < nr; t++) s[t] = hsum(acc[t]);
+#endif
+            for (; j < k; j++)
+                for (int t = 0; t < nr; t++) s[t] += wr[t][j] * xi[j];
+            for (int t = 0; t < nr; t++) y[i * ldy + r0 + t] = s[t];
+        }
+    }
+}
+
+/* ---- a pool of worker threads ------------------------------------------------------------- */
+
+/* A job is `chunks` independent pieces of work, fn(arg, 0 .. chunks - 1). The caller publishes it
+   in one atomic word, `claim` = generation << 32 | chunks << 16 | next chunk, then claims chunks
+   itself like any worker: claiming is a compare-and-swap of that word that takes chunk `next`
+   only if the generation is still this job's and next < chunks, so a late worker can never take
+   a piece of a job that is over. Every finished chunk counts in `finished`; the caller waits until
+   finished == chunks, that is, only for chunks already claimed by a worker that is running them:
+   a worker the OS has descheduled costs at most the chunk it holds, never the whole call (an
+   OpenMP team ends in a barrier that waits for every member, started or not).
+   Workers are created on the first job that wants them and stay alive. Between jobs they spin
+   for SPIN_NS (the gap between two products of a decoding step), then sleep on a condition
+   variable, so an idle process burns no CPU. One job runs at a time: a caller that finds the
+   pool busy (another thread of the process is multiplying) runs its chunks alone. */
+
+#define SPIN_NS 50000L
+#define MAX_WORKERS 63
+
+typedef void (*chunk_fn)(void *arg, int chunk);
+
+static struct {
+    pthread_mutex_t submit, sleep; /* one job at a time; the sleepers' lock */
+    pthread_cond_t wake;
+    _Atomic uint64_t claim;
+    _Atomic int finished, sleepers, helpers; /* helpers: workers that join the current job */
+    int started;                             /* workers created (under `submit`) */
+    chunk_fn fn;                             /* the current job, set before it is published */
+    void *arg;
+} pool = {.submit = PTHREAD_MUTEX_INITIALIZER, .sleep = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER};
+
+static void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* claim and run chunks of job `gen` until none is left */
+static void run_chunks(uint32_t gen) {
+    uint64_t c = atomic_load(&pool.claim);
+    while (c >> 32 == gen && (c & 0xffff) < ((c >> 16) & 0xffff)) {
+        if (atomic_compare_exchange_weak(&pool.claim, &c, c + 1)) {
+            pool.fn(pool.arg, (int)(c & 0xffff));
+            atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
+            c = atomic_load(&pool.claim);
+        }
+    }
+}
+
+/* the claim word once a job newer than `seen` is published: spin a while, then sleep */
+static uint64_t next_job(uint32_t seen) {
+    uint64_t c;
+    for (long start = now_ns(), i = 0;; i++) {
+        if ((c = atomic_load(&pool.claim)) >> 32 != seen) return c;
+        if (i % 64 == 63 && now_ns() - start > SPIN_NS) break;
+        relax();
+    }
+    pthread_mutex_lock(&pool.sleep);
+    atomic_fetch_add(&pool.sleepers, 1);
+    while ((c = atomic_load(&pool.claim)) >> 32 == seen) pthread_cond_wait(&pool.wake, &pool.sleep);
+    atomic_fetch_sub(&pool.sleepers, 1);
+    pthread_mutex_unlock(&pool.sleep);
+    return c;
+}
+
+static void *worker(void *arg) {
+    int id = (int)(intptr_t)arg;
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "contextlens-mm"); /* as `ps -L` and /proc show it */
+#endif
+    for (uint32_t seen = 0;;) {
+        seen = (uint32_t)(next_job(seen) >> 32);
+        if (id < atomic_load(&pool.helpers)) run_chunks(seen);
+    }
+    return NULL;
+}
+
+/* a forked child has only the thread that forked: it starts its own workers */
+static void forget_workers(void) {
+    pthread_mutex_init(&pool.submit, NULL);
+    pthread_mutex_init(&pool.sleep, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    atomic_store(&pool.sleepers, 0);
+    pool.started = 0;
+}
+
+/* at least `count` workers (as many as can be created); under `submit` */
+static void start_workers(int count) {
+    if (pool.started == 0) pthread_atfork(NULL, NULL, forget_workers);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (pthread_t t; pool.started < count && pool.started < MAX_WORKERS; pool.started++)
+        if (pthread_create(&t, &attr, worker, (void *)(intptr_t)pool.started)) break;
+    pthread_attr_destroy(&attr);
+}
+
+/* fn(arg, c) for every chunk c < chunks (at most 65535), on `threads` threads the caller
+   included; returns once every chunk is done */
+static void run_job(chunk_fn fn, void *arg, int chunks, int threads) {
+    if (threads < 2 || chunks < 2 || pthread_mutex_trylock(&pool.submit)) {
+        for (int c = 0; c < chunks; c++) fn(arg, c);
+        return;
+    }
+    start_workers(threads - 1);
+    pool.fn = fn;
+    pool.arg = arg;
+    atomic_store(&pool.finished, 0);
+    atomic_store(&pool.helpers, threads - 1);
+    uint32_t gen = (uint32_t)(atomic_load(&pool.claim) >> 32) + 1;
+    atomic_store(&pool.claim, (uint64_t)gen << 32 | (uint64_t)chunks << 16);
+    if (atomic_load(&pool.sleepers)) {
+        pthread_mutex_lock(&pool.sleep);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.sleep);
+    }
+    run_chunks(gen);
+    for (long start = now_ns(), i = 0;
+         atomic_load_explicit(&pool.finished, memory_order_acquire) < chunks; i++) {
+        if (i % 64 == 63 && now_ns() - start > SPIN_NS)
+            sched_yield(); /* a descheduled worker may be waiting for this core */
+        else
+            relax();
+    }
+    pthread_mutex_unlock(&pool.submit);
+}
+
+/* ---- the product over output rows, in chunks ----------------------------------------------- */
+
+typedef struct {
+    int parts, k, m;
+    const int *fmt, *n;
+    const uint8_t *const *w;
+    const int32_t *const *rows;
+    const float *x;
+    const xblock *xq;
+    float *y;
+    long ldy, rows_per_chunk;
+} product;
+
+/* the output rows [rows_per_chunk · c, …) of every input row, across the parts */
+static void product_chunk(void *arg, int c) {
+    const product *job = arg;
+    long lo = job->rows_per_chunk * c, hi = lo + job->rows_per_chunk, col = 0;
+    hi = hi < job->ldy ? hi : job->ldy;
+    for (int p = 0; p < job->parts; col += job->n[p], p++) {
+        long a = lo > col ? lo - col : 0, b = hi - col < job->n[p] ? hi - col : job->n[p];
+        if (a >= b) continue;
+        long rb = row_bytes(job->fmt[p], job->k);
+        const int32_t *rows = job->rows[p];
+        if (job->fmt[p] == F32) {
+            f32_rows(job->w[p], rows, a, b, job->k, job->x, job->m, job->y + col, job->ldy);
+            continue;
+        }
+        for (long r = a; r < b; r++)
+            product_row(job->fmt[p], job->w[p] + rb * (rows ? rows[r] : r), job->k, job->x,
+                        job->xq, job->m, job->y + col + r, job->ldy);
+    }
+}
+
 int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t *const *rows,
               const int *n, int k, const float *x, int m, float *y, int threads, int prep,
               const float *norm, float eps, float offset, int accumulate) {
-    long ldy = 0, work = 0;
+    long ldy = 0;
     int quantised = 0;
     for (int p = 0; p < parts; p++) {
         if (row_bytes(fmt[p], k) < 0) return -1;
         ldy += n[p];
-        quantised |= !is_float(fmt[p]);
+        quantised |= !is_float(fmt[p]) && fmt[p] != F32;
     }
-    work = ldy * k;
     float *xp = NULL, *acc = NULL;
     xblock *xq = NULL;
     if (prep != PREP_NONE) {
@@ -478,19 +684,14 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
         if (!xq) { free(xp); free(acc); return -2; }
         for (long b = 0; b < (long)m * (k / 32); b++) quantize_block(x + 32 * b, xq + b);
     }
-    float *dst = acc ? acc : y;
-#pragma omp parallel num_threads(threads) if (work >= PARALLEL_MIN)
-    {
-        long col = 0;
-        for (int p = 0; p < parts; p++) {
-            long rb = row_bytes(fmt[p], k);
-#pragma omp for schedule(static) nowait
-            for (int r = 0; r < n[p]; r++)
-                product_row(fmt[p], w[p] + rb * (rows[p] ? rows[p][r] : r), k, x, xq, m,
-                            dst + col + r, ldy);
-            col += n[p];
-        }
+    product job = {parts, k, m, fmt, n, w, rows, x, xq, acc ? acc : y, ldy, ldy};
+    int team = ldy * k * m >= PARALLEL_MIN ? threads : 1, chunks = 1;
+    if (team > 1) { /* whole groups of F32_ROWS rows per chunk */
+        long per = (ldy + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
+        job.rows_per_chunk = (per + F32_ROWS - 1) / F32_ROWS * F32_ROWS;
+        chunks = (int)((ldy + job.rows_per_chunk - 1) / job.rows_per_chunk);
     }
+    run_job(product_chunk, &job, chunks, team);
     if (acc)
         for (long j = 0; j < (long)m * ldy; j++) y[j] += acc[j];
     free(xq);
@@ -499,15 +700,33 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
     return 0;
 }
 
+typedef struct {
+    int fmt, k;
+    long rb, rows_per_chunk, n;
+    const uint8_t *w;
+    const int32_t *rows;
+    float *out;
+} dequant;
+
+static void dequant_chunk(void *arg, int c) {
+    const dequant *job = arg;
+    long hi = job->rows_per_chunk * (c + 1) < job->n ? job->rows_per_chunk * (c + 1) : job->n;
+    for (long r = job->rows_per_chunk * c; r < hi; r++) {
+        const uint8_t *row = job->w + job->rb * (job->rows ? job->rows[r] : r);
+        for (int b = 0; b < job->k / 32; b++)
+            block_values(job->fmt, row, b, job->out + r * job->k + 32 * b);
+    }
+}
+
 int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, float *out,
                int threads) {
     long rb = row_bytes(fmt, k);
-    if (rb < 0) return -1;
-#pragma omp parallel for num_threads(threads) schedule(static) if ((long)n * k >= PARALLEL_MIN)
-    for (int r = 0; r < n; r++) {
-        const uint8_t *row = w + rb * (rows ? rows[r] : r);
-        for (int b = 0; b < k / 32; b++) block_values(fmt, row, b, out + (long)r * k + 32 * b);
-    }
+    if (rb < 0 || fmt == F32) return -1;
+    if (n == 0) return 0;
+    int team = (long)n * k >= PARALLEL_MIN ? threads : 1;
+    long per = (n + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
+    dequant job = {fmt, k, rb, per, n, w, rows, out};
+    run_job(dequant_chunk, &job, (int)((n + per - 1) / per), team);
     return 0;
 }
 

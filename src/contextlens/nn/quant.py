@@ -6,7 +6,9 @@ map. `QuantLinear` multiplies with it directly:
     y = x · Wᵀ (+ b)     x [..., in] -> y [..., out],   W = concat(parts) along out
 
 Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, F16 and BF16 go through `quant.c` (compiled on first use with the
-system's C compiler, cached, OpenMP over output rows; one call per layer, its parts included).
+system's C compiler, cached; one call per layer, its parts included, its output rows split over
+a pool of worker threads). Float32 weights go through it too in exact mode's decoding step
+(`linear_call`).
 For the block formats each input row is quantised once per call to int8 blocks of 32 and
 multiplied with integer dot products (AVX2 where the CPU has it, else portable C computing the
 same sums), so a weight is read once per call, never stored wider, and never widened to float;
@@ -53,7 +55,7 @@ def _cache_dir() -> Path:
 
 
 def _compile(target: Path, portable: bool, source: Path = SOURCE) -> bool:
-    """Build `source` into `target` (with OpenMP if the compiler has it); False if no compiler.
+    """Build `source` into `target` (with POSIX threads); False if no compiler.
 
     portable=True builds for the architecture's baseline (no -march=native): the scalar code.
     """
@@ -62,15 +64,13 @@ def _compile(target: Path, portable: bool, source: Path = SOURCE) -> bool:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     arch = [] if portable else ["-march=native"]
-    base = [cc, "-O3", *arch, "-shared", "-fPIC", str(source), "-lm"]
+    command = [cc, "-O3", *arch, "-shared", "-fPIC", "-pthread", str(source), "-lm"]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
-        for extra in (["-fopenmp"], []):
-            result = subprocess.run([*base, *extra, "-o", str(built)], capture_output=True)
-            if result.returncode == 0:
-                os.replace(built, target)  # atomic: a concurrent build never sees half a file
-                return True
-    return False
+        if subprocess.run([*command, "-o", str(built)], capture_output=True).returncode != 0:
+            return False
+        os.replace(built, target)  # atomic: a concurrent build never sees half a file
+    return True
 
 
 def built(source: Path, portable: bool = False) -> Path | None:
@@ -160,7 +160,8 @@ class KernelCall:
     The input may be prepared in the same call: `prep=PREP_RMSNORM` normalises each row,
     x / √(mean(x²) + eps) · (offset + norm) with `norm` float32 [in]; `prep=PREP_SILU_MUL` takes
     x [m, 2·in] = gate | up and multiplies by silu(gate) · up. With `out` given the product is
-    written there, or added to it with `accumulate` (a residual updated in place).
+    written there, or added to it with `accumulate` (a residual updated in place). The weights
+    are read where they lie: their owner keeps them alive.
     """
 
     def __init__(self, lib: ctypes.CDLL, parts: list[StoredTensor]):
@@ -197,6 +198,43 @@ class KernelCall:
                 "blocks); load with weights='exact'"
             )
         return y
+
+    def fused(
+        self,
+        x: torch.Tensor,
+        norm: nn.Module | None = None,
+        glu: bool = False,
+        residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The product with its neighbours folded into the one C call, for float32 rows on the
+        CPU (a decoding step): x [..., in] is first normalised by `norm` (an RMSNorm: its
+        weight, eps and offset), or with `glu` x [..., 2·in] = gate | up becomes
+        silu(gate) · up; with `residual` [..., out] the product is added into it in place and
+        the residual returned, else a new [..., out]."""
+        shape = (*x.shape[:-1], self.out)
+        y = residual if residual is not None else x.new_empty(shape)
+        if norm is not None:
+            self(x, y, PREP_RMSNORM, norm.weight, norm.eps, norm.offset, residual is not None)
+        else:
+            self(x, y, PREP_SILU_MUL if glu else PREP_NONE, accumulate=residual is not None)
+        return y
+
+
+def linear_call(linear: nn.Linear) -> KernelCall | None:
+    """`cl_matmul` over a float32 `nn.Linear`'s weight [out, in], read where it lies (no copy,
+    no second layout): exact mode's decoding step. Made once and kept on the module, made again
+    if the weight moved; None without quant.c or for a weight that is not a contiguous float32
+    matrix on the CPU."""
+    w, call = linear.weight, linear.__dict__.get("kernel_call")
+    if call is not None and call.w[0] == w.data_ptr():
+        return call
+    lib = kernels()
+    if lib is None or w.dtype != torch.float32 or w.device.type != "cpu":
+        return None
+    if not w.is_contiguous():
+        return None
+    linear.kernel_call = KernelCall(lib, [StoredTensor(Q.F32, tuple(w.shape), w.detach())])
+    return linear.kernel_call
 
 
 class QuantLinear(nn.Module):
@@ -240,18 +278,8 @@ class QuantLinear(nn.Module):
         glu: bool = False,
         residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The product with its neighbours folded into the one C call, for float32 rows on the
-        CPU (a decoding step; `kernel()` must exist): x [..., in] is first normalised by `norm`
-        (an RMSNorm: its weight, eps and offset), or with `glu` x [..., 2·in] = gate | up
-        becomes silu(gate) · up; with `residual` [..., out] the product is added into it in
-        place and the residual returned, else a new [..., out]."""
-        call = self.kernel()
-        shape = (*x.shape[:-1], self.out_features)
-        y = residual if residual is not None else x.new_empty(shape)
-        if norm is not None:
-            call(x, y, PREP_RMSNORM, norm.weight, norm.eps, norm.offset, residual is not None)
-        else:
-            call(x, y, PREP_SILU_MUL if glu else PREP_NONE, accumulate=residual is not None)
+        """`KernelCall.fused` for these weights (`kernel()` must exist), plus the bias."""
+        y = self.kernel().fused(x, norm, glu, residual)
         if self.bias is not None:
             y += self.bias
         return y
@@ -296,4 +324,12 @@ class QuantEmbedding(nn.Module):
         return dequantize(self.table)
 
 
-__all__ = ["KernelCall", "QuantEmbedding", "QuantLinear", "StoredTensor", "dequantize", "kernels"]
+__all__ = [
+    "KernelCall",
+    "QuantEmbedding",
+    "QuantLinear",
+    "StoredTensor",
+    "dequantize",
+    "kernels",
+    "linear_call",
+]
