@@ -304,41 +304,136 @@ def noisy_copies(copies: int, sigma: float = 0.005):
             yield np.arange(copy * N + start, copy * N + start + len(block)), block
 
 
-def ten_million(copies: int = 10) -> list[str]:
-    """Write a `copies`×1M-vector snapshot the way the index does (a block at a time), map it
-    and time the exact scan, recording this process's memory."""
-    import torch
+JOB_ROWS = 1 << 18  # rows per Parquet shard of the 10M job
+DOC_CHUNKS = 100  # chunks per synthetic document
 
-    from contextlens.search.vectors import exact_top, load_snapshot, save_snapshot
 
-    directory = CACHE / f"index-{copies}m"
-    directory.mkdir(parents=True, exist_ok=True)
-    written = ""
-    if load_snapshot(directory, 1) is None:
-        t0 = time.perf_counter()
-        save_snapshot(directory, 1, (copies * N, 384), noisy_copies(copies))
-        written = f" (written in {time.perf_counter() - t0:.0f} s at load {load():.1f})"
-    ids, vectors = load_snapshot(directory, 1)
-    qs = torch.from_numpy(queries()[:5])
+def write_job(out: Path, copies: int) -> str:
+    """An `embed --out` job folder holding the `copies`×1M vectors as chunks of documents of
+    100 chunks each (short synthetic texts, 8 tokens), written like `embed_corpus` writes one;
+    skipped when already complete. Returns what it took."""
+    from contextlens.search.corpus import Row, shard_name, write_manifest, write_shard
+
+    settings = {"model": "minilm", "weights": "exact", "dim": 384, "chunk_tokens": 200,
+                "overlap": 32, "shard_rows": JOB_ROWS}  # fmt: skip
+    manifest = out / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text())["complete"]:
+        return "already written"
+    out.mkdir(parents=True, exist_ok=True)
+    t0, done, first = time.perf_counter(), {}, 0
+    buffer = np.zeros((0, 384), np.float32)
+
+    def flush(vectors: np.ndarray) -> None:
+        rows = [
+            Row(f"/bench/doc{i // DOC_CHUNKS:06d}.txt", i % DOC_CHUNKS, 0, 20, f"span {i}", 8)
+            for i in range(first, first + len(vectors))
+        ]
+        write_shard(out / shard_name(len(done)), first, rows, vectors)
+        done[shard_name(len(done))] = "written by bench_scale.py"
+        write_manifest(out, settings, done, complete=False)
+        print(f"job shard {len(done)}: {first + len(rows):,} rows (load {load():.1f})", flush=True)
+
+    for _, block in noisy_copies(copies):
+        buffer = np.concatenate([buffer, block])
+        if len(buffer) >= JOB_ROWS:
+            flush(buffer[:JOB_ROWS])
+            first, buffer = first + JOB_ROWS, buffer[JOB_ROWS:]
+    if len(buffer):
+        flush(buffer)
+    write_manifest(out, settings, done, complete=True)
+    return f"written in {time.perf_counter() - t0:.0f} s at load {load():.1f}"
+
+
+def written_bytes() -> int:
+    """Bytes this process has caused to be written to storage so far."""
+    io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(io["write_bytes"])
+
+
+def folder_gb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e9
+
+
+def ten_million(copies: int = int(os.environ.get("COPIES", 10))) -> list[str]:
+    """An index of `copies`×1M chunks built from an embedding job's shards (`build_from_shards`,
+    nothing embedded again), then: its exact (or ANN, per the index's rule) search cold and
+    warm, this process's memory, and adding one small document (time, bytes written). The job
+    and the index are deleted at the end (set KEEP_10M=1 to keep them)."""
+    import shutil
+    import tempfile
+
+    import contextlens as cl
+    from contextlens.io.retrieval import read_queries
+    from contextlens.search import Index
+    from contextlens.search.vectors import exact_top
+
+    job, folder = CACHE / f"job-{copies}m", CACHE / f"index-{copies}m"
+    wrote = write_job(job, copies)
+    m = cl.load("minilm")
+    ix = Index.create(folder, m)
+    t0, before_peak = time.perf_counter(), memory_gb()
+    report = ix.build_from_shards(job)
+    built = time.perf_counter() - t0
+    peak = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024**2
+    info = ix.details()
+    lines = [
+        f"Index of {info.chunks:,} chunks ({info.documents:,} documents) from the Parquet shards "
+        f"of an embedding job ({folder_gb(job):.1f} GB, {wrote}): `build_from_shards` "
+        f"{built:.0f} s at load {load():.1f} ({report.embedded:,} documents staged), peak "
+        f"resident memory {peak:.2f} GB (before: {before_peak['rss']:.2f}); on disk "
+        f"{info.bytes / 1e9:.1f} GB in {info.shards} shards + database; default dense search: "
+        f"{info.search}."
+    ]
+    print(lines[-1], flush=True)
+    ix.close()
+    texts = [" ".join(t.split()) for t in read_queries(CRANFIELD.with_name("cran.qry")).values()]
+    texts = texts[:6]
+    ix = Index.open(folder)
     before = memory_gb()
     times = []
-    for q in qs:
+    for text in texts:
         t0 = time.perf_counter()
-        _, rows = exact_top(vectors, q[None], K)
+        hits = ix.search(text, k=K, mode="dense", model=m)
         times.append(time.perf_counter() - t0)
     after = memory_gb()
-    first_copy = exact_top(make(N), qs[-1:], 1)[0].item()
-    assert exact_top(vectors, qs[-1:], 1)[0].item() >= first_copy  # the real rows are in it
-    size = (directory / "vectors-1.npy").stat().st_size / 1e9
-    return [
-        f"Exact search over {len(ids):,} vectors (the 1M real ones and {copies - 1} noisy "
-        f"copies, float32, {size:.1f} GB on disk{written}), memory-mapped, one query at a "
-        f"time: {', '.join(f'{t:.2f}' for t in times)} s for 5 queries (load {load():.1f}). "
-        f"Resident memory before → after the queries: RSS {before['rss']:.2f} → "
-        f"{after['rss']:.2f} GB, of which file-backed (page cache of the mapped file) "
-        f"{before['file']:.2f} → {after['file']:.2f} GB and anonymous (the process's own) "
+    q = torch_unit(m, texts[-1:])
+    assert hits[0].score >= exact_top(make(N), q, 1)[0].item() - 1e-5  # the real rows are in it
+    lines.append(
+        f"Dense search, one text query at a time (embedding included), k=10: "
+        f"{', '.join(f'{t:.2f}' for t in times)} s for {len(texts)} queries, the first cold "
+        f"after the build (load {load():.1f}). Resident memory before → after: RSS "
+        f"{before['rss']:.2f} → {after['rss']:.2f} GB, of which file-backed (the mapped shards' "
+        f"pages) {before['file']:.2f} → {after['file']:.2f} GB and anonymous (the process's own) "
         f"{before['anon']:.2f} → {after['anon']:.2f} GB."
-    ]
+    )
+    print(lines[-1], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        note = Path(tmp) / "note.txt"
+        note.write_text("The spare key to the garden shed is under the blue flower pot.")
+        t0, wrote0, size0 = time.perf_counter(), written_bytes(), folder_gb(folder)
+        added = ix.add([note], m)
+        seconds, wrote1 = time.perf_counter() - t0, written_bytes()
+    hit = ix.search("where is the key to the shed", k=1, mode="dense", model=m)[0]
+    assert hit.document == str(note), hit
+    lines.append(
+        f"Adding one small document ({added.chunks} chunk) to it: {seconds:.2f} s (model "
+        f"loaded; load {load():.1f}), {(wrote1 - wrote0) / 1e6:.1f} MB written by the process "
+        f"(its shard, the database's pages and WAL, the live mask), index on disk "
+        f"{size0:.2f} → {folder_gb(folder):.2f} GB; the next query finds it first."
+    )
+    print(lines[-1], flush=True)
+    ix.close()
+    if not os.environ.get("KEEP_10M"):
+        shutil.rmtree(job)
+        shutil.rmtree(folder)
+        lines.append("The job and the index were deleted after the run.")
+    return lines
+
+
+def torch_unit(m, texts: list[str]):
+    import torch
+
+    return torch.nn.functional.normalize(m.embed(texts), dim=-1)
 
 
 # ── embedding throughput ────────────────────────────────────────────────────────────────────

@@ -71,7 +71,7 @@ def test_ray_builds_the_local_index(corpus, minilm, tmp_path):
         report = ix.build([corpus], minilm, engine=Engine(engine, actors=2), commit_every=16)
         assert report.embedded == 8 and report.generation == 1
         built[engine] = ix
-    (ids_a, va), (ids_b, vb) = (ix.store.live_vectors(384) for ix in built.values())
+    (ids_a, va), (ids_b, vb) = (ix.vectors() for ix in built.values())
     texts_a, texts_b = (ix.store.live_texts() for ix in built.values())
     assert texts_a == texts_b and len(ids_a) == len(ids_b)
     np.testing.assert_allclose(va, vb, atol=1e-6)

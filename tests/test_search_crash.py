@@ -17,6 +17,7 @@ import pytest
 
 from contextlens.errors import ContextlensError
 from contextlens.search import Index
+from contextlens.search.vectors import load_mask
 
 LEE = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
 OLD, NEW = 10, 24  # documents before, and added by the interrupted build
@@ -25,6 +26,7 @@ WRITER = """
 import json, sys
 import contextlens as cl
 from contextlens.search import Index
+from contextlens.search.vectors import load_mask
 m = cl.load("minilm")
 r = Index.create(sys.argv[1], m).build([sys.argv[2]], m, commit_every=8, batch_size=8)
 print(json.dumps({"embedded": r.embedded, "resumed": r.resumed, "unchanged": r.unchanged}))
@@ -37,24 +39,41 @@ def write_docs(folder: Path, lines: list[str], first: int) -> None:
 
 
 def check_consistent(path: Path) -> int:
-    """Every chunk has its document, a 384-d vector and its BM25 row; every document has chunks;
-    the snapshot files hold exactly the live chunks' vectors. Returns the staged documents."""
+    """Every chunk has its document, a row of a shard file that exists and its BM25 row; every
+    document has chunks; each shard's count of used rows is right; no two chunks share a row;
+    the generation's live mask, if written, marks exactly the live chunks' rows. Returns the
+    staged documents."""
     db = sqlite3.connect(path / "index.db")
     one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
     assert one("SELECT count(*) FROM chunks WHERE doc NOT IN (SELECT id FROM documents)") == 0
     assert one("SELECT count(*) FROM documents d WHERE NOT EXISTS "
                "(SELECT 1 FROM chunks c WHERE c.doc = d.id)") == 0  # fmt: skip
-    assert one("SELECT count(*) FROM chunks WHERE length(vector) != 384 * 4") == 0
     assert one("SELECT count(*) FROM chunks_fts") == one("SELECT count(*) FROM chunks")
-    generation = json.loads(one("SELECT value FROM meta WHERE key = 'generation'"))
-    live = db.execute(
-        "SELECT c.id, c.vector FROM chunks c JOIN documents d ON c.doc = d.id "
-        "WHERE d.live = 1 ORDER BY c.id"
+    assert (
+        one("SELECT count(*) FROM (SELECT 1 FROM chunks GROUP BY shard, row HAVING count(*) > 1)")
+        == 0
+    )
+    shards = db.execute(
+        "SELECT s.id, s.rows, s.used, s.generation, (SELECT count(*) FROM chunks c "
+        "WHERE c.shard = s.id), (SELECT max(row) FROM chunks c WHERE c.shard = s.id) FROM shards s"
     ).fetchall()
-    ids = np.load(path / f"ids-{generation}.npy")
-    vectors = np.load(path / f"vectors-{generation}.npy")
-    assert ids.tolist() == [r[0] for r in live]
-    assert vectors.tobytes() == b"".join(r[1] for r in live)
+    for shard, rows, used, _, counted, last in shards:
+        assert used == counted and (last is None or last < rows)
+        assert np.load(path / f"shard-{shard}.npy", mmap_mode="r").shape == (rows, 384)
+    assert one("SELECT count(*) FROM chunks WHERE shard NOT IN (SELECT id FROM shards)") == 0
+    generation = json.loads(one("SELECT value FROM meta WHERE key = 'generation'"))
+    published = [s for s in shards if s[3] is not None and s[2] > 0]
+    numbers = np.array(sorted(s[0] for s in published))
+    mask = load_mask(path, generation, numbers, sum(s[1] for s in published))
+    if mask is not None:
+        live = db.execute(
+            "SELECT c.shard, c.row FROM chunks c JOIN documents d ON c.doc = d.id AND d.live = 1"
+        ).fetchall()
+        sizes = [rows for _, rows, *_ in sorted(published)]
+        first = dict(zip(numbers.tolist(), np.cumsum([0, *sizes[:-1]]).tolist(), strict=True))
+        expected = np.zeros(len(mask), dtype=bool)
+        expected[[first[s] + r for s, r in live]] = True
+        assert np.array_equal(mask, expected)
     staged = one("SELECT count(*) FROM documents WHERE live = 0")
     db.close()
     return staged

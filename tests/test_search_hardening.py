@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 import contextlens.search.build as build_module
+import contextlens.search.generation as generation_module
 from contextlens.cli import search as search_cli
 from contextlens.errors import ContextlensError
 from contextlens.io.retrieval import read_qrels, read_queries
 from contextlens.search import DEFAULT_MODE, Index
-from contextlens.search.vectors import load_snapshot
+from contextlens.search.vectors import mask_path
 
 SENTENCES = [f"Note {i} says that the {w} is kept in drawer {i}." for i, w in enumerate(
     ["stapler", "kettle", "passport", "torch", "charger", "ladder", "umbrella"] * 10
@@ -90,7 +91,8 @@ FIRST_BUILD_FAILURES = {
     "chunk too small": (["--chunk-tokens", "5"], "chunk"),
     "error mid-embedding": ([], RuntimeError),
     "ctrl-c mid-embedding": ([], 130),  # click prints "Aborted!" and exits 128 + SIGINT
-    "disk full at the snapshot": ([], OSError),
+    "disk full at a shard": ([], OSError),
+    "disk full at the live mask": ([], OSError),
 }
 
 
@@ -115,8 +117,10 @@ def test_failed_first_build_leaves_the_folder_as_it_was(
     if failure in ("error mid-embedding", "ctrl-c mid-embedding"):
         error = RuntimeError("boom") if raised is RuntimeError else KeyboardInterrupt()
         monkeypatch.setattr(search_cli, "get_model", lambda name: failing(minilm, error, on=2))
-    if failure == "disk full at the snapshot":
-        monkeypatch.setattr(build_module, "save_snapshot", no_space)
+    if failure == "disk full at a shard":
+        monkeypatch.setattr(build_module, "write_shard", no_space)
+    if failure == "disk full at the live mask":
+        monkeypatch.setattr(generation_module, "save_mask", no_space)
     before = snapshot(tmp_path)
 
     command = ["index", "build", source, "--index", index, *args]
@@ -396,36 +400,35 @@ def test_an_index_keeps_its_chunk_settings(run_cli, tmp_path):
     assert Index.open(index).meta["overlap"] == 8
 
 
-# ── snapshots ───────────────────────────────────────────────────────────────────────────────
+# ── the live mask ───────────────────────────────────────────────────────────────────────
 
 
-@pytest.mark.parametrize("damage", ["vectors deleted", "ids deleted", "vectors truncated"])
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
 @pytest.mark.parametrize("repair", ["build", "add"])
-def test_a_broken_snapshot_is_repaired_and_searches_do_not_warn(minilm, tmp_path, damage, repair):
+def test_a_broken_live_mask_is_repaired_and_searches_do_not_warn(minilm, tmp_path, damage, repair):
     source = notes(tmp_path / "src", 5)
     ix = Index.create(tmp_path / "ix", minilm)
-    generation = ix.build([source], minilm).generation
-    expected = ix.search("kettle", k=3, mode="dense", model=minilm)
-    name = "ids" if damage == "ids deleted" else "vectors"
-    broken = ix.path / f"{name}-{generation}.npy"
-    if damage.endswith("deleted"):
+    ix.build([source], minilm)
+    ix.remove([str(source / "note01.txt")])  # a dead row in the shard: the mask matters
+    (source / "note01.txt").unlink()
+    generation = ix.generation
+    expected = ix.search("kettle", k=5, mode="dense", model=minilm)
+    assert "note01" not in {Path(h.document).stem for h in expected}
+    broken = mask_path(ix.path, generation)
+    if damage == "deleted":
         broken.unlink()
     else:
-        broken.write_bytes(broken.read_bytes()[:200])
-    assert load_snapshot(ix.path, generation) is None
+        broken.write_bytes(broken.read_bytes()[:40])
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert Index.open(ix.path).search("kettle", k=3, mode="dense", model=minilm) == expected
-    assert ix.store.live_vectors(384)[1].flags.writeable  # torch can share it, no warning
+        assert Index.open(ix.path).search("kettle", k=5, mode="dense", model=minilm) == expected
 
     report = getattr(ix, repair)([source], minilm)
     assert report.embedded == 0 and report.generation == generation
-    ids, vectors = load_snapshot(ix.path, generation)
-    live_ids, live_vectors = ix.store.live_vectors(384)
-    assert ids.tolist() == live_ids.tolist() and vectors.tobytes() == live_vectors.tobytes()
+    assert Index.open(ix.path).search("kettle", k=5, mode="dense", model=minilm) == expected
     before = broken.stat().st_mtime_ns
-    ix.build([source], minilm)  # nothing to repair: the snapshot is not rewritten
+    ix.build([source], minilm)  # nothing to repair: the mask is not rewritten
     assert broken.stat().st_mtime_ns == before
 
 

@@ -1,5 +1,6 @@
 """The index's store on its own: staged documents stay invisible until published, publishing
-replaces documents of the same name and bumps the generation, and the reads see only live rows."""
+replaces documents of the same name and bumps the generation, and the reads see only live rows;
+shards count the chunks that use them and are forgotten when none does."""
 
 import sqlite3
 
@@ -16,39 +17,45 @@ def chunks_of(text: str) -> list[Chunk]:
     return [Chunk(text, 0, len(text), len(text.split()))]
 
 
-def stage(store: Store, doc: Document, vector: list[float]) -> None:
+def stage(store: Store, doc: Document) -> None:
+    """Stage `doc` as one chunk at row 0 of a new shard."""
+    shard = store.reserve_shard()
     with store.transaction(write=True):
-        store.insert_document(doc, chunks_of(doc.text), np.array([vector]), split=0)
+        store.add_shard(shard, 1)
+        store.insert_document(doc, chunks_of(doc.text), shard, 0, split=0)
 
 
 def test_staged_published_replaced_and_removed(tmp_path):
     store = Store(tmp_path / "index.db")
     kettle = Document("a.txt", "the kettle boils water", {"path": "/notes/a.txt"})
     passport = Document("b.txt", "renew the passport in May", {"path": "/trips/b.txt"})
-    stage(store, kettle, [1.0, 0.0])
-    stage(store, passport, [0.0, 1.0])
+    stage(store, kettle)
+    stage(store, passport)
     assert store.live_names() == [] and store.counts()["staged_documents"] == 2
     assert store.bm25(["kettle"], 5, None) == []  # staged rows are invisible to queries
+    assert store.shards() == []  # so are their shards
 
     with store.transaction(write=True):
         assert store.publish([]) == 1
     assert sorted(store.live_names()) == ["a.txt", "b.txt"] and store.generation() == 1
     assert store.hashes(live=True) == {"a.txt": kettle.hash, "b.txt": passport.hash}
-    ids, vectors = store.live_vectors(2)
-    assert vectors.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert store.shards() == [(1, 1, 1), (2, 1, 1)]
+    ids, shards, rows = store.live_places()
+    assert shards.tolist() == [1, 2] and rows.tolist() == [0, 0]
     (kettle_id, score), *rest = store.bm25(["kettle", "water"], 5, None)
-    assert rest == [] and score > 0
+    assert rest == [] and score > 0 and store.ids_at([(1, 0)]) == [kettle_id]
     assert store.chunks([kettle_id])[kettle_id][:5] == ("a.txt", 0, 0, 22, kettle.text)
-    assert store.chunk_ids({"path": "/trips/*"}) == {int(ids[1])}
+    assert [a.tolist() for a in store.places({"path": "/trips/*"})] == [[2], [0]]
 
     newer = Document("a.txt", "the kettle is descaled", {"path": "/notes/a.txt"})
-    stage(store, newer, [0.5, 0.75])
-    stage(store, Document("c.txt", "left over"), [1.0, 0.0])
+    stage(store, newer)
+    stage(store, Document("c.txt", "left over"))
     with store.transaction(write=True):
         store.drop_staged("c.txt")
         assert store.publish(["b.txt"]) == 2
     assert store.live_names() == ["a.txt"] and store.hashes(live=False) == {}
-    assert store.live_vectors(2)[1].tolist() == [[0.5, 0.75]]
+    assert store.shards() == [(3, 1, 1)]  # 1, 2 and 4 have no chunk left: forgotten
+    assert store.shard_numbers() == {3} and store.reserve_shard() == 5  # never given twice
     counts = store.counts()
     assert (counts["documents"], counts["chunks"], counts["tokens"]) == (1, 1, 4)
     assert [d["name"] for d in store.documents()] == ["a.txt"]

@@ -36,11 +36,11 @@ ID_FIELD = typer.Option(None, "--id-field", help="the id field of .jsonl/.parque
 
 
 @contextmanager
-def progress_bar(as_json: bool):
-    """A rich progress bar on stderr, shown from the first chunk embedded (never with --json);
+def progress_bar(as_json: bool, verb: str = "embedding"):
+    """A rich progress bar on stderr, shown from the first chunk done (never with --json);
     yields the callback `(done, total)` that moves it."""
     bar = Progress(
-        TextColumn("embedding"),
+        TextColumn(verb),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("chunks"),

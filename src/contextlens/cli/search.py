@@ -18,6 +18,7 @@ from ..search import (
     judged,
     list_indexes,
 )
+from ..search.corpus import Job
 from ..search.engine import Engine
 from ..search.index import IndexBuilt, Removed
 from .app import JSON_OPTION, MODEL_OPTION, app, console, emit_json, evaluate_app, get_model, table
@@ -75,11 +76,39 @@ def _show_build(ix: Index, report, as_json: bool) -> None:
         console.print(f"skipped {s.path}: {s.reason}", markup=False)
 
 
+def _build_from_shards(folder: Path, index: str, model: str | None, as_json: bool) -> None:
+    """`index build --from-shards DIR`: take an embedding job's chunks and vectors as they are,
+    with the model and chunk settings it recorded."""
+    job = Job.open(folder)
+    settings = job.settings
+    if model is not None and model != settings["model"]:
+        raise ContextlensError(
+            f"the job in {folder} was embedded with {settings['model']}, not {model}; leave out -m"
+        )
+    m = get_model(settings["model"])
+    ix = Index.create(index, m, settings["chunk_tokens"], settings["overlap"])
+    try:
+        with progress_bar(as_json, "indexing") as callback:
+            report = ix.build_from_shards(folder, progress=callback)
+    except BaseException:
+        ix.discard()
+        raise
+    _show_build(ix, report, as_json)
+
+
 @index_app.command("build")
 def build(
-    paths: list[Path] = PATHS,
+    paths: list[Path] = typer.Argument(
+        None, help="files or folders (.txt .md .html .jsonl .parquet, SMART collections)"
+    ),
     index: str = INDEX,
-    model: str = MODEL_OPTION,
+    from_shards: Path = typer.Option(
+        None,
+        "--from-shards",
+        help="instead of PATHS: the --out folder of a finished `embed` job, indexed without "
+        "embedding again",
+    ),
+    model: str = typer.Option(None, "--model", "-m", help="model name or path (default minilm)"),
     chunk_tokens: int = CHUNK_TOKENS,
     overlap: int = OVERLAP,
     text_field: str = TEXT_FIELD,
@@ -93,7 +122,17 @@ def build(
     """Index the documents under PATHS (only new or changed ones are embedded; gone ones are
     removed; an interrupted build resumes). Without --chunk-tokens/--overlap an existing index
     keeps its settings. With --engine ray the chunks are embedded on a Ray cluster; the index
-    still changes in one transaction at the end."""
+    still changes in one transaction at the end. With --from-shards DIR the chunks and vectors
+    of an `embed --out DIR` job are indexed as they are."""
+    if from_shards is not None:
+        if paths:
+            raise ContextlensError("give PATHS or --from-shards, not both")
+        return _build_from_shards(from_shards, index, model, as_json)
+    if not paths:
+        raise ContextlensError(
+            "no paths given; name the files or folders to index (or --from-shards)"
+        )
+    model = model or "minilm"
     run = Engine(engine, address, actors)
     args = (chunk_tokens, overlap, text_field, id_field, batch_size, as_json)
     _show_build(*_run_build(paths, index, model, *args, engine=run), as_json)

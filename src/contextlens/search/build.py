@@ -1,12 +1,16 @@
-"""Building an index: read the documents, chunk and embed the new and changed ones, stage them in
-small commits (a rerun resumes from them), publish them in one transaction, then write the
-generation's vector snapshot. A failed first build can be undone (`Made`): only the files and
-folders it made are removed.
+"""Building an index: read the documents, chunk and embed the new and changed ones (or take
+them with their vectors from an embedding job's shards), stage them in small commits (a rerun
+resumes from them), each commit's vectors in a new shard file written before it, publish them in
+one transaction, then settle: rewrite mostly dead or too many small shards (compaction), write
+the generation's live mask and, when ANN is the default, the shards' HNSW graphs. Files no
+database row uses (left by a killed writer) are deleted when the next write starts. A failed
+first build can be undone (`Made`): only the files and folders it made are removed.
 """
 
 import fcntl
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +21,21 @@ from ..errors import ContextlensError
 from ..io.documents import Document, Skipped, read_file, shown
 from .chunking import chunk_text
 from .engine import Engine, check_batch_size, embedded
+from .generation import write_mask
 from .store import Store, is_index_file
 from .vectors import (
-    ANN_THRESHOLD,
     BLOCK_ROWS,
+    FILE,
+    SHARD_ROWS,
+    TEMPORARY,
     Hnsw,
-    load_snapshot,
-    save_snapshot,
-    snapshot_shape,
+    compaction,
+    dense_method,
+    gather,
+    graph_bytes,
+    graph_path,
+    open_shard,
+    write_shard,
 )
 
 
@@ -101,10 +112,11 @@ def read_documents(
 
 
 def _whole_documents(queue: list, rows: int) -> int:
-    """How many documents at the head of `queue` (document, chunked) fit in `rows` vectors."""
+    """How many documents at the head of `queue` (document, chunks, split) fit in `rows`
+    vectors."""
     n = 0
-    while n < len(queue) and rows >= len(queue[n][1].chunks):
-        rows -= len(queue[n][1].chunks)
+    while n < len(queue) and rows >= len(queue[n][1]):
+        rows -= len(queue[n][1])
         n += 1
     return n
 
@@ -129,7 +141,21 @@ class Builder:
                 raise ContextlensError(
                     f"index {self.folder} is being written by another process; wait for it"
                 ) from None
+            self._sweep()
             yield
+
+    def _sweep(self) -> None:
+        """Delete the files a killed writer left: shards and graphs no database row names,
+        temporary files, live masks older than the previous generation."""
+        known = self.store.shard_numbers()
+        generation = self.store.generation()
+        for f in self.folder.iterdir():
+            m = FILE.fullmatch(f.name)
+            orphan = m is not None and (
+                int(m[2]) not in known if m[1] else int(m[3]) < generation - 1
+            )
+            if orphan or TEMPORARY.fullmatch(f.name):
+                f.unlink(missing_ok=True)
 
     def update(
         self,
@@ -158,8 +184,32 @@ class Builder:
                 f"({len(skipped)} files skipped); index .txt, .md, .html, .jsonl or SMART files"
             )
         report = BuildReport(documents=len(docs), skipped=list(skipped))
+
+        def embed(todo: set[str]) -> None:
+            todo_docs = [d for d in docs if d.name in todo]
+            self._embed(todo_docs, model, engine, batch_size, commit_every, progress, report)
+
+        self._apply({d.name: d.hash for d in docs}, mirror, report, embed)
+        return report
+
+    def ingest(
+        self,
+        hashes: dict[str, str],
+        groups: Callable[[set[str]], Iterable[tuple[list, np.ndarray]]],
+        report: BuildReport,
+    ) -> BuildReport:
+        """Make the index hold exactly the documents named in `hashes` (name -> content hash),
+        whose chunks and vectors come ready: `groups(names)` yields, for the documents named that
+        are not in the index yet, (documents as (document, chunks, split), their vectors
+        `[rows, d]`), a group a shard."""
+        self._apply(hashes, True, report, lambda todo: self._stage_all(groups(todo), report))
+        return report
+
+    def _apply(self, wanted: dict[str, str], mirror: bool, report: BuildReport,
+               stage: Callable[[set[str]], None]) -> None:  # fmt: skip
+        """Under the lock: keep the staged documents still wanted, `stage` the new and changed
+        ones, publish (removing the gone ones with `mirror`), settle."""
         with self._writing():
-            wanted = {d.name: d.hash for d in docs}
             live = self.store.hashes(live=True)
             staged = self.store.hashes(live=False)
             with self.store.transaction(write=True):
@@ -168,18 +218,15 @@ class Builder:
                         self.store.drop_staged(n)
             report.unchanged = sum(live.get(n) == h for n, h in wanted.items())
             report.resumed = sum(staged.get(n) == h != live.get(n) for n, h in wanted.items())
-            todo = [d for d in docs if d.hash not in (live.get(d.name), staged.get(d.name))]
+            todo = {n for n, h in wanted.items() if h not in (live.get(n), staged.get(n))}
             gone = [n for n in live if n not in wanted] if mirror else []
-            self._embed(todo, model, engine, batch_size, commit_every, progress, report)
+            stage(todo)
             if report.embedded or report.resumed or gone:
                 with self.store.transaction(write=True):
                     report.generation = self.store.publish(gone)
                 report.removed = len(gone)
-                self._snapshot()
-            else:
-                report.generation = self.store.generation()
-                self._snapshot(repair=True)
-        return report
+            self._settle()
+            report.generation = self.store.generation()
 
     def _embed(self, docs: list[Document], model, engine, batch_size, commit_every, progress,
                report):  # fmt: skip
@@ -189,34 +236,43 @@ class Builder:
         for d in docs:
             c = chunk_text(d.text, model.tokenizer, self.meta["chunk_tokens"], self.meta["overlap"])
             if c.chunks:
-                queue.append((d, c))
+                queue.append((d, c.chunks, c.split))
             else:
                 report.skipped.append(Skipped(d.name, "no text to index"))
-        texts = [ch.text for _, c in queue for ch in c.chunks]
+        texts = [ch.text for _, chunks, _ in queue for ch in chunks]
         if progress:
             progress(0, len(texts))
         vectors = np.zeros((0, self.meta["dim"]), np.float32)
         for part in embedded(texts, model, engine, batch_size, part=commit_every):
             vectors = np.concatenate([vectors, part])
             ready = _whole_documents(queue, len(vectors))
-            rows = sum(len(c.chunks) for _, c in queue[:ready])
+            rows = sum(len(chunks) for _, chunks, _ in queue[:ready])
             if rows >= commit_every or ready == len(queue):
                 self._stage(queue[:ready], vectors[:rows], report)
                 queue, vectors = queue[ready:], vectors[rows:]
             if progress:
                 progress(report.chunks + len(vectors), len(texts))
 
+    def _stage_all(self, groups: Iterable[tuple[list, np.ndarray]], report: BuildReport) -> None:
+        for group, vectors in groups:
+            self._stage(group, vectors, report)
+
     def _stage(self, group: list, vectors: np.ndarray, report: BuildReport) -> None:
-        """Commit the documents of `group` (document, chunked) staged, with their `vectors`."""
+        """Write `vectors` `[rows, d]` as a new shard, then commit the documents of `group`
+        (document, chunks, split) staged, their chunks pointing at its rows."""
+        if not group:
+            return
+        shard = self.store.reserve_shard()
+        write_shard(self.folder, shard, len(vectors), [vectors])
         with self.store.transaction(write=True):
+            self.store.add_shard(shard, len(vectors))
             row = 0
-            for d, c in group:
-                n = len(c.chunks)
-                self.store.insert_document(d, c.chunks, vectors[row : row + n], c.split)
-                row += n
+            for d, chunks, split in group:
+                self.store.insert_document(d, chunks, shard, row, split)
+                row += len(chunks)
         report.embedded += len(group)
         report.chunks += len(vectors)
-        report.split += sum(c.split for _, c in group)
+        report.split += sum(split for _, _, split in group)
 
     def remove(self, names: list[str]) -> int:
         """Remove documents by name, path or folder (everything under it); returns how many."""
@@ -233,21 +289,77 @@ class Builder:
                 gone.update(match)
             with self.store.transaction(write=True):
                 self.store.publish(sorted(gone))
-            self._snapshot()
+            self._settle()
         return len(gone)
 
-    def _snapshot(self, repair: bool = False) -> None:
-        """Write the current generation's live vectors as snapshot files, a block of rows at a
-        time; with `repair`, only if they are missing or do not match the database (a writer
-        killed before writing them)."""
-        dim = self.meta["dim"]
+    def _settle(self) -> None:
+        """After a publish (or to finish a killed writer's work): compact, write the live mask,
+        and build the missing HNSW graphs when ANN is the index's default."""
+        self._compact()
         with self.store.transaction():
-            generation = self.store.generation()
-            rows = self.store.live_chunk_count()
-            if repair and snapshot_shape(self.folder, generation) == (rows, dim):
-                return
-            blocks = self.store.live_vector_blocks(dim, BLOCK_ROWS)
-            save_snapshot(self.folder, generation, (rows, dim), blocks)
-        if rows >= ANN_THRESHOLD:
-            _, vectors = load_snapshot(self.folder, generation)
-            Hnsw.build(vectors, self.folder / f"hnsw-{generation}.bin")
+            write_mask(self.store, self.folder)
+            shards = self.store.shards()
+        live = sum(used for _, _, used in shards)
+        need = sum(graph_bytes(rows, self.meta["dim"]) for _, rows, _ in shards)
+        if dense_method(live, need)[0]:
+            for shard, _, _ in shards:
+                if not graph_path(self.folder, shard).exists():
+                    Hnsw.build(open_shard(self.folder, shard), graph_path(self.folder, shard))
+
+    def _compact(self) -> None:
+        """Rewrite the shards `compaction` picks into new shards of their live rows (at most
+        `SHARD_ROWS` each), written before the one transaction that moves the chunks to them."""
+        with self.store.transaction():
+            plan = compaction(self.store.shards())
+            taken = [self.store.shard_chunks(s) for s in plan]
+        if not taken:
+            return
+        ids = np.concatenate([i for i, _ in taken])
+        shards = np.concatenate([np.full(len(r), s) for s, (_, r) in zip(plan, taken, strict=True)])
+        rows = np.concatenate([r for _, r in taken])
+        pieces = []
+        for start in range(0, len(ids), SHARD_ROWS):
+            piece = slice(start, start + SHARD_ROWS)
+            shard = self.store.reserve_shard()
+            blocks = gather(self.folder, shards[piece], rows[piece])
+            write_shard(self.folder, shard, len(ids[piece]), blocks)
+            pieces.append((shard, ids[piece]))
+        with self.store.transaction(write=True):
+            for shard, chunks in pieces:
+                self.store.move(chunks, shard)
+            self.store.next_generation()
+
+    def upgrade(self) -> bool:
+        """Move an index of the first format (each vector a BLOB in the database) to shards:
+        the live vectors are written to shards, then one transaction drops the BLOBs and points
+        the chunks at their rows. Returns whether there was anything to upgrade."""
+        if not self.store.has_blob_vectors():
+            return False
+        with self._writing():
+            for f in self.folder.iterdir():
+                if re.fullmatch(r"(?:vectors|ids)-\d+\.npy|hnsw-\d+\.bin", f.name):
+                    f.unlink()  # the first format's snapshots
+            count = self.store.counts()["chunks"]
+            numbers = [self.store.reserve_shard() for _ in range(0, count, SHARD_ROWS)]
+            placed = []
+            with self.store.transaction():
+                stream = self.store.blob_vectors(self.meta["dim"], BLOCK_ROWS)
+                for shard, start in zip(numbers, range(0, count, SHARD_ROWS), strict=True):
+                    rows = min(SHARD_ROWS, count - start)
+                    ids: list[np.ndarray] = []
+                    write_shard(self.folder, shard, rows, _noting_ids(stream, rows, ids))
+                    placed.append((shard, np.concatenate(ids)))
+            with self.store.transaction(write=True):
+                self.store.drop_blob_vectors(placed)
+            self._settle()
+        return True
+
+
+def _noting_ids(stream: Iterator[tuple[np.ndarray, np.ndarray]], rows: int, ids: list):
+    """The vectors of the next `rows` rows of `stream` (blocks of (ids, vectors)), noting their
+    ids in `ids`."""
+    while rows > 0:
+        block_ids, vectors = next(stream)
+        ids.append(block_ids)
+        rows -= len(block_ids)
+        yield vectors

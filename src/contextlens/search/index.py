@@ -1,7 +1,8 @@
 """`Index`: a folder of documents made searchable by meaning (dense), by words (BM25) or both.
 
-An index is a directory: `index.db` (SQLite; every statement is in `store`) and the snapshot
-files of `vectors`. `build` writes them; `Index` opens, builds through it and searches.
+An index is a directory: `index.db` (SQLite; every statement is in `store`) and the shard,
+graph and live-mask files of `vectors`. `build` writes them; `Index` opens, builds through it
+and searches.
 It records the model and chunk settings that made it and refuses queries from another model.
 
     ix = Index.create("notes", model=m)            # or Index.open("notes")
@@ -13,6 +14,7 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,10 +26,21 @@ from ..io.documents import shown, utf8_problem
 from ..lm import LanguageModel
 from .build import Builder, BuildReport, Made
 from .chunking import check_chunking
+from .corpus import Job
 from .explain import Explanation
 from .explain import explain as explain_match
+from .generation import read_parts
 from .store import Store
-from .vectors import ANN_THRESHOLD, Hnsw, exact_top, load_snapshot
+from .vectors import (
+    Hnsw,
+    Part,
+    ann_budget_bytes,
+    dense_method,
+    gather,
+    graph_bytes,
+    graph_path,
+    top,
+)
 
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
 MODES = ("dense", "bm25", "hybrid")
@@ -117,6 +130,8 @@ class IndexInfo:
     split_sentences: int
     staged_documents: int
     bytes: int
+    shards: int
+    search: str  # how dense search runs by default: the HNSW graphs or the exact scan, and why
     files: list[str] | None = None
 
 
@@ -154,11 +169,13 @@ class Index:
         self.store = Store(path / "index.db")
         self.meta = self.store.meta()
         self._generation = -1
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._vectors = np.zeros((0, 0), dtype=np.float32)  # [n, d], memory-mapped when read
-        self._hnsw: Hnsw | None = None
+        self._parts: list[Part] = []  # the generation's shards, memory-mapped, and live rows
+        self._mapped: dict[int, np.ndarray] = {}  # shard -> its mapped file
+        self._graphs: dict[int, Hnsw] = {}  # shard -> its HNSW graph, once used
         self._loaded = None
         self._made: Made | None = None
+        if self.meta and self.store.has_blob_vectors():
+            self._writer().upgrade()
 
     # ── opening ─────────────────────────────────────────────────────────────────────────────
     @classmethod
@@ -251,13 +268,27 @@ class Index:
         """Add (or update) the documents under `paths`, keeping everything else."""
         return self._update(paths, model, mirror=False, **kwargs)
 
+    def build_from_shards(
+        self, folder: str | Path, progress: Callable[[int, int], None] | None = None
+    ) -> BuildReport:
+        """Make the index hold exactly the documents of a finished `embed_corpus` job in
+        `folder` (Parquet shards of chunks and vectors), without embedding anything: the job's
+        model and chunk settings must be the index's. Resumes like `build`."""
+        job = Job.open(folder)
+        job.check(self.meta)
+        report = BuildReport(documents=len(job.hashes))
+        return self._writer().ingest(job.hashes, lambda todo: job.groups(todo, progress), report)
+
     def _update(self, paths, model, mirror: bool, **kwargs) -> BuildReport:
         self.check_model(model)
-        return Builder(self.store, self.path, self.meta).update(paths, model, mirror, **kwargs)
+        return self._writer().update(paths, model, mirror, **kwargs)
 
     def remove(self, names: list[str]) -> int:
         """Remove documents by name, path or folder (everything under it); returns how many."""
-        return Builder(self.store, self.path, self.meta).remove(names)
+        return self._writer().remove(names)
+
+    def _writer(self) -> Builder:
+        return Builder(self.store, self.path, self.meta)
 
     # ── reading ─────────────────────────────────────────────────────────────────────────────
     @property
@@ -270,10 +301,14 @@ class Index:
             counts = self.store.counts()
             meta = self.store.meta()
             names = [d["name"] for d in self.store.documents()] if files else None
+            shards = self.store.shards()
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         settings = ("model", "dim", "chunk_tokens", "overlap", "generation")
         given = {k: meta[k] for k in settings} | counts
-        return IndexInfo(str(self.path), **given, bytes=size, files=names)
+        need = sum(graph_bytes(rows, meta["dim"]) for _, rows, _ in shards)
+        method = dense_method(counts["chunks"], need)[1]
+        return IndexInfo(str(self.path), **given, bytes=size, shards=len(shards), search=method,
+                         files=names)  # fmt: skip
 
     def info(self) -> dict:
         """`details()` as a dict."""
@@ -295,26 +330,40 @@ class Index:
         return self._loaded
 
     def _load_vectors(self) -> None:
-        """Bring the in-memory vectors up to the database's generation (inside a read
+        """Bring the mapped shards and live rows up to the database's generation (inside a read
         transaction, so they match the metadata read in it)."""
         generation = self.generation
         if generation == self._generation:
             return
-        snap = load_snapshot(self.path, generation)
-        if snap is None:
-            snap = self.store.live_vectors(self.meta["dim"])
-        self._ids, self._vectors = snap
-        self._hnsw = None
+        self._parts = read_parts(self.store, self.path, self._mapped)
+        kept = {p.shard for p in self._parts}
+        self._mapped = {s: v for s, v in self._mapped.items() if s in kept}
+        self._graphs = {s: g for s, g in self._graphs.items() if s in kept}
         self._generation = generation
 
-    def _ann(self) -> Hnsw:
-        if self._hnsw is None:
-            path = self.path / f"hnsw-{self._generation}.bin"
-            n = len(self._ids)
-            self._hnsw = Hnsw.load(path, self.meta["dim"], n) or Hnsw.build(
-                self._vectors, path if os.access(self.path, os.W_OK) else None
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids `[n]`, unit vectors `[n, d]`) of the live chunks, by chunk id, read from
+        the shards into memory (for small indexes and checks; search never does this)."""
+        with self.store.transaction():
+            ids, shards, rows = self.store.live_places()
+            blocks = list(gather(self.path, shards, rows))
+        dim = self.meta["dim"]
+        return ids, np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+
+    def _graph_of(self, part: Part) -> Hnsw:
+        """The HNSW graph of `part`'s shard (loaded, or built and saved when the folder is
+        writable), its dead rows hidden."""
+        graph = self._graphs.get(part.shard)
+        if graph is None:
+            path = graph_path(self.path, part.shard)
+            n = len(part.vectors)
+            graph = Hnsw.load(path, self.meta["dim"], n) or Hnsw.build(
+                part.vectors, path if os.access(self.path, os.W_OK) else None
             )
-        return self._hnsw
+            self._graphs[part.shard] = graph
+        if part.live is not None:
+            graph.hide(~part.live)
+        return graph
 
     def search(
         self,
@@ -344,9 +393,9 @@ class Index:
             self.check_model(model)
         with self.store.transaction():
             self._load_vectors()
-            if len(self._ids) == 0:
+            if not self._parts:
                 raise ContextlensError(f"index {self.path} is empty; add documents to it first")
-            allowed = self.store.chunk_ids(where) if where else None
+            allowed = self._allowed(where) if where else None
             depth = max(k, 100) if mode == "hybrid" else k
             ranked: dict[str, list[tuple[int, float]]] = {}
             if mode != "bm25":
@@ -375,19 +424,38 @@ class Index:
         explained = [ExplainedHit(**vars(h), explain=e) for h, e in zip(hits, reasons, strict=True)]
         return SearchReport(self.path.name, query, mode, explained)
 
+    def _allowed(self, where: dict[str, str]) -> list[np.ndarray]:
+        """Per part, `[rows]` bool: the rows whose documents' metadata match `where`."""
+        shards, rows = self.store.places(where)
+        masks = []
+        for part in self._parts:
+            mask = np.zeros(len(part.vectors), dtype=bool)
+            mask[rows[shards == part.shard]] = True
+            masks.append(mask)
+        return masks
+
     def _dense(self, query, k, model, allowed, ann) -> list[tuple[int, float]]:
         q = torch.nn.functional.normalize(model.embed(query, truncate=True), dim=-1)  # [d]
-        use_ann = (len(self._ids) >= ANN_THRESHOLD) if ann is None else ann
-        if allowed is not None or not use_ann:
-            mask = None
-            if allowed is not None:
-                mask = torch.from_numpy(np.isin(self._ids, np.fromiter(allowed, np.int64)))
-            scores, rows = exact_top(self._vectors, q[None], k, mask)
-            scores, rows = scores[0].numpy(), rows[0].numpy()
-        else:
-            scores, rows = self._ann().top(q[None].numpy(), k)
-            scores, rows = scores[0], rows[0]
-        return [(int(self._ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
+        graphs = None
+        if allowed is None and self._use_ann(ann):
+            graphs = {p.shard: self._graph_of(p) for p in self._parts}
+        scores, shards, rows = top(self._parts, q[None].float(), k, allowed, graphs)
+        places = list(zip(shards[0].tolist(), rows[0].tolist(), strict=True))
+        ids = self.store.ids_at(places)
+        return list(zip(ids, scores[0].tolist(), strict=True))
+
+    def _use_ann(self, ann: bool | None) -> bool:
+        """Whether to search the HNSW graphs: asked for, or (`ann` None) the default of
+        `dense_method`; asked for over the memory budget, a clear error."""
+        live = sum(p.live_rows for p in self._parts)
+        need = sum(graph_bytes(len(p.vectors), self.meta["dim"]) for p in self._parts)
+        if ann and need > ann_budget_bytes():
+            raise ContextlensError(
+                f"the HNSW graphs of index {self.path} would take {need / 1e9:.1f} GB, over the "
+                f"ANN memory budget of {ann_budget_bytes() / 1e9:.1f} GB; search with --exact, "
+                "or raise CONTEXTLENS_ANN_MEMORY_GB"
+            )
+        return dense_method(live, need)[0] if ann is None else ann
 
     def _hits(self, found: list[tuple[int, float]]) -> list[Hit]:
         rows = self.store.chunks([i for i, _ in found])
