@@ -154,3 +154,84 @@ def test_one_writer_at_a_time(minilm, tmp_path):
         with pytest.raises(ContextlensError, match="being written by another process"):
             ix.build([folder], minilm)
     assert ix.build([folder], minilm).embedded == 1
+
+
+PAUSED_WRITER = """
+import sys, time
+import contextlens as cl
+from contextlens.search import Index, build
+write_shard = build.write_shard
+def written_then_paused(*args, **kwargs):
+    write_shard(*args, **kwargs)
+    print("written", flush=True)
+    time.sleep(600)
+build.write_shard = written_then_paused
+m = cl.load("minilm")
+ix = Index.open(sys.argv[1])
+if sys.argv[2] == "build":
+    ix.build([sys.argv[3]], m, commit_every=8, batch_size=8)
+else:
+    ix.remove(sys.argv[3:])
+"""
+
+
+def killed_after_a_shard(*args: str) -> None:
+    """Run PAUSED_WRITER with `args`; SIGKILL it once it has written its first shard file
+    (renamed into place, not yet in any transaction)."""
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_WRITER, *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    line = proc.stdout.readline()
+    assert line.strip() == "written", proc.stderr.read()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def orphans(path: Path) -> set[str]:
+    """Shard files no database row names."""
+    with sqlite3.connect(path / "index.db") as db:
+        known = {f"shard-{r[0]}.npy" for r in db.execute("SELECT id FROM shards")}
+    return {f.name for f in path.glob("shard-*.npy")} - known
+
+
+def test_killed_between_writing_a_shard_and_staging_it(minilm, tmp_path):
+    lines = LEE.read_text().splitlines()
+    folder, index = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+    write_docs(folder, lines[:OLD], 0)
+    Index.create(index, minilm).build([folder], minilm)
+    old = visible_documents(index, minilm)
+    write_docs(folder, lines[OLD : OLD + NEW], OLD)
+
+    killed_after_a_shard(str(index), "build", str(folder))
+    assert len(orphans(index)) == 1  # the file is there, no transaction names it
+    assert check_consistent(index) == 0
+    assert visible_documents(index, minilm) == old
+
+    report = Index.open(index).build([folder], minilm)
+    assert report.embedded == NEW and report.unchanged == OLD
+    assert orphans(index) == set() and check_consistent(index) == 0
+    assert visible_documents(index, minilm) == frozenset(p.name for p in folder.iterdir())
+
+
+def test_killed_during_compaction(minilm, tmp_path):
+    lines = LEE.read_text().splitlines()
+    folder, index = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+    write_docs(folder, lines[:OLD], 0)
+    Index.create(index, minilm).build([folder], minilm)
+    gone = [str(folder / f"lee{i:03d}.txt") for i in range(7)]  # most rows of the shard
+    left = frozenset(f"lee{i:03d}.txt" for i in range(7, OLD))
+
+    killed_after_a_shard(str(index), "remove", *gone)  # published, then killed compacting
+    (killed,) = orphans(index)
+    assert check_consistent(index) == 0
+    assert visible_documents(index, minilm) == left
+    ix = Index.open(index)
+    (sparse, rows, used), *_ = ix.store.shards()
+    assert used < rows / 2  # not compacted yet
+
+    assert ix.add([folder / "lee009.txt"], minilm).unchanged == 1  # the next write finishes
+    assert not (index / killed).exists() and check_consistent(index) == 0
+    assert all(used == rows for _, rows, used in ix.store.shards())
+    assert orphans(index) == {f"shard-{sparse}.npy"}  # kept for readers until the next write
+    assert visible_documents(index, minilm) == left
