@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from contextlens.errors import ContextlensError
-from contextlens.search import Index, embed_corpus, read_corpus
+from contextlens.search import Index, embed_corpus, evaluate, read_corpus
 from contextlens.search import vectors as vectors_module
 from contextlens.search.vectors import Part, exact_top, load_mask, top
 
@@ -232,6 +232,8 @@ def test_the_ann_memory_budget_decides_and_is_said(minilm, tmp_path, monkeypatch
     assert exact == exact_ids(ix, minilm, "fires", 5)
     with pytest.raises(ContextlensError, match="over the ANN memory budget.*--exact"):
         ix.search("fires", k=5, mode="dense", model=minilm, ann=True)
+    judged = {"q": "bushfires near Sydney"}, {"q": {str(source / "lee000.txt"): 1.0}}
+    assert evaluate(ix, minilm, *judged, depth=10, modes=("dense",)).ann is None
 
     monkeypatch.setenv("CONTEXTLENS_ANN_MEMORY_GB", "1")
     ix.build([source], minilm)  # settles: now the graphs fit, so they are built
@@ -243,6 +245,7 @@ def test_the_ann_memory_budget_decides_and_is_said(minilm, tmp_path, monkeypatch
     assert all(not h.document.endswith(("lee000.txt", "lee001.txt")) for h in hits)
     agree = len({h.chunk_id for h in hits} & set(exact_ids(fresh, minilm, "fires", 10)))
     assert agree >= 9
+    assert evaluate(fresh, minilm, *judged, depth=10, modes=("dense",)).ann is not None
 
 
 def test_an_index_from_an_embedding_jobs_shards(minilm, tmp_path, run_cli):

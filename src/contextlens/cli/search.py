@@ -310,6 +310,8 @@ def evaluate_retrieval(
     right = {c: "right" for c in metrics}
     table(f"{result.index}: {result.queries} queries", ["mode", *metrics], rows, right)
     a = result.ann
+    if a is None:
+        return console.print("ANN (HNSW): not measured, the graphs exceed the ANN memory budget")
     console.print(
         f"ANN (HNSW) recall@10 vs exact: {a['recall@10_vs_exact']:.4f}, {a['qps']:.1f} QPS"
     )

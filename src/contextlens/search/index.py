@@ -154,7 +154,8 @@ class Removed:
 class RetrievalReport:
     """A retrieval evaluation of the index `index`: per mode, the mean recall@10,
     recall@{depth}, mrr@10, ndcg@10 over the judged queries and the queries per second; `ann`:
-    the HNSW graph's recall@10 against the exact scan, and its qps (None without dense)."""
+    the HNSW graphs' recall@10 against the exact scan, and their qps (None without dense, or
+    when the graphs exceed the ANN memory budget)."""
 
     index: str
     queries: int
@@ -443,6 +444,13 @@ class Index:
         places = list(zip(shards[0].tolist(), rows[0].tolist(), strict=True))
         ids = self.store.ids_at(places)
         return list(zip(ids, scores[0].tolist(), strict=True))
+
+    def graphs_fit(self) -> bool:
+        """Whether the HNSW graphs of the live shards fit the ANN memory budget."""
+        with self.store.transaction():
+            shards = self.store.shards()
+        need = sum(graph_bytes(rows, self.meta["dim"]) for _, rows, _ in shards)
+        return need <= ann_budget_bytes()
 
     def _use_ann(self, ann: bool | None) -> bool:
         """Whether to search the HNSW graphs: asked for, or (`ann` None) the default of
