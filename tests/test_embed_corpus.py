@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from contextlens.errors import ContextlensError
+from contextlens.search import chunk_text, read_documents
 from contextlens.search.corpus import embed_corpus, read_corpus
 
 LEE = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
@@ -48,6 +49,11 @@ def test_shards_hold_every_chunk_with_its_unit_vector(corpus, minilm, tmp_path):
     chunks = table.column("chunk").to_pylist()
     expected = torch.nn.functional.normalize(minilm.embed(chunks), dim=-1).numpy()
     np.testing.assert_allclose(vectors(table), expected, atol=1e-6)
+    docs, _ = read_documents([corpus])
+    tokens = [
+        c.n_tokens for d in docs for c in chunk_text(d.text, minilm.tokenizer, 200, 32).chunks
+    ]
+    assert table.column("tokens").to_pylist() == tokens
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and len(manifest["shards"]) == report.shards
     assert manifest["settings"]["model"] == "minilm" and manifest["settings"]["dim"] == 384
