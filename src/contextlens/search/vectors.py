@@ -138,15 +138,19 @@ def compaction(shards: list[tuple[int, int, int]]) -> list[int]:
 @dataclass
 class Part:
     """One shard as a generation sees it: its vectors `[rows, d]` (memory-mapped) and which of
-    its rows are live `[rows]` bool (None: all of them)."""
+    its rows are live `[rows]` bool (None: all of them); `dead` `[dead rows]` their numbers."""
 
     shard: int
     vectors: np.ndarray
     live: np.ndarray | None
 
+    def __post_init__(self):
+        dead = np.zeros(0, np.int64) if self.live is None else np.flatnonzero(~self.live)
+        self.dead = torch.from_numpy(dead)
+
     @property
     def live_rows(self) -> int:
-        return len(self.vectors) if self.live is None else int(self.live.sum())
+        return len(self.vectors) - len(self.dead)
 
 
 def top(
@@ -162,15 +166,14 @@ def top(
     graphs (dead rows marked deleted in them) instead of scanning them."""
     scores, shards, rows = [], [], []
     for i, part in enumerate(parts):
-        mask = part.live
-        if allowed is not None:
-            mask = allowed[i] if mask is None else mask & allowed[i]
         if graphs is not None and part.shard in graphs:
             s, r = graphs[part.shard].top(queries.numpy(), k)
             s, r = torch.from_numpy(s).float(), torch.from_numpy(r)
+        elif allowed is not None:
+            mask = allowed[i] if part.live is None else part.live & allowed[i]
+            s, r = exact_top(part.vectors, queries, k, torch.from_numpy(mask))
         else:
-            mask = None if mask is None else torch.from_numpy(mask)
-            s, r = exact_top(part.vectors, queries, k, mask)
+            s, r = exact_top(part.vectors, queries, k, dead=part.dead)
         scores.append(s)
         rows.append(r)
         shards.append(torch.full_like(r, part.shard))
@@ -187,19 +190,25 @@ def exact_top(
     queries: torch.Tensor,
     k: int,
     allowed: torch.Tensor | None = None,
+    dead: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine top-k of unit `queries` `[m, d]` among unit `vectors` `[n, d]` (a tensor, or a
     numpy array such as a memory-mapped shard): (scores `[m, k]`, rows `[m, k]`), best first.
-    `allowed` `[n]` bool masks rows out (dead rows, filters). Queries go in groups that keep the
-    scores under `SCORES_BUDGET` numbers."""
+    `allowed` `[n]` bool masks rows out (filters); `dead` `[r]` leaves rows out by number (a
+    shard's dead rows: cheaper than a mask when they are few). Queries go in groups that keep
+    the scores under `SCORES_BUDGET` numbers."""
     n = vectors.shape[0]
     k = min(k, n if allowed is None else int(allowed.sum()))
+    if dead is not None:
+        k = min(k, n - len(dead))
     group = max(1, SCORES_BUDGET // max(n, 1))
     values, indices = [], []
     for start in range(0, len(queries), group):
         scores = _scores(vectors, queries[start : start + group])  # [g, n]
         if allowed is not None:
             scores.masked_fill_(~allowed, float("-inf"))
+        if dead is not None:
+            scores.index_fill_(1, dead, float("-inf"))
         best = scores.topk(k, dim=1)
         values.append(best.values)
         indices.append(best.indices)
