@@ -332,7 +332,8 @@ class Builder:
     def upgrade(self) -> bool:
         """Move an index of the first format (each vector a BLOB in the database) to shards:
         the live vectors are written to shards, then one transaction drops the BLOBs and points
-        the chunks at their rows. Returns whether there was anything to upgrade."""
+        the chunks at their rows, and the database is vacuumed. Returns whether there was
+        anything to upgrade."""
         if not self.store.has_blob_vectors():
             return False
         with self._writing():
@@ -351,6 +352,7 @@ class Builder:
                     placed.append((shard, np.concatenate(ids)))
             with self.store.transaction(write=True):
                 self.store.drop_blob_vectors(placed)
+            self.store.db.execute("VACUUM")  # give the BLOBs' pages back to the file system
             self._settle()
         return True
 
