@@ -377,7 +377,8 @@ class Index:
     ) -> list[Hit]:
         """The k best chunks for `query`, best first. mode: dense (cosine of embeddings), bm25
         (SQLite FTS5) or hybrid (reciprocal-rank fusion of both). `ann` None picks the HNSW
-        graph from 100k chunks up (filters always scan exactly); `where` filters metadata by
+        graphs from 100k chunks up while they fit the ANN memory budget (`index info` says
+        which; filters always scan exactly); `where` filters metadata by
         glob (`{"path": "*/notes/*"}`). A query over the model's limit is cut to it."""
         _check_query(query, where)
         if not isinstance(k, int) or k < 1:
@@ -437,10 +438,11 @@ class Index:
 
     def _dense(self, query, k, model, allowed, ann) -> list[tuple[int, float]]:
         q = torch.nn.functional.normalize(model.embed(query, truncate=True), dim=-1)  # [d]
+        q = q.float().cpu()  # the shards are memory-mapped on the CPU
         graphs = None
         if allowed is None and self._use_ann(ann):
             graphs = {p.shard: self._graph_of(p) for p in self._parts}
-        scores, shards, rows = top(self._parts, q[None].float(), k, allowed, graphs)
+        scores, shards, rows = top(self._parts, q[None], k, allowed, graphs)
         places = list(zip(shards[0].tolist(), rows[0].tolist(), strict=True))
         ids = self.store.ids_at(places)
         return list(zip(ids, scores[0].tolist(), strict=True))
