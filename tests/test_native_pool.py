@@ -14,6 +14,7 @@ from test_native import matrix
 
 from contextlens.io.gguf import StoredTensor
 from contextlens.nn import quant
+from contextlens.nn.layers import column_major, one_row
 
 Q = GGMLQuantizationType
 BIG = (1024, 512)  # 2^19 weights: above the bound where the pool opens
@@ -115,3 +116,29 @@ def test_float32_weights_multiply_in_place(portable, threads):
     x = torch.randn(1, 300)
     extra.mul_(2)
     torch.testing.assert_close(call(x)[:, 700:], x @ extra.T, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["native-cpu", "portable-c"])
+def test_column_major_float32_weights(portable, threads):
+    """A float32 weight stored [in, out] (exact mode's LM head) is read in that order: the same
+    product, for widths that are not whole vectors or groups of four."""
+    w = column_major(torch.randn(1001, 301))
+    call = quant.KernelCall(quant.kernels(portable), [StoredTensor(Q.F32, (1001, 301), w)])
+    for m in (1, 3):
+        x = torch.randn(m, 301)
+        expected = (x.double() @ w.double().T).float()
+        torch.testing.assert_close(call(x), expected, atol=1e-5 * w.abs().sum(1).max(), rtol=0)
+
+
+def test_exact_lm_head_of_one_row_through_the_kernel(smollm2):
+    """The LM head of one float32 row goes through quant.c (reading the tied, column-major
+    table in place) and gives torch's logits up to summation order; with a gradient to track
+    it stays torch's."""
+    head = smollm2.model.lm_head
+    hidden = torch.randn(smollm2.model.cfg.d_model)
+    with torch.no_grad():
+        fast = one_row(head, hidden)
+    assert head.__dict__.get("kernel_call") is not None
+    torch.testing.assert_close(fast, head(hidden), atol=1e-5 * fast.abs().max(), rtol=0)
+    tracked = hidden.clone().requires_grad_()
+    assert one_row(head, tracked).grad_fn is not None

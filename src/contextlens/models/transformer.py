@@ -27,6 +27,7 @@ from ..nn import (
     sinusoidal_positions,
 )
 from ..nn.attention import Latent, LatentAttention, LatentCache, soft_cap
+from ..nn.layers import one_row
 from ..nn.moe import MoE, MoEConfig
 from ..nn.record import Recorder, at
 
@@ -406,7 +407,7 @@ class Transformer(nn.Module):
         """hidden [..., d] -> next-token logits [..., vocab]."""
         if self.lm_head is None:
             raise ValueError("this model has no language-model head")
-        logits = self.lm_head(hidden)
+        logits = one_row(self.lm_head, hidden)
         cap = self.cfg.logit_softcap
         return logits if cap is None else soft_cap(logits, cap)
 

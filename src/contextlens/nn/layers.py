@@ -185,3 +185,16 @@ def project(
         x = F.silu(gate).mul_(up)
     y = linear(x)
     return y if residual is None else residual.add_(y)
+
+
+def one_row(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """linear(x), where x is one float32 row on the CPU with no gradient to track (the LM head
+    in a decoding step) through `project`'s C call, else through the module: x [..., in] ->
+    [..., out]."""
+    alone = x.numel() == x.shape[-1] and x.dtype == torch.float32 and x.device.type == "cpu"
+    tracked = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in linear.parameters())
+    )
+    if alone and x.is_contiguous() and not tracked and steppable(linear):
+        return project(linear, x)
+    return linear(x)

@@ -10,7 +10,8 @@
            6-bit scale s and min m packed in scales[]: v = 4-bit q, scale d * s, lo -dmin * m
      Q6_K  256 values {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: v = 6-bit q - 32,
            one scale d * scales[i] per 16 values
-   F16 and BF16 rows are k 16-bit floats.
+   F16 and BF16 rows are k 16-bit floats, F32 rows k floats; F32_COLUMNS (not a GGML type) is a
+   float32 weight stored column-major, [k, n] in memory (exact mode's LM head).
 
    cl_matmul:  y[i, c] = sum_j x[i, j] * W[c, j]   x [m, k] float32, y [m, sum of n] float32,
                W the parts stacked along the rows, each part's rows picked by its `rows` (NULL:
@@ -19,6 +20,7 @@
                x / sqrt(mean(x²) + eps) · (offset + norm), or, for a gated MLP, x [m, 2k] becomes
                silu(x[:, :k]) · x[:, k:]; and with `accumulate` y += the product (a residual
                added in place) instead of y = it.
+               The output rows are split into chunks shared by a pool of threads (see there).
    cl_dequant: out[r, j] = w[rows[r], j]             out [n, k] float32
    cl_rope, cl_attend_one: the rest of one new token's attention over a KV cache (see there).
 
@@ -45,12 +47,15 @@
 #endif
 
 enum { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30 };
+enum { F32_COLUMNS = 1000 }; /* not a GGML type: float32 [n, k] stored column-major, as [k, n] */
 
 /* smaller products run on the calling thread alone: handing out chunks costs more than it saves
    (the kernel table of bench/bench_native.py at 1 and 16 rows) */
 #define PARALLEL_MIN (1L << 18)
 #define CHUNKS_PER_THREAD 8 /* a late worker holds up the caller by one chunk at most */
 #define F32_ROWS 4          /* float32 weight rows multiplied per pass over an input row */
+#define COLUMN_BLOCK 512    /* float32 columns summed in place at a time (2 KiB per input row) */
+#define CHUNK_ALIGN 8       /* rows per chunk: a multiple of this (whole vectors of columns) */
 #define TILE 8 /* input rows multiplied per pass over an F16/BF16 weight row */
 #define XT 4   /* the same for block formats (more would not stay in registers) */
 
@@ -110,7 +115,7 @@ static long row_bytes(int fmt, int k) {
     case Q4_K: return k % 256 ? -1 : (long)k / 256 * 144;
     case Q6_K: return k % 256 ? -1 : (long)k / 256 * 210;
     case F16: case BF16: return k % 32 ? -1 : (long)k * 2;
-    case F32: return (long)k * 4;
+    case F32: case F32_COLUMNS: return (long)k * 4;
     default: return -1;
     }
 }
@@ -489,6 +494,42 @@ static void f32_rows(const uint8_t *w, const int32_t *rows, long a, long b, int 
     }
 }
 
+/* y[i, c] = Σ_j x[i, j] · W[j, c] for the columns c in [a, b) of a float32 weight stored as
+   [k, n] (an nn.Linear weight [n, k] in column-major order, as the LM head is): the rows of W
+   are read in order, four at a time, each into the same block of y */
+static void f32_columns(const float *w, long n, long a, long b, int k, const float *x, int m,
+                        float *y, long ldy) {
+    for (long c0 = a; c0 < b; c0 += COLUMN_BLOCK) {
+        long c1 = c0 + COLUMN_BLOCK < b ? c0 + COLUMN_BLOCK : b;
+        for (int i = 0; i < m; i++) memset(y + i * ldy + c0, 0, sizeof(float) * (c1 - c0));
+        for (int j = 0; j < k; j += 4) {
+            int nj = k - j < 4 ? k - j : 4;
+            const float *wj = w + (long)j * n;
+            for (int i = 0; i < m; i++) {
+                const float *xi = x + (long)i * k + j;
+                float *yi = y + i * ldy;
+                long c = c0;
+#ifdef __AVX2__
+                if (nj == 4) {
+                    __m256 x0 = _mm256_set1_ps(xi[0]), x1 = _mm256_set1_ps(xi[1]);
+                    __m256 x2 = _mm256_set1_ps(xi[2]), x3 = _mm256_set1_ps(xi[3]);
+                    for (; c + 8 <= c1; c += 8) {
+                        __m256 s = _mm256_loadu_ps(yi + c);
+                        s = _mm256_fmadd_ps(x0, _mm256_loadu_ps(wj + c), s);
+                        s = _mm256_fmadd_ps(x1, _mm256_loadu_ps(wj + n + c), s);
+                        s = _mm256_fmadd_ps(x2, _mm256_loadu_ps(wj + 2 * n + c), s);
+                        s = _mm256_fmadd_ps(x3, _mm256_loadu_ps(wj + 3 * n + c), s);
+                        _mm256_storeu_ps(yi + c, s);
+                    }
+                }
+#endif
+                for (; c < c1; c++)
+                    for (int t = 0; t < nj; t++) yi[c] += xi[t] * wj[t * n + c];
+            }
+        }
+    }
+}
+
 /* ---- a pool of worker threads ------------------------------------------------------------- */
 
 /* A job is `chunks` independent pieces of work, fn(arg, 0 .. chunks - 1). The caller publishes it
@@ -502,10 +543,18 @@ static void f32_rows(const uint8_t *w, const int32_t *rows, long a, long b, int 
    Workers are created on the first job that wants them and stay alive. Between jobs they spin
    for SPIN_NS (the gap between two products of a decoding step), then sleep on a condition
    variable, so an idle process burns no CPU. One job runs at a time: a caller that finds the
-   pool busy (another thread of the process is multiplying) runs its chunks alone. */
+   pool busy (another thread of the process is multiplying) runs its chunks alone.
+   On a machine with more runnable threads than cores a team is slower than one thread (the
+   workers take CPU time from the caller, or stall it). The caller sees that from its own thread:
+   if, while running jobs, it got less than SHARE_MIN of a core (thread CPU time over wall time,
+   summed over WINDOW_NS of jobs), it runs alone for SOLO_NS (the workers go to sleep), then
+   tries the team again. */
 
 #define SPIN_NS 50000L
 #define MAX_WORKERS 63
+#define WINDOW_NS 20000000L
+#define SOLO_NS 200000000L
+#define SHARE_MIN 0.85
 
 typedef void (*chunk_fn)(void *arg, int chunk);
 
@@ -515,6 +564,7 @@ static struct {
     _Atomic uint64_t claim;
     _Atomic int finished, sleepers, helpers; /* helpers: workers that join the current job */
     int started;                             /* workers created (under `submit`) */
+    long wall, cpu, solo_until;              /* the caller's share of a core (under `submit`) */
     chunk_fn fn;                             /* the current job, set before it is published */
     void *arg;
 } pool = {.submit = PTHREAD_MUTEX_INITIALIZER, .sleep = PTHREAD_MUTEX_INITIALIZER,
@@ -528,11 +578,13 @@ static void relax(void) {
 #endif
 }
 
-static long now_ns(void) {
+static long clock_ns(clockid_t clock) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(clock, &t);
     return t.tv_sec * 1000000000L + t.tv_nsec;
 }
+
+static long now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 /* claim and run chunks of job `gen` until none is left */
 static void run_chunks(uint32_t gen) {
@@ -597,10 +649,17 @@ static void start_workers(int count) {
 /* fn(arg, c) for every chunk c < chunks (at most 65535), on `threads` threads the caller
    included; returns once every chunk is done */
 static void run_job(chunk_fn fn, void *arg, int chunks, int threads) {
-    if (threads < 2 || chunks < 2 || pthread_mutex_trylock(&pool.submit)) {
+    int team = threads > 1 && chunks > 1 && !pthread_mutex_trylock(&pool.submit);
+    long wall = team ? now_ns() : 0;
+    if (team && wall < pool.solo_until) {
+        pthread_mutex_unlock(&pool.submit);
+        team = 0;
+    }
+    if (!team) {
         for (int c = 0; c < chunks; c++) fn(arg, c);
         return;
     }
+    long cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     start_workers(threads - 1);
     pool.fn = fn;
     pool.arg = arg;
@@ -620,6 +679,13 @@ static void run_job(chunk_fn fn, void *arg, int chunks, int threads) {
             sched_yield(); /* a descheduled worker may be waiting for this core */
         else
             relax();
+    }
+    long end = now_ns();
+    pool.wall += end - wall;
+    pool.cpu += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu;
+    if (pool.wall > WINDOW_NS) {
+        if (pool.cpu < SHARE_MIN * pool.wall) pool.solo_until = end + SOLO_NS;
+        pool.wall = pool.cpu = 0;
     }
     pthread_mutex_unlock(&pool.submit);
 }
@@ -651,6 +717,11 @@ static void product_chunk(void *arg, int c) {
             f32_rows(job->w[p], rows, a, b, job->k, job->x, job->m, job->y + col, job->ldy);
             continue;
         }
+        if (job->fmt[p] == F32_COLUMNS) {
+            const float *w = (const float *)job->w[p];
+            f32_columns(w, job->n[p], a, b, job->k, job->x, job->m, job->y + col, job->ldy);
+            continue;
+        }
         for (long r = a; r < b; r++)
             product_row(job->fmt[p], job->w[p] + rb * (rows ? rows[r] : r), job->k, job->x,
                         job->xq, job->m, job->y + col + r, job->ldy);
@@ -665,7 +736,8 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
     for (int p = 0; p < parts; p++) {
         if (row_bytes(fmt[p], k) < 0) return -1;
         ldy += n[p];
-        quantised |= !is_float(fmt[p]) && fmt[p] != F32;
+        quantised |= !is_float(fmt[p]) && fmt[p] != F32 && fmt[p] != F32_COLUMNS;
+        if (fmt[p] == F32_COLUMNS && rows[p]) return -1; /* columns are taken in order */
     }
     float *xp = NULL, *acc = NULL;
     xblock *xq = NULL;
@@ -686,9 +758,9 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
     }
     product job = {parts, k, m, fmt, n, w, rows, x, xq, acc ? acc : y, ldy, ldy};
     int team = ldy * k * m >= PARALLEL_MIN ? threads : 1, chunks = 1;
-    if (team > 1) { /* whole groups of F32_ROWS rows per chunk */
+    if (team > 1) {
         long per = (ldy + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
-        job.rows_per_chunk = (per + F32_ROWS - 1) / F32_ROWS * F32_ROWS;
+        job.rows_per_chunk = (per + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN;
         chunks = (int)((ldy + job.rows_per_chunk - 1) / job.rows_per_chunk);
     }
     run_job(product_chunk, &job, chunks, team);
@@ -721,7 +793,7 @@ static void dequant_chunk(void *arg, int c) {
 int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, float *out,
                int threads) {
     long rb = row_bytes(fmt, k);
-    if (rb < 0 || fmt == F32) return -1;
+    if (rb < 0 || fmt == F32 || fmt == F32_COLUMNS) return -1;
     if (n == 0) return 0;
     int team = (long)n * k >= PARALLEL_MIN ? threads : 1;
     long per = (n + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);

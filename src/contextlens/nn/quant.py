@@ -151,6 +151,15 @@ def dequantize(w: StoredTensor, rows: torch.Tensor | None = None) -> torch.Tenso
 
 
 PREP_NONE, PREP_RMSNORM, PREP_SILU_MUL = 0, 1, 2  # how cl_matmul prepares its input rows
+F32_COLUMNS = 1000  # cl_matmul's format for a float32 [out, in] weight stored column-major
+
+
+def _format(part: StoredTensor) -> int:
+    """cl_matmul's format code: the GGML type, or F32_COLUMNS for a float32 weight whose
+    transpose is the contiguous one (its memory is [in, out])."""
+    if part.kind == Q.F32 and not part.data.is_contiguous():
+        return F32_COLUMNS
+    return int(part.kind)
 
 
 class KernelCall:
@@ -171,7 +180,7 @@ class KernelCall:
         self.lib, self.fn, self.count, self.k = lib, lib.cl_matmul, count, parts[0].shape[1]
         self.kinds = [p.kind for p in parts]
         self.out = sum(p.shape[0] for p in parts)
-        self.fmt = (ctypes.c_int * count)(*(int(p.kind) for p in parts))
+        self.fmt = (ctypes.c_int * count)(*(_format(p) for p in parts))
         self.w = (ctypes.c_void_p * count)(*(p.data.data_ptr() for p in parts))
         self.rows = (ctypes.c_void_p * count)(*(_ptr(r) for r in rows))
         self.n = (ctypes.c_int * count)(*(p.shape[0] for p in parts))
@@ -221,17 +230,17 @@ class KernelCall:
 
 
 def linear_call(linear: nn.Linear) -> KernelCall | None:
-    """`cl_matmul` over a float32 `nn.Linear`'s weight [out, in], read where it lies (no copy,
-    no second layout): exact mode's decoding step. Made once and kept on the module, made again
-    if the weight moved; None without quant.c or for a weight that is not a contiguous float32
-    matrix on the CPU."""
+    """`cl_matmul` over a float32 `nn.Linear`'s weight [out, in], read where it lies in either
+    memory order (no copy, no second layout): exact mode's decoding step. Made once and kept on
+    the module, made again if the weight moved; None without quant.c or for a weight that is
+    not a float32 matrix on the CPU in one of the two orders."""
     w, call = linear.weight, linear.__dict__.get("kernel_call")
-    if call is not None and call.w[0] == w.data_ptr():
+    if call is not None and call.w[0] == w.data_ptr() and (call.out, call.k) == w.shape:
         return call
     lib = kernels()
-    if lib is None or w.dtype != torch.float32 or w.device.type != "cpu":
+    if lib is None or w.dtype != torch.float32 or w.device.type != "cpu" or w.dim() != 2:
         return None
-    if not w.is_contiguous():
+    if not (w.is_contiguous() or w.t().is_contiguous()):
         return None
     linear.kernel_call = KernelCall(lib, [StoredTensor(Q.F32, tuple(w.shape), w.detach())])
     return linear.kernel_call
