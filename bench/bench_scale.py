@@ -1,10 +1,11 @@
 """Scale: embedding throughput with 1 and 2 Ray actors (and in this process); search over 1M
-real embeddings: our exact scan against numpy's matrix-vector product, and the ANN libraries
-(recall@10 against exact, latency, memory, build time); the exact scan over 10M vectors kept on
-disk and memory-mapped.
+real embeddings: our exact scan against numpy's matrix-vector product, the ANN libraries
+(recall@10 against exact, latency, memory, build time) and the index's HNSW path with dead rows
+hidden; an index of 10M chunks built from an embedding job's shards (build, disk, memory, exact
+queries cold and warm, adding a document).
 
     .venv/bin/python bench/scale_vectors.py                     # once: the 1M real vectors
-    nice -n 10 .venv/bin/python bench/bench_scale.py --only=ann         # or exact, throughput, 10m
+    nice -n 10 .venv/bin/python bench/bench_scale.py --only=ann   # or exact, dead, 10m, throughput
 
 Each ANN library runs in a process of its own that imports only numpy and the library (its
 memory is measured alone, and no second OpenMP runtime competes with faiss's). A built index is
@@ -270,6 +271,46 @@ def ann() -> list[str]:
     return lines
 
 
+def dead_rows() -> list[str]:
+    """The index's HNSW path with dead rows (removed documents) hidden in the graph
+    (`Hnsw.hide`, hnswlib's mark_deleted): recall@10 against the exact top 10 of the live rows
+    and latency, as more of the 1M rows die (the dead sets nest, as they do in a shard). Uses
+    the hnswlib graph of `--only=ann` (M=16), built first if missing."""
+    import torch
+
+    from contextlens.search.vectors import Hnsw, exact_top
+
+    x, qs = make(N), queries()
+    build_or_load(Hnswlib, x)
+    graph = Hnsw.load(ANN / Hnswlib.file, x.shape[1], N)
+    draw = np.random.default_rng(0).random(N)
+    lines = [
+        f"HNSW with dead rows hidden, over the {N:,} real vectors (hnswlib M={HNSW_M}, "
+        f"ef_construction={HNSW_EF_CONSTRUCTION}, ef_search 256 as the index queries), "
+        f"{len(qs)} STS-B queries; recall@10 against the exact top 10 of the live rows; "
+        f"latency = median of {LATENCY_QUERIES} single queries:",
+        "",
+        "| dead rows | recall@10 | ms/query | load |",
+        "|---:|---:|---:|---:|",
+    ]
+    for fraction in (0.0, 0.1, 0.3, 0.49):
+        dead = draw < fraction
+        graph.hide(dead)
+        truth = exact_top(x, torch.from_numpy(qs), K, dead=torch.from_numpy(np.flatnonzero(dead)))
+        found = graph.top(qs, K)[1]
+        assert not dead[found].any()
+        times = []
+        for q in qs[:LATENCY_QUERIES]:
+            t0 = time.perf_counter()
+            graph.top(q[None], K)
+            times.append(time.perf_counter() - t0)
+        hits = recall(found, truth[1].numpy())
+        ms = statistics.median(times) * 1e3
+        lines.append(f"| {fraction:.0%} | {hits:.4f} | {ms:.2f} | {load():.1f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 # ── exact search, 1M in memory and 10M on disk ──────────────────────────────────────────────
 
 
@@ -495,7 +536,7 @@ def main(parts: set[str]) -> None:
         f"{start[0]:.1f} / {start[1]:.1f} / {start[2]:.1f} (shared with other engineers' jobs)."
     ]
     print(lines[0], flush=True)
-    for part, run in [("exact", exact), ("ann", ann), ("10m", ten_million),
+    for part, run in [("exact", exact), ("ann", ann), ("dead", dead_rows), ("10m", ten_million),
                       ("throughput", throughput)]:  # fmt: skip
         if part in parts:
             lines += ["", *run()]
