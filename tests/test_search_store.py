@@ -4,7 +4,6 @@ shards count the chunks that use them and are forgotten when none does."""
 
 import sqlite3
 
-import numpy as np
 import pytest
 
 from contextlens.errors import ContextlensError
