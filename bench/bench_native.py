@@ -1,7 +1,8 @@
 """Native (quantised) weights against exact mode, transformers and llama.cpp, same files, one run.
 
 1. Kernels: y = x · Wᵀ at SmolLM2's shapes, 1 and 16 rows: float32 `F.linear` and `x @ W[in,out]`,
-   torch's int4/int8 weight-only kernels, and ours on Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K blocks.
+   torch's int4/int8 weight-only kernels, and ours on Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K blocks and
+   float32 rows; then ours on one thread and on two, to show where the thread pool pays.
 2. Where a native decode step's time goes (SmolLM2, one thread, CPU time): the whole step (the
    fused one, `Block.step`), the step with every quantised product replaced by an empty result
    (the Python/torch floor), and the LM head alone.
@@ -12,6 +13,9 @@
    on one thread (exact mode only on the first), in alternating rounds; the best round of each
    is reported. One thread each is the steadier comparison on a shared machine, where a thread
    team waits for any member the OS has descheduled.
+   Exact mode's ceiling: the float32 bytes a token reads over the memory bandwidth (copy and
+   read) on 1 and 2 threads; then native and llama.cpp again on torch's thread count with one
+   busy process competing for the cores.
 4. A Llama-shaped ~1.2B-parameter Q4_0 file of random weights, written here with the gguf package
    (under $TMPDIR), as the stand-in for the 7B-class files that cannot be downloaded here:
    contextlens native against llama.cpp, alternating likewise.
@@ -273,7 +277,8 @@ def kernel_cells(k: int, n: int) -> dict:
     from gguf import GGML_QUANT_SIZES
     from gguf import GGMLQuantizationType as Q
 
-    from contextlens.nn.quant import QuantLinear
+    from contextlens.io.gguf import StoredTensor
+    from contextlens.nn.quant import KernelCall, QuantLinear, kernels
 
     w = torch.randn(n, k) / k**0.5
     wt = w.T.contiguous()
@@ -293,6 +298,7 @@ def kernel_cells(k: int, n: int) -> dict:
     for kind in (Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q6_K):
         whole = k % GGML_QUANT_SIZES[kind][0] == 0  # K-quant rows are whole 256-value blocks
         cells[f"ours {kind.name}"] = QuantLinear([stored_matrix(w, kind)]) if whole else None
+    cells["ours F32"] = KernelCall(kernels(), [StoredTensor(Q.F32, (n, k), w)])
     return cells
 
 
@@ -337,6 +343,66 @@ def kernel_rows() -> list[str]:
             rows.append(f"| {k}→{n} | {m} | " + " | ".join(ms) + " |")
     header = "| W | rows | " + " | ".join(cells) + " |"
     return [header, "|" + "---|" * (len(cells) + 2), *rows]
+
+
+def pool_rows() -> list[str]:
+    """Where a second thread starts paying: ours Q4_1 and F32 at SmolLM2's shapes, 1 and 16
+    rows, on one thread and on two, built with the pool opening at any size (PARALLEL_MIN 0)."""
+    import re
+
+    import torch
+    from common import best_time
+    from gguf import GGMLQuantizationType as Q
+
+    from contextlens.io.gguf import StoredTensor
+    from contextlens.nn import quant
+
+    source = Path(tempfile.mkdtemp()) / "quant_unbounded.c"
+    source.write_text(re.sub(r"#define PARALLEL_MIN .*", "#define PARALLEL_MIN 0",
+                             quant.SOURCE.read_text()))  # fmt: skip
+    lib = quant.ctypes.CDLL(str(quant.built(source)))
+    lib.cl_matmul.argtypes = quant.kernels().cl_matmul.argtypes
+    cells = ("Q4_1 1 thread", "Q4_1 2 threads", "F32 1 thread", "F32 2 threads")
+    rows = ["| W | weights | rows | " + " | ".join(cells) + " |", "|---|---|---|---|---|---|---|"]
+    before = torch.get_num_threads()
+    for k, n in ((576, 192), (576, 576), (576, 960), (1536, 576), (576, 3072)):
+        w = torch.randn(n, k) / k**0.5
+        calls = [quant.KernelCall(lib, [p]) for p in
+                 (stored_matrix(w, Q.Q4_1), StoredTensor(Q.F32, (n, k), w))]  # fmt: skip
+        for m in (1, 16):
+            x, cells = torch.randn(m, k), []
+            for call in calls:
+                for threads in (1, 2):
+                    torch.set_num_threads(threads)
+                    cells.append(best_time(lambda c=call, x=x: c(x), repeat=200, warmup=20))
+            ms = " | ".join(f"{t * 1e3:.3f}" for t in cells)
+            rows.append(f"| {k}→{n} | {n * k / 2**18:.1f}·2^18 | {m} | {ms} |")
+    torch.set_num_threads(before)
+    return rows
+
+
+def bandwidth() -> dict[str, dict[int, float]]:
+    """GB/s over 256 MiB of float32, best of 5, on 1 and on 2 threads: 'copy' counts the bytes
+    read and written by a copy, 'read' the bytes a sum reads (a product streams its weights
+    like this)."""
+    import torch
+
+    src, dst = torch.randn(2**26), torch.empty(2**26)
+    work = {"copy": (lambda: dst.copy_(src), 2), "read": (lambda: src.sum(), 1)}
+    before, out = torch.get_num_threads(), {name: {} for name in work}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for name, (fn, passes) in work.items():
+            best = min(timed(fn) for _ in range(5))
+            out[name][threads] = passes * src.numel() * 4 / best / 1e9
+    torch.set_num_threads(before)
+    return out
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 # ---- the report -----------------------------------------------------------------------------
@@ -385,6 +451,11 @@ def main(quick: bool) -> None:
         "",
         *kernel_rows(),
         "",
+        "**Where a second thread pays** (ms, best of 200; ours built with the pool opening at "
+        "any size; quant.c opens it from 2^18 weights × rows):",
+        "",
+        *pool_rows(),
+        "",
     ]
 
     step = contender("profile", smollm2, new_tokens // 2, 1)
@@ -408,10 +479,38 @@ def main(quick: bool) -> None:
         lines += [f"**SmolLM2-135M-Instruct Q4_1** ({size:.0f} MiB file), {new_tokens} new "
                   f"tokens, every contender on {where}:", ""]  # fmt: skip
         lines += table(results, "llama.cpp") + [""]
-        native, peer = results["contextlens native"], results["transformers"]
-        if isinstance(native, dict) and isinstance(peer, dict):
-            ratio = native["tok_s"] / peer["tok_s"]
-            lines += [f"contextlens native ÷ transformers on {where}: {ratio:.2f}.", ""]
+        for mode in ("native", "exact"):
+            ours, peer = results.get(f"contextlens {mode}"), results["transformers"]
+            if isinstance(ours, dict) and isinstance(peer, dict):
+                ratio = ours["tok_s"] / peer["tok_s"]
+                lines += [f"contextlens {mode} ÷ transformers on {where}: {ratio:.2f}.", ""]
+    speed = bandwidth()
+    weights = (
+        sum(
+            int(torch.tensor(t.shape).prod())
+            for t in open_gguf(smollm2).tensors
+            if len(t.shape) == 2
+        )
+        * 4
+    )  # fmt: skip  (float32; the tied head reads the table)
+    copy, read = speed["copy"], speed["read"]
+    lines += [f"Exact mode reads {weights / 1e6:.0f} MB of float32 weights a token. Memory "
+              f"bandwidth in this run: copy (read + written) {copy[1]:.1f} GB/s on 1 thread, "
+              f"{copy[2]:.1f} on 2; read (a sum) {read[1]:.1f} GB/s on 1 thread, {read[2]:.1f} on "
+              f"2: a ceiling of {read[1] * 1e9 / weights:.0f} / {read[2] * 1e9 / weights:.0f} "
+              "tok/s for exact mode.", ""]  # fmt: skip
+    busy = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    try:
+        contested = alternating(
+            {"contextlens native": ("native", threads), "llama.cpp": ("llama.cpp", threads)},
+            smollm2,
+            new_tokens,
+        )
+    finally:
+        busy.kill()
+        busy.wait()
+    lines += [f"**The same on {threads} threads with one competing busy process** "
+              "(`python -c 'while 1: pass'`):", "", *table(contested, "llama.cpp"), ""]  # fmt: skip
 
     shape = SYNTHETIC_QUICK if quick else SYNTHETIC
     path = Path(tempfile.gettempdir()) / f"contextlens-synthetic-{shape['d']}-q4_0.gguf"

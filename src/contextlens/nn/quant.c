@@ -635,9 +635,12 @@ static void forget_workers(void) {
     pool.started = 0;
 }
 
+static void watch_forks(void) { pthread_atfork(NULL, NULL, forget_workers); }
+
 /* at least `count` workers (as many as can be created); under `submit` */
 static void start_workers(int count) {
-    if (pool.started == 0) pthread_atfork(NULL, NULL, forget_workers);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, watch_forks);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
