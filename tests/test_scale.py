@@ -226,7 +226,7 @@ def test_the_ann_memory_budget_decides_and_is_said(minilm, tmp_path, monkeypatch
     monkeypatch.setenv("CONTEXTLENS_ANN_MEMORY_GB", "0.000001")  # 1 kB: no graph fits
     ix = Index.create(tmp_path / "ix", minilm)
     ix.build([source], minilm)
-    assert "over the ANN memory budget of 0.0 GB" in ix.details().search
+    assert "over the ANN memory budget of 1e-06 GB" in ix.details().search
     assert not list(ix.path.glob("hnsw-*.bin"))  # no graph built
     exact = [h.chunk_id for h in ix.search("fires", k=5, mode="dense", model=minilm)]
     assert exact == exact_ids(ix, minilm, "fires", 5)

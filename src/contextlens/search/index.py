@@ -461,8 +461,8 @@ class Index:
         need = sum(graph_bytes(len(p.vectors), self.meta["dim"]) for p in self._parts)
         if ann and need > ann_budget_bytes():
             raise ContextlensError(
-                f"the HNSW graphs of index {self.path} would take {need / 1e9:.1f} GB, over the "
-                f"ANN memory budget of {ann_budget_bytes() / 1e9:.1f} GB; search with --exact, "
+                f"the HNSW graphs of index {self.path} would take {need / 1e9:.3g} GB, over the "
+                f"ANN memory budget of {ann_budget_bytes() / 1e9:.3g} GB; search with --exact, "
                 "or raise CONTEXTLENS_ANN_MEMORY_GB"
             )
         return dense_method(live, need)[0] if ann is None else ann

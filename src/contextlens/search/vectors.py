@@ -245,10 +245,10 @@ def dense_method(chunks: int, need: int) -> tuple[bool, str]:
         return False, f"exact scan (under {ANN_THRESHOLD:,} chunks)"
     if need > budget:
         return False, (
-            f"exact scan (HNSW graphs would take {need / 1e9:.1f} GB, over the ANN memory budget "
-            f"of {budget / 1e9:.1f} GB set by CONTEXTLENS_ANN_MEMORY_GB)"
+            f"exact scan (HNSW graphs would take {need / 1e9:.3g} GB, over the ANN memory budget "
+            f"of {budget / 1e9:.3g} GB set by CONTEXTLENS_ANN_MEMORY_GB)"
         )
-    return True, f"HNSW graphs ({need / 1e9:.2f} GB of the {budget / 1e9:.1f} GB ANN budget)"
+    return True, f"HNSW graphs ({need / 1e9:.3g} GB of the {budget / 1e9:.3g} GB ANN budget)"
 
 
 class Hnsw:
