@@ -5,11 +5,13 @@ indexes upgraded, the exact scan in query groups and over masked shards, the ANN
 and an index built from an embedding job's shards."""
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
 import gensim
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -272,7 +274,12 @@ def test_an_index_from_an_embedding_jobs_shards(minilm, tmp_path, run_cli):
     other = Index.create(tmp_path / "other", minilm, chunk_tokens=100)
     with pytest.raises(ContextlensError, match="other settings than the index.*chunk_tokens"):
         other.build_from_shards(tmp_path / "job")
+    old = tmp_path / "old-job"  # shards of an earlier version, without token counts
+    shutil.copytree(tmp_path / "job", old)
+    first = old / "part-00000.parquet"
+    pq.write_table(pq.read_table(first).drop_columns(["tokens"]), first)
     for args, message in [
+        (["--from-shards", old], "no tokens); run `contextlens embed PATH… --out NEW` again"),
         ([source, "--from-shards", tmp_path / "job"], "not both"),
         (["--from-shards", source], "no finished embedding job"),
         (["--from-shards", tmp_path / "job", "-m", "glove-50"], "leave out -m"),

@@ -170,6 +170,8 @@ class Job:
     def __init__(self, out: Path, manifest: dict):
         self.out, self.settings = out, manifest["settings"]
         self.files = [out / n for n in manifest["shards"]]
+        for f in self.files:
+            self._check_columns(f)
         self.hashes = self._hashes()
         self.rows = sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
 
@@ -190,6 +192,21 @@ class Job:
             raise ContextlensError(
                 f"the job in {shown(self.out)} was made with other settings than the index "
                 f"({', '.join(diff)}); give --index a new folder"
+            )
+
+    def _check_columns(self, f: Path) -> None:
+        try:
+            names = pq.read_schema(f).names
+        except (OSError, pa.ArrowException) as e:
+            raise ContextlensError(
+                f"{shown(f)} cannot be read ({str(e).splitlines()[0]}); run `contextlens "
+                f"embed PATH… --out {shown(self.out)}` again to finish the job"
+            ) from None
+        missing = [c for c in [*self.COLUMNS, "vector"] if c not in names]
+        if missing:
+            raise ContextlensError(
+                f"{shown(f)} is not a shard this version can index (no {', '.join(missing)}); "
+                f"run `contextlens embed PATH… --out NEW` again and index NEW"
             )
 
     def _batches(self, columns: list[str]):
