@@ -83,11 +83,15 @@ def test_smollm2_steps_are_fused_and_equal_the_general_path():
 
 
 def test_exact_mode_steps_are_fused_and_equal_the_general_path():
-    """Exact (float32) weights take the same step: torch's products, the C RoPE and attention."""
+    """Exact (float32) weights take the same step, every product (the LM head's included) a
+    quant.c call over the float32 weights in place: its sums run in another order than torch's,
+    so the logits agree within 1e-5 of the largest, and the greedy tokens are the same."""
     lm = cl.load("smollm2")
     prompt = lm.tokenize("The capital of France is").ids
     follow = list(lm.generate_ids(prompt, 8, stop_at_eos=False))
     assert all(block.fusable for block in lm.model.blocks)
+    linears = [lm.model.lm_head] + [b.mlp.down for b in lm.model.blocks]
+    assert all(linear.__dict__.get("kernel_call") for linear in linears)  # quant.c multiplied
     fused = step_logits(lm, prompt, follow[:-1], fused=True)
     general = step_logits(lm, prompt, follow[:-1], fused=False)
     assert follow == fused.argmax(-1).tolist() == general.argmax(-1).tolist()
