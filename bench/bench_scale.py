@@ -406,7 +406,8 @@ def ten_million(copies: int = int(os.environ.get("COPIES", 10))) -> list[str]:
     """An index of `copies`×1M chunks built from an embedding job's shards (`build_from_shards`,
     nothing embedded again), then: its exact (or ANN, per the index's rule) search cold and
     warm, this process's memory, and adding one small document (time, bytes written). The job
-    and the index are deleted at the end (set KEEP_10M=1 to keep them)."""
+    and the index are deleted at the end (set KEEP_10M=1 to keep them; COPIES=1 gives a quick
+    1M-chunk trial of the same steps)."""
     import shutil
     import tempfile
 
