@@ -223,7 +223,7 @@ class Builder:
             stage(todo)
             if report.embedded or report.resumed or gone:
                 with self.store.transaction(write=True):
-                    report.generation = self.store.publish(gone)
+                    self.store.publish(gone)
                 report.removed = len(gone)
             self._settle()
             report.generation = self.store.generation()

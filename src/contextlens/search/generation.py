@@ -28,9 +28,7 @@ def read_parts(store: Store, folder: Path, mapped: dict[int, np.ndarray]) -> lis
     """The current generation's shards with their live rows; `mapped` caches the mapped shard
     files by number (shards never change, and their numbers are never reused)."""
     shards = store.shards()
-    numbers = np.array([s for s, _, _ in shards], dtype=np.int64)
-    total = sum(rows for _, rows, _ in shards)
-    live = load_mask(folder, store.generation(), numbers, total)
+    live = load_mask(folder, store.generation(), *_layout(shards))
     if live is None:
         live = mask_from_database(store, shards)
     parts, start = [], 0
@@ -46,10 +44,14 @@ def read_parts(store: Store, folder: Path, mapped: dict[int, np.ndarray]) -> lis
 def write_mask(store: Store, folder: Path) -> None:
     """Write the current generation's live mask if its file is missing or damaged."""
     shards = store.shards()
-    numbers = np.array([s for s, _, _ in shards], dtype=np.int64)
-    total = sum(rows for _, rows, _ in shards)
+    numbers, total = _layout(shards)
     if load_mask(folder, store.generation(), numbers, total) is None:
         save_mask(folder, store.generation(), numbers, mask_from_database(store, shards))
+
+
+def _layout(shards: list[tuple[int, int, int]]) -> tuple[np.ndarray, int]:
+    """The shard numbers `[s]` of a generation's (shard, rows, used), and their rows in all."""
+    return np.array([s for s, _, _ in shards], dtype=np.int64), sum(r for _, r, _ in shards)
 
 
 def _open(folder: Path, shard: int, rows: int) -> np.ndarray:
