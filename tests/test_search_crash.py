@@ -102,15 +102,25 @@ def writer(index: Path, folder: Path) -> subprocess.Popen:
     )
 
 
-def test_killed_build_keeps_the_last_index_and_resumes(minilm, tmp_path):
-    lines = LEE.read_text().splitlines()
+def indexed(minilm, tmp_path: Path) -> tuple[Path, Path]:
+    """(folder, index): the first OLD Lee documents in `folder`, built into `index`."""
     folder, index = tmp_path / "docs", tmp_path / "index"
     folder.mkdir()
-    write_docs(folder, lines[:OLD], 0)
+    write_docs(folder, LEE.read_text().splitlines()[:OLD], 0)
     Index.create(index, minilm).build([folder], minilm)
+    return folder, index
+
+
+def grow(folder: Path) -> None:
+    """Add the next NEW Lee documents to `folder`."""
+    write_docs(folder, LEE.read_text().splitlines()[OLD : OLD + NEW], OLD)
+
+
+def test_killed_build_keeps_the_last_index_and_resumes(minilm, tmp_path):
+    folder, index = indexed(minilm, tmp_path)
     old = visible_documents(index, minilm)
     assert len(old) == OLD
-    write_docs(folder, lines[OLD : OLD + NEW], OLD)
+    grow(folder)
     new = frozenset(p.name for p in folder.iterdir())
 
     proc = writer(index, folder)  # killed once it has committed 8 staged documents
@@ -194,13 +204,9 @@ def orphans(path: Path) -> set[str]:
 
 
 def test_killed_between_writing_a_shard_and_staging_it(minilm, tmp_path):
-    lines = LEE.read_text().splitlines()
-    folder, index = tmp_path / "docs", tmp_path / "index"
-    folder.mkdir()
-    write_docs(folder, lines[:OLD], 0)
-    Index.create(index, minilm).build([folder], minilm)
+    folder, index = indexed(minilm, tmp_path)
     old = visible_documents(index, minilm)
-    write_docs(folder, lines[OLD : OLD + NEW], OLD)
+    grow(folder)
 
     killed_after_a_shard(str(index), "build", str(folder))
     assert len(orphans(index)) == 1  # the file is there, no transaction names it
@@ -214,11 +220,7 @@ def test_killed_between_writing_a_shard_and_staging_it(minilm, tmp_path):
 
 
 def test_killed_during_compaction(minilm, tmp_path):
-    lines = LEE.read_text().splitlines()
-    folder, index = tmp_path / "docs", tmp_path / "index"
-    folder.mkdir()
-    write_docs(folder, lines[:OLD], 0)
-    Index.create(index, minilm).build([folder], minilm)
+    folder, index = indexed(minilm, tmp_path)
     gone = [str(folder / f"lee{i:03d}.txt") for i in range(7)]  # most rows of the shard
     left = frozenset(f"lee{i:03d}.txt" for i in range(7, OLD))
 
