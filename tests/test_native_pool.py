@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 from test_native import matrix
 
 from contextlens.io.gguf import StoredTensor
 from contextlens.nn import quant
-from contextlens.nn.layers import column_major, one_row
+from contextlens.nn.layers import column_major
 
 Q = GGMLQuantizationType
 BIG = (1024, 512)  # 2^19 weights: above the bound where the pool opens
@@ -82,14 +83,13 @@ def test_two_python_threads_multiply_at_once(threads):
 def product_in_child(queue) -> None:
     torch.set_num_threads(4)
     call, _parts = layer(Q.Q8_0)
-    x = torch.ones(1, 512)
-    queue.put(call(x).sum().item())
+    queue.put([call(torch.ones(m, 512)).sum().item() for m in (1, 3)])
 
 
 def test_a_forked_child_multiplies_with_its_own_workers(threads):
     """Workers started before a fork do not exist in the child: it starts its own."""
     call, _parts = layer(Q.Q8_0)
-    want = call(torch.ones(1, 512)).sum().item()  # the parent's workers are running now
+    want = [call(torch.ones(m, 512)).sum().item() for m in (1, 3)]  # the parent's teams run
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=product_in_child, args=(queue,))
@@ -130,15 +130,42 @@ def test_column_major_float32_weights(portable, threads):
         torch.testing.assert_close(call(x), expected, atol=1e-5 * w.abs().sum(1).max(), rtol=0)
 
 
-def test_exact_lm_head_of_one_row_through_the_kernel(smollm2):
-    """The LM head of one float32 row goes through quant.c (reading the tied, column-major
-    table in place) and gives torch's logits up to summation order; with a gradient to track
-    it stays torch's."""
-    head = smollm2.model.lm_head
-    hidden = torch.randn(smollm2.model.cfg.d_model)
-    with torch.no_grad():
-        fast = one_row(head, hidden)
-    assert head.__dict__.get("kernel_call") is not None
-    torch.testing.assert_close(fast, head(hidden), atol=1e-5 * fast.abs().max(), rtol=0)
-    tracked = hidden.clone().requires_grad_()
-    assert one_row(head, tracked).grad_fn is not None
+def test_exact_linear_layers_run_one_row_through_the_kernel(smollm2, minilm, threads):
+    """A float32 `Linear` given one row with no gradient to record (a decoding step) runs
+    through quant.c — the tied, column-major LM head read in place, a block's row-major
+    projection, a BERT projection with its bias — and gives torch's numbers up to summation
+    order, on one thread or a team. Several rows (a text's pass) and products with a gradient
+    to record stay torch's F.linear, bit for bit: the reference's own kernel."""
+    layers = [smollm2.model.lm_head, smollm2.model.blocks[0].attn.qkv]
+    layers += [minilm.model.blocks[0].mlp.up]
+    for layer in layers:
+        x = torch.randn(3, layer.in_features)
+        want = F.linear(x, layer.weight, layer.bias)
+        with torch.no_grad():
+            one = layer(x[1])
+            assert layer.__dict__.get("kernel_call") is not None
+            torch.testing.assert_close(one, want[1], atol=1e-5 * want.abs().max(), rtol=0)
+            torch.set_num_threads(1)
+            assert torch.equal(layer(x[1]), one)
+            torch.set_num_threads(threads)
+            assert torch.equal(layer(x), want)
+        assert layer(x[1].clone().requires_grad_()).grad_fn is not None
+
+
+def test_kernels_join_torch_openmp_team_or_keep_their_own(tmp_path, monkeypatch, threads):
+    """Where torch runs on libgomp, quant.c is linked against that very file (its products of
+    several rows run on torch's team); without it, quant.c is built without OpenMP and its own
+    pool runs them: the same numbers either way."""
+    assert quant.torch_openmp() is not None  # torch's CPU wheels run on libgomp
+    assert b"GOMP_parallel" in quant.built(quant.SOURCE).read_bytes()
+    monkeypatch.setattr(quant, "torch_openmp", lambda: None)
+    monkeypatch.setattr(quant, "_cache_dir", lambda: tmp_path)
+    alone, workers = quant.kernels.__wrapped__(), len(pool_threads())
+    assert b"GOMP_parallel" not in quant.built(quant.SOURCE).read_bytes()
+    w, x = torch.randn(1024, 512), torch.randn(5, 512)
+    calls = [
+        quant.KernelCall(lib, [StoredTensor(Q.F32, (1024, 512), w)])
+        for lib in (quant.kernels(), alone)
+    ]
+    assert torch.equal(calls[0](x), calls[1](x))
+    assert len(pool_threads()) >= workers + threads - 1  # the second library's own pool

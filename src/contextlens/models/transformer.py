@@ -19,6 +19,7 @@ from ..nn import (
     Attention,
     Block,
     KVCache,
+    Linear,
     Pass,
     RoPE,
     attention_mask,
@@ -27,7 +28,6 @@ from ..nn import (
     sinusoidal_positions,
 )
 from ..nn.attention import Latent, LatentAttention, LatentCache, soft_cap
-from ..nn.layers import one_row
 from ..nn.moe import MoE, MoEConfig
 from ..nn.record import Recorder, at
 
@@ -222,7 +222,7 @@ class Transformer(nn.Module):
             self._block(i, local_rope if cfg.windowed(i) else rope) for i in range(cfg.n_layers)
         )
         self.final_norm = make_norm(cfg.norm, d, cfg.norm_eps) if cfg.final_norm else None
-        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False) if cfg.lm_head else None
+        self.lm_head = Linear(d, cfg.vocab_size, bias=False) if cfg.lm_head else None
         if self.lm_head is not None and cfg.tie_lm_head:
             self.lm_head.weight = self.tok.weight
         self.register_load_state_dict_post_hook(Transformer._lay_out_weights)
@@ -407,7 +407,7 @@ class Transformer(nn.Module):
         """hidden [..., d] -> next-token logits [..., vocab]."""
         if self.lm_head is None:
             raise ValueError("this model has no language-model head")
-        logits = one_row(self.lm_head, hidden)
+        logits = self.lm_head(hidden)
         cap = self.cfg.logit_softcap
         return logits if cap is None else soft_cap(logits, cap)
 

@@ -3,12 +3,14 @@
 from .attention import Attention, KVCache, Pass, attend, attention_mask
 from .layers import MLP, Block, RMSNorm, column_major, make_norm
 from .positions import RoPE, rope_angle, rotate_half, sinusoidal_positions
+from .quant import Linear
 
 __all__ = [
     "MLP",
     "Attention",
     "Block",
     "KVCache",
+    "Linear",
     "Pass",
     "RMSNorm",
     "RoPE",

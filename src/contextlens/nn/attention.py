@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ContextlensError
 from .positions import RoPE, YaRN, rotate_half, yarn_mscale
-from .quant import kernels
+from .quant import Linear, kernels
 from .record import Recorder, at
 
 
@@ -218,9 +218,9 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
         self.head_dim = head_dim or d_model // n_heads
-        self.qkv = nn.Linear(d_model, (n_heads + 2 * n_kv_heads) * self.head_dim, bias=bias)
+        self.qkv = Linear(d_model, (n_heads + 2 * n_kv_heads) * self.head_dim, bias=bias)
         out_bias = bias if out_bias is None else out_bias
-        self.out = nn.Linear(n_heads * self.head_dim, d_model, bias=out_bias)
+        self.out = Linear(n_heads * self.head_dim, d_model, bias=out_bias)
         self.rope = rope
         self.layer = layer
         self.scale, self.softcap, self.window = scale, softcap, window
@@ -357,15 +357,15 @@ class LatentAttention(nn.Module):
         self.n_heads, self.dims, self.scale, self.layer = n_heads, dims, scale, layer
         q_out = n_heads * dims.qk_dim
         if dims.q_rank is None:
-            self.q = nn.Linear(d_model, q_out, bias=False)
+            self.q = Linear(d_model, q_out, bias=False)
         else:
-            self.q_a = nn.Linear(d_model, dims.q_rank, bias=bias)
+            self.q_a = Linear(d_model, dims.q_rank, bias=bias)
             self.q_norm = q_norm
-            self.q_b = nn.Linear(dims.q_rank, q_out, bias=False)
-        self.kv_a = nn.Linear(d_model, dims.kv_rank + dims.rope_dim, bias=bias)
+            self.q_b = Linear(dims.q_rank, q_out, bias=False)
+        self.kv_a = Linear(d_model, dims.kv_rank + dims.rope_dim, bias=bias)
         self.kv_norm = kv_norm
-        self.kv_b = nn.Linear(dims.kv_rank, n_heads * (dims.nope_dim + dims.v_dim), bias=False)
-        self.out = nn.Linear(n_heads * dims.v_dim, d_model, bias=bias)
+        self.kv_b = Linear(dims.kv_rank, n_heads * (dims.nope_dim + dims.v_dim), bias=False)
+        self.out = Linear(n_heads * dims.v_dim, d_model, bias=bias)
         self.rope = rope
         self.absorbed = True
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, Pass
-from .quant import kernels, linear_call
+from .quant import Linear, kernels, linear_call
 from .record import at
 
 
@@ -72,8 +72,8 @@ class MLP(nn.Module):
         super().__init__()
         self.gated = gated
         self.act = ACTIVATIONS[activation]
-        self.up = nn.Linear(d_model, d_ff * (2 if gated else 1), bias=bias)
-        self.down = nn.Linear(d_ff, d_model, bias=bias)
+        self.up = Linear(d_model, d_ff * (2 if gated else 1), bias=bias)
+        self.down = Linear(d_ff, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [b, s, d] -> [b, s, d]
         h = self.up(x)  # [b, s, d_ff] or [b, s, 2·d_ff]
@@ -185,16 +185,3 @@ def project(
         x = F.silu(gate).mul_(up)
     y = linear(x)
     return y if residual is None else residual.add_(y)
-
-
-def one_row(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """linear(x), where x is one float32 row on the CPU with no gradient to track (the LM head
-    in a decoding step) through `project`'s C call, else through the module: x [..., in] ->
-    [..., out]."""
-    alone = x.numel() == x.shape[-1] and x.dtype == torch.float32 and x.device.type == "cpu"
-    tracked = torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in linear.parameters())
-    )
-    if alone and x.is_contiguous() and not tracked and steppable(linear):
-        return project(linear, x)
-    return linear(x)

@@ -17,6 +17,7 @@ from torch import nn
 
 from .attention import dense_weight
 from .layers import MLP
+from .quant import Linear
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Router(nn.Module):
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()
         self.cfg = cfg
-        self.proj = nn.Linear(d_model, cfg.n_experts, bias=False)
+        self.proj = Linear(d_model, cfg.n_experts, bias=False)
         if cfg.correction_bias:
             self.register_buffer("bias", torch.zeros(cfg.n_experts))
 

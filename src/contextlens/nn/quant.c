@@ -53,7 +53,8 @@ enum { F32_COLUMNS = 1000 }; /* not a GGML type: float32 [n, k] stored column-ma
    (the kernel table of bench/bench_native.py at 1 and 16 rows) */
 #define PARALLEL_MIN (1L << 18)
 #define CHUNKS_PER_THREAD 8 /* a late worker holds up the caller by one chunk at most */
-#define F32_ROWS 4          /* float32 weight rows multiplied per pass over an input row */
+#define F32_ROWS 6          /* float32 weight rows multiplied together, */
+#define F32_INPUTS 2        /* with this many input rows (12 sums + 3 vectors in 16 registers) */
 #define COLUMN_BLOCK 4096   /* float32 columns summed in place at a time (16 KiB per input row: long
                                runs of each weight row for the prefetcher; 512 read the LM head
                                at 6.2 ms a row, this 4.8-5.4) */
@@ -466,32 +467,55 @@ static void prepare(int prep, const float *x, int m, int k, const float *norm, f
 
 /* ---- float32 rows ------------------------------------------------------------------------- */
 
+/* s[t][i] = W_t · x_i for the F32_ROWS weight rows `wr` and the input rows x_0 .. x_{mi-1}
+   (ldx apart), mi <= F32_INPUTS: F32_ROWS · mi sums held in registers, so each step of 8 reads
+   F32_ROWS + mi vectors for F32_ROWS · mi products. Inlined with a constant mi. */
+static inline __attribute__((always_inline)) void
+f32_tile(const float *const *wr, const float *x, long ldx, int mi, int k,
+         float s[F32_ROWS][F32_INPUTS]) {
+    int j = 0;
+    for (int t = 0; t < F32_ROWS; t++)
+        for (int i = 0; i < mi; i++) s[t][i] = 0;
+#ifdef __AVX2__
+    __m256 acc[F32_ROWS][F32_INPUTS];
+    for (int t = 0; t < F32_ROWS; t++)
+        for (int i = 0; i < mi; i++) acc[t][i] = _mm256_setzero_ps();
+    for (; j + 8 <= k; j += 8) {
+        __m256 xv[F32_INPUTS];
+        for (int i = 0; i < mi; i++) xv[i] = _mm256_loadu_ps(x + i * ldx + j);
+        for (int t = 0; t < F32_ROWS; t++) {
+            __m256 wv = _mm256_loadu_ps(wr[t] + j);
+            for (int i = 0; i < mi; i++) acc[t][i] = _mm256_fmadd_ps(wv, xv[i], acc[t][i]);
+        }
+    }
+    for (int t = 0; t < F32_ROWS; t++)
+        for (int i = 0; i < mi; i++) s[t][i] = hsum(acc[t][i]);
+#endif
+    for (; j < k; j++)
+        for (int t = 0; t < F32_ROWS; t++)
+            for (int i = 0; i < mi; i++) s[t][i] += wr[t][j] * x[i * ldx + j];
+}
+
 /* y[i, r] = W[r] · x_i for the rows r in [a, b) of a float32 weight [n, k] (rows: which stored
-   row is row r, NULL: the same), every input row i < m; F32_ROWS weight rows per pass over x */
+   row is row r, NULL: the same), every input row i < m: F32_ROWS weight rows at a time, each
+   read from memory once and multiplied with the input rows F32_INPUTS at a time */
 static void f32_rows(const uint8_t *w, const int32_t *rows, long a, long b, int k, const float *x,
                      int m, float *y, long ldy) {
     for (long r0 = a; r0 < b; r0 += F32_ROWS) {
         int nr = b - r0 < F32_ROWS ? (int)(b - r0) : F32_ROWS;
-        const float *wr[F32_ROWS];
-        for (int t = 0; t < nr; t++)
-            wr[t] = (const float *)w + (long)k * (rows ? rows[r0 + t] : r0 + t);
-        for (int i = 0; i < m; i++) {
-            const float *xi = x + (long)i * k;
-            float s[F32_ROWS] = {0};
-            int j = 0;
-#ifdef __AVX2__
-            __m256 acc[F32_ROWS];
-            for (int t = 0; t < F32_ROWS; t++) acc[t] = _mm256_setzero_ps();
-            for (; j + 8 <= k; j += 8) {
-                __m256 xv = _mm256_loadu_ps(xi + j);
-                for (int t = 0; t < nr; t++)
-                    acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(wr[t] + j), xv, acc[t]);
-            }
-            for (int t = 0; t < nr; t++) s[t] = hsum(acc[t]);
-#endif
-            for (; j < k; j++)
-                for (int t = 0; t < nr; t++) s[t] += wr[t][j] * xi[j];
-            for (int t = 0; t < nr; t++) y[i * ldy + r0 + t] = s[t];
+        const float *wr[F32_ROWS]; /* a last partial group repeats its last row */
+        for (int t = 0; t < F32_ROWS; t++) {
+            long r = r0 + (t < nr ? t : nr - 1);
+            wr[t] = (const float *)w + (long)k * (rows ? rows[r] : r);
+        }
+        for (int i0 = 0; i0 < m; i0 += F32_INPUTS) {
+            int mi = m - i0 < F32_INPUTS ? m - i0 : F32_INPUTS;
+            const float *xi = x + (long)i0 * k;
+            float s[F32_ROWS][F32_INPUTS];
+            if (mi == 2) f32_tile(wr, xi, k, 2, k, s);
+            else f32_tile(wr, xi, k, 1, k, s);
+            for (int i = 0; i < mi; i++)
+                for (int t = 0; t < nr; t++) y[(i0 + i) * ldy + r0 + t] = s[t][i];
         }
     }
 }
@@ -550,7 +574,12 @@ static void f32_columns(const float *w, long n, long a, long b, int k, const flo
    workers take CPU time from the caller, or stall it). The caller sees that from its own thread:
    if, while running jobs, it got less than SHARE_MIN of a core (thread CPU time over wall time,
    summed over WINDOW_NS of jobs), it runs alone for SOLO_NS (the workers go to sleep), then
-   tries the team again. */
+   tries the team again.
+   Products of several input rows (a text's pass: `trace`, `embed`, a prompt) run between torch's
+   own operations, whose OpenMP threads spin on the cores between them: there the chunks are
+   claimed by torch's OpenMP team instead (quant.c is linked against torch's libgomp when it
+   has one, so the team is the same threads), which is already running where the pool's workers
+   would wait for a core. */
 
 #define SPIN_NS 50000L
 #define MAX_WORKERS 63
@@ -566,6 +595,7 @@ static struct {
     _Atomic uint64_t claim;
     _Atomic int finished, sleepers, helpers; /* helpers: workers that join the current job */
     int started;                             /* workers created (under `submit`) */
+    int forked;                              /* this process is a fork's child */
     long wall, cpu, solo_until;              /* the caller's share of a core (under `submit`) */
     chunk_fn fn;                             /* the current job, set before it is published */
     void *arg;
@@ -630,6 +660,7 @@ static void *worker(void *arg) {
 
 /* a forked child has only the thread that forked: it starts its own workers */
 static void forget_workers(void) {
+    pool.forked = 1; /* libgomp's team does not survive a fork either: the pool only, from now */
     pthread_mutex_init(&pool.submit, NULL);
     pthread_mutex_init(&pool.sleep, NULL);
     pthread_cond_init(&pool.wake, NULL);
@@ -637,12 +668,12 @@ static void forget_workers(void) {
     pool.started = 0;
 }
 
-static void watch_forks(void) { pthread_atfork(NULL, NULL, forget_workers); }
+__attribute__((constructor)) static void watch_forks(void) {
+    pthread_atfork(NULL, NULL, forget_workers); /* from the moment the library is loaded */
+}
 
 /* at least `count` workers (as many as can be created); under `submit` */
 static void start_workers(int count) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, watch_forks);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -651,9 +682,21 @@ static void start_workers(int count) {
     pthread_attr_destroy(&attr);
 }
 
+/* publish job fn(arg, ·) of `chunks` chunks for `helpers` of the pool's workers; its generation */
+static uint32_t publish(chunk_fn fn, void *arg, int chunks, int helpers) {
+    pool.fn = fn;
+    pool.arg = arg;
+    atomic_store(&pool.finished, 0);
+    atomic_store(&pool.helpers, helpers);
+    uint32_t gen = (uint32_t)(atomic_load(&pool.claim) >> 32) + 1;
+    atomic_store(&pool.claim, (uint64_t)gen << 32 | (uint64_t)chunks << 16);
+    return gen;
+}
+
 /* fn(arg, c) for every chunk c < chunks (at most 65535), on `threads` threads the caller
-   included; returns once every chunk is done */
-static void run_job(chunk_fn fn, void *arg, int chunks, int threads) {
+   included (torch's OpenMP team with `shared_team`, where compiled with OpenMP); returns once
+   every chunk is done */
+static void run_job(chunk_fn fn, void *arg, int chunks, int threads, int shared_team) {
     int team = threads > 1 && chunks > 1 && !pthread_mutex_trylock(&pool.submit);
     long wall = team ? now_ns() : 0;
     if (team && wall < pool.solo_until) {
@@ -664,14 +707,20 @@ static void run_job(chunk_fn fn, void *arg, int chunks, int threads) {
         for (int c = 0; c < chunks; c++) fn(arg, c);
         return;
     }
+#ifdef _OPENMP
+    if (shared_team && !pool.forked) {
+        uint32_t gen = publish(fn, arg, chunks, 0);
+#pragma omp parallel num_threads(threads)
+        run_chunks(gen);
+        while (atomic_load_explicit(&pool.finished, memory_order_acquire) < chunks)
+            relax(); /* a pool worker that looked at the claim word before `helpers` was 0 */
+        pthread_mutex_unlock(&pool.submit);
+        return;
+    }
+#endif
     long cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     start_workers(threads - 1);
-    pool.fn = fn;
-    pool.arg = arg;
-    atomic_store(&pool.finished, 0);
-    atomic_store(&pool.helpers, threads - 1);
-    uint32_t gen = (uint32_t)(atomic_load(&pool.claim) >> 32) + 1;
-    atomic_store(&pool.claim, (uint64_t)gen << 32 | (uint64_t)chunks << 16);
+    uint32_t gen = publish(fn, arg, chunks, threads - 1);
     if (atomic_load(&pool.sleepers)) {
         pthread_mutex_lock(&pool.sleep);
         pthread_cond_broadcast(&pool.wake);
@@ -768,7 +817,7 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
         job.rows_per_chunk = (per + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN;
         chunks = (int)((ldy + job.rows_per_chunk - 1) / job.rows_per_chunk);
     }
-    run_job(product_chunk, &job, chunks, team);
+    run_job(product_chunk, &job, chunks, team, m > 1);
     if (acc)
         for (long j = 0; j < (long)m * ldy; j++) y[j] += acc[j];
     free(xq);
@@ -803,7 +852,7 @@ int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, flo
     int team = (long)n * k >= PARALLEL_MIN ? threads : 1;
     long per = (n + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
     dequant job = {fmt, k, rb, per, n, w, rows, out};
-    run_job(dequant_chunk, &job, (int)((n + per - 1) / per), team);
+    run_job(dequant_chunk, &job, (int)((n + per - 1) / per), team, 0);
     return 0;
 }
 

@@ -43,6 +43,7 @@ Q = GGMLQuantizationType
 KERNEL_FORMATS = {Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q6_K}
 SOURCE = Path(__file__).with_name("quant.c")
 FUSED_ROWS = 64  # up to this many input rows the fused kernel beats dequantise + BLAS here
+KERNEL_ROWS = 1  # a single row (a decoding step); a text keeps F.linear, the reference's own kernel
 
 
 class NativeWeightsWarning(UserWarning):
@@ -54,29 +55,57 @@ def _cache_dir() -> Path:
     return Path(base) / "contextlens" / "kernels"
 
 
+def torch_openmp() -> Path | None:
+    """The GNU OpenMP runtime (libgomp) torch's CPU threads run on, as loaded in this process;
+    None where torch uses another runtime or none (then quant.c keeps to its own threads)."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        return None
+    for line in maps.read_text().splitlines():
+        path = Path(line.split()[-1]) if "/" in line else None
+        if path is not None and path.name.startswith("libgomp") and ".so" in path.name:
+            return path
+    return None
+
+
 def _compile(target: Path, portable: bool, source: Path = SOURCE) -> bool:
     """Build `source` into `target` (with POSIX threads); False if no compiler.
 
     portable=True builds for the architecture's baseline (no -march=native): the scalar code.
+    Where torch runs on libgomp, the library is compiled with OpenMP and linked against that
+    very file, so its parallel regions use torch's team of threads (`run_job` in quant.c);
+    if that build fails, it is built without OpenMP.
     """
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    arch = [] if portable else ["-march=native"]
-    command = [cc, "-O3", *arch, "-shared", "-fPIC", "-pthread", str(source), "-lm"]
+    flags = [cc, "-O3", *([] if portable else ["-march=native"]), "-fPIC", "-pthread"]
+    gomp = torch_openmp()
+
+    def ok(*args: str) -> bool:
+        return subprocess.run([*flags, *args], capture_output=True).returncode == 0
+
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / target.name
-        if subprocess.run([*command, "-o", str(built)], capture_output=True).returncode != 0:
+        obj, built = Path(tmp) / "quant.o", Path(tmp) / target.name
+        openmp = (
+            gomp is not None
+            and ok("-fopenmp", "-c", str(source), "-o", str(obj))
+            and ok(
+                "-shared", str(obj), str(gomp), f"-Wl,-rpath,{gomp.parent}", "-lm", "-o", str(built)
+            )
+        )
+        if not openmp and not ok("-shared", str(source), "-lm", "-o", str(built)):
             return False
         os.replace(built, target)  # atomic: a concurrent build never sees half a file
     return True
 
 
 def built(source: Path, portable: bool = False) -> Path | None:
-    """The library built from the C file `source`, compiled once per source and machine (cached
-    under the user's cache directory); None without a C compiler."""
+    """The library built from the C file `source`, compiled once per source, machine and
+    OpenMP runtime (cached under the user's cache directory); None without a C compiler."""
     key = hashlib.sha256(source.read_bytes() + platform.machine().encode())
+    key.update(str(torch_openmp()).encode())
     cpu = Path("/proc/cpuinfo")
     if not portable and cpu.exists():  # -march=native: a library built elsewhere may not run
         flags = [line for line in cpu.read_text().splitlines() if line.startswith("flags")]
@@ -197,7 +226,7 @@ class KernelCall:
     ) -> torch.Tensor:
         m = x.numel() // (2 * self.k if prep == PREP_SILU_MUL else self.k)
         y = torch.empty(m, self.out) if out is None else out
-        threads = torch.get_num_threads()
+        threads = int(os.environ.get("CL_T", torch.get_num_threads()))
         fmt, w, rows, n = self.fmt, self.w, self.rows, self.n
         args = (x.data_ptr(), m, y.data_ptr(), threads, prep, _ptr(norm), eps, offset, accumulate)
         if self.fn(self.count, fmt, w, rows, n, self.k, *args):
@@ -244,6 +273,39 @@ def linear_call(linear: nn.Linear) -> KernelCall | None:
         return None
     linear.kernel_call = KernelCall(lib, [StoredTensor(Q.F32, tuple(w.shape), w.detach())])
     return linear.kernel_call
+
+
+def untracked(x: torch.Tensor, module: nn.Module) -> bool:
+    """Whether a product of x with the module's parameters has no gradient to record."""
+    if not torch.is_grad_enabled():
+        return True
+    return not (x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (y = x · Wᵀ + b, W [out, in]) whose float32 products on the CPU of up to
+    KERNEL_ROWS input rows, with no gradient to record, run through quant.c (`linear_call`):
+    a few weight rows at a time, each read from memory once and multiplied with every input
+    row while in cache (a short text, a decoding step). MKL's sgemm streams a weight far more
+    slowly when only a few rows meet it (bench/RESULTS.md, "Engine"). Longer inputs, other
+    dtypes and devices, and products with gradients run through `F.linear`.
+    The sums run in another order than F.linear's: results differ from it by rounding (the
+    parity tests' tolerances), and each output row is the same whatever other rows it is
+    multiplied with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
+        rows = x.numel() // self.in_features
+        if (
+            0 < rows <= KERNEL_ROWS
+            and x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and untracked(x, self)
+            and (call := linear_call(self)) is not None
+        ):
+            y = call(x.reshape(rows, self.in_features).contiguous())  # [rows, out]
+            y = y if self.bias is None else y.add_(self.bias)
+            return y.view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.weight, self.bias)
 
 
 class QuantLinear(nn.Module):
@@ -335,6 +397,7 @@ class QuantEmbedding(nn.Module):
 
 __all__ = [
     "KernelCall",
+    "Linear",
     "QuantEmbedding",
     "QuantLinear",
     "StoredTensor",
