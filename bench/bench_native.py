@@ -37,6 +37,18 @@ from pathlib import Path
 LLAMA_PYTHON = os.environ.get("LLAMA_PYTHON", "/work/benchenv/bin/python")
 ROUNDS = 3  # alternating runs of every contender
 PROMPT = "The history of France spans thousands of years, from prehistoric settlements to the"
+PASSAGE = (  # a prompt to read before the first token (the prefill: several rows per product)
+    "The river rose slowly through the night, and by morning the lower streets of the town were "
+    "under water. Shopkeepers carried what they could to the upper floors while the ferry, which "
+    "had not run for years, was pulled out of its shed and put back to work. Nobody could say "
+    "when the water would fall again, so the"
+)
+
+
+def first_token_s(run) -> float:
+    """Best of 3 seconds for `run()`: read PASSAGE and produce one token."""
+    run()
+    return min(timed(run) for _ in range(3))
 
 
 # ---- workers: one contender in a fresh process, printing one JSON line ----------------------
@@ -65,8 +77,10 @@ def work_contextlens(path: str, weights: str, new_tokens: int) -> dict:
     t0 = time.perf_counter()
     n = len(list(lm.generate_ids(ids, new_tokens, stop_at_eos=False)))
     gen = time.perf_counter() - t0
+    passage = lm.tokenize(PASSAGE).ids
+    first = first_token_s(lambda: list(lm.generate_ids(passage, 1, stop_at_eos=False)))
     return dict(load_s=load, rss_before=before, rss_loaded=loaded, rss_after=rss_mib(),
-                tok_s=n / gen)  # fmt: skip
+                tok_s=n / gen, prompt_tok_s=len(passage) / first)  # fmt: skip
 
 
 def work_transformers(path: str, new_tokens: int) -> dict:
@@ -88,8 +102,13 @@ def work_transformers(path: str, new_tokens: int) -> dict:
     out = model.generate(**ids, **kwargs)
     gen = time.perf_counter() - t0
     n = out.shape[1] - ids["input_ids"].shape[1]
+    passage = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)(
+        PASSAGE, return_tensors="pt"
+    )
+    one = kwargs | dict(min_new_tokens=1, max_new_tokens=1)
+    first = first_token_s(lambda: model.generate(**passage, **one))
     return dict(load_s=load, rss_before=before, rss_loaded=loaded, rss_after=rss_mib(),
-                tok_s=n / gen)  # fmt: skip
+                tok_s=n / gen, prompt_tok_s=passage["input_ids"].shape[1] / first)  # fmt: skip
 
 
 def work_llama_cpp(path: str, new_tokens: int) -> dict:
@@ -105,10 +124,10 @@ def work_llama_cpp(path: str, new_tokens: int) -> dict:
     loaded = rss_mib()
     ids = llm.tokenize(PROMPT.encode())
 
-    def run(n: int) -> int:
+    def run(n: int, tokens: list[int] = ids) -> int:
         llm.reset()
         count = 0
-        for _ in llm.generate(ids, temp=0.0, top_k=1):  # greedy; EOS does not stop it
+        for _ in llm.generate(tokens, temp=0.0, top_k=1):  # greedy; EOS does not stop it
             count += 1
             if count == n:
                 return count
@@ -118,8 +137,10 @@ def work_llama_cpp(path: str, new_tokens: int) -> dict:
     t0 = time.perf_counter()
     n = run(new_tokens)
     gen = time.perf_counter() - t0
+    passage = llm.tokenize(PASSAGE.encode())
+    first = first_token_s(lambda: run(1, passage))
     return dict(load_s=load, rss_before=before, rss_loaded=loaded, rss_after=rss_mib(),
-                tok_s=n / gen)  # fmt: skip
+                tok_s=n / gen, prompt_tok_s=len(passage) / first)  # fmt: skip
 
 
 def work_step_profile(path: str, new_tokens: int) -> dict:
@@ -411,22 +432,26 @@ def timed(fn) -> float:
 def table(results: dict, ref: str) -> list[str]:
     out = [
         "| | load | resident after load (Δ by load) | after generating | greedy tok/s | "
-        f"tok/s ÷ {ref} | every round: tok/s (load average before) |",
-        "|---|---|---|---|---|---|---|",
+        f"tok/s ÷ {ref} | every round: tok/s (load average before) | prompt tok/s (the "
+        f"passage read, to its first token) | ÷ {ref} |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     base = results.get(ref)
     for name, r in results.items():
         if isinstance(r, str):
-            out.append(f"| {name} | {r} | | | | | |")
+            out.append(f"| {name} | {r} | | | | | | | |")
             continue
         ratio = f"{r['tok_s'] / base['tok_s']:.2f}" if isinstance(base, dict) else "–"
+        prompt = (
+            f"{r['prompt_tok_s'] / base['prompt_tok_s']:.2f}" if isinstance(base, dict) else "–"
+        )
         rounds = ", ".join(
             f"{t:.1f} ({load:.1f})" for t, load in zip(r["rounds"], r["loads"], strict=True)
         )
         out.append(
             f"| {name} | {r['load_s']:.2f} s | {r['rss_loaded']:.0f} MiB "
             f"(+{r['rss_loaded'] - r['rss_before']:.0f}) | {r['rss_after']:.0f} MiB | "
-            f"{r['tok_s']:.1f} | {ratio} | {rounds} |"
+            f"{r['tok_s']:.1f} | {ratio} | {rounds} | {r['prompt_tok_s']:.0f} | {prompt} |"
         )
     return out
 
@@ -468,6 +493,7 @@ def main(quick: bool) -> None:
             "",
         ]
     size = smollm2.stat().st_size / 2**20
+    passage = len(cl.load(smollm2, weights="native").tokenize(PASSAGE).ids)
     threads = torch.get_num_threads()
     for n in sorted({threads, 1}, reverse=True):  # torch's thread count, and one thread
         where = f"{n} thread{'s' if n > 1 else ''}"
@@ -477,7 +503,8 @@ def main(quick: bool) -> None:
             del kinds["contextlens exact"]
         results = alternating(kinds, smollm2, new_tokens)
         lines += [f"**SmolLM2-135M-Instruct Q4_1** ({size:.0f} MiB file), {new_tokens} new "
-                  f"tokens, every contender on {where}:", ""]  # fmt: skip
+                  f"tokens, every contender on {where}; prompt speed: a passage of {passage} "
+                  "tokens read and its first token produced (best of 3):", ""]  # fmt: skip
         lines += table(results, "llama.cpp") + [""]
         for mode in ("native", "exact"):
             ours, peer = results.get(f"contextlens {mode}"), results["transformers"]

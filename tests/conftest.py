@@ -1,7 +1,9 @@
 """Shared fixtures: the real catalog models, loaded once per test session, and a CLI runner."""
 
+import functools
 import sys
 
+import gguf
 import pytest
 
 import contextlens as cl
@@ -46,9 +48,16 @@ def smollm2_reference():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = cl.io.catalog.CATALOG["smollm2"].path()
-    model = AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, attn_implementation="eager"
-    ).eval()
+    # transformers asks gguf-py for the same tensor-name table once per submodule (397 times,
+    # 9 s of the load); the table depends only on its arguments, so it is built once here
+    name_map = gguf.get_tensor_name_map
+    gguf.get_tensor_name_map = functools.cache(name_map)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, attn_implementation="eager"
+        ).eval()
+    finally:
+        gguf.get_tensor_name_map = name_map
     return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 

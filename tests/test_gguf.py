@@ -47,11 +47,9 @@ def smollm2_file():
 # ---- SmolLM2 against transformers -----------------------------------------------------------
 
 
-def test_config_equals_transformers(smollm2_file):
-    from transformers import AutoConfig
-
+def test_config_equals_transformers(smollm2_file, smollm2_reference):
     config = smollm2_file[0]
-    ref = AutoConfig.from_pretrained(SMOLLM2.parent, gguf_file=SMOLLM2.name)
+    ref = smollm2_reference[0].config  # what transformers read from the same file
     theirs = ref.to_dict() | ref.rope_parameters  # transformers 5 keeps rope_theta in there
     assert config == {k: theirs[k] for k in config}
     assert config["num_key_value_heads"] == 3 and config["max_position_embeddings"] == 8192
