@@ -42,8 +42,11 @@ from ..io.gguf import StoredTensor
 Q = GGMLQuantizationType
 KERNEL_FORMATS = {Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q6_K}
 SOURCE = Path(__file__).with_name("quant.c")
-FUSED_ROWS = 64  # up to this many input rows the fused kernel beats dequantise + BLAS here
-KERNEL_ROWS = 1  # a single row (a decoding step); a text keeps F.linear, the reference's own kernel
+# up to this many input rows the fused kernel beats dequantise + BLAS here (a prompt read by
+# torch's OpenMP team: SmolLM2 66 tokens 128 -> 226 tok/s, 256 tokens 300 vs 276; a 1.17 B Q4_0
+# model 10 -> 41 and 22 -> 37: bench/RESULTS.md, "Native weights", prompt tok/s)
+FUSED_ROWS = 256
+KERNEL_ROWS = 1  # rows a float32 `Linear` sends to quant.c: one (see `Linear`)
 
 
 class NativeWeightsWarning(UserWarning):
@@ -283,15 +286,14 @@ def untracked(x: torch.Tensor, module: nn.Module) -> bool:
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` (y = x · Wᵀ + b, W [out, in]) whose float32 products on the CPU of up to
-    KERNEL_ROWS input rows, with no gradient to record, run through quant.c (`linear_call`):
-    a few weight rows at a time, each read from memory once and multiplied with every input
-    row while in cache (a short text, a decoding step). MKL's sgemm streams a weight far more
-    slowly when only a few rows meet it (bench/RESULTS.md, "Engine"). Longer inputs, other
-    dtypes and devices, and products with gradients run through `F.linear`.
-    The sums run in another order than F.linear's: results differ from it by rounding (the
-    parity tests' tolerances), and each output row is the same whatever other rows it is
-    multiplied with."""
+    """`nn.Linear` (y = x · Wᵀ + b, W [out, in]) whose float32 product of a single row on the
+    CPU with no gradient to record (a decoding step of any architecture, the LM head of the last
+    position) runs through quant.c (`linear_call`): the weight read once, where it lies, in
+    either memory order, where MKL's sgemm reads a weight slowly for one row. Several rows (a
+    text's pass: `trace`, `embed`, a prompt) run through `F.linear`, the reference's own kernel,
+    so hidden states equal transformers' bit for bit; so do other dtypes and devices, and
+    products with a gradient to record. The kernel sums in another order than F.linear: a
+    single row differs from it by rounding (the parity tests' tolerances)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         rows = x.numel() // self.in_features
