@@ -95,16 +95,15 @@ def work_transformers(path: str, new_tokens: int) -> dict:
     model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name).eval()
     load = time.perf_counter() - t0
     loaded = rss_mib()
-    ids = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)(PROMPT, return_tensors="pt")
+    tokenizer = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    ids = tokenizer(PROMPT, return_tensors="pt")
     kwargs = dict(do_sample=False, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
     model.generate(**ids, **kwargs | dict(min_new_tokens=4, max_new_tokens=4))
     t0 = time.perf_counter()
     out = model.generate(**ids, **kwargs)
     gen = time.perf_counter() - t0
     n = out.shape[1] - ids["input_ids"].shape[1]
-    passage = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)(
-        PASSAGE, return_tensors="pt"
-    )
+    passage = tokenizer(PASSAGE, return_tensors="pt")
     one = kwargs | dict(min_new_tokens=1, max_new_tokens=1)
     first = first_token_s(lambda: model.generate(**passage, **one))
     return dict(load_s=load, rss_before=before, rss_loaded=loaded, rss_after=rss_mib(),

@@ -158,11 +158,11 @@ def test_kernels_join_torch_openmp_team_or_keep_their_own(tmp_path, monkeypatch,
     several rows run on torch's team); without it, quant.c is built without OpenMP and its own
     pool runs them: the same numbers either way."""
     assert quant.torch_openmp() is not None  # torch's CPU wheels run on libgomp
-    assert b"GOMP_parallel" in quant.built(quant.SOURCE).read_bytes()
+    assert b"GOMP_parallel" in quant.built(quant.SOURCE, openmp=True).read_bytes()
     monkeypatch.setattr(quant, "torch_openmp", lambda: None)
     monkeypatch.setattr(quant, "_cache_dir", lambda: tmp_path)
     alone, workers = quant.kernels.__wrapped__(), len(pool_threads())
-    assert b"GOMP_parallel" not in quant.built(quant.SOURCE).read_bytes()
+    assert b"GOMP_parallel" not in quant.built(quant.SOURCE, openmp=True).read_bytes()
     w, x = torch.randn(1024, 512), torch.randn(5, 512)
     calls = [
         quant.KernelCall(lib, [StoredTensor(Q.F32, (1024, 512), w)])

@@ -710,10 +710,8 @@ static void run_job(chunk_fn fn, void *arg, int chunks, int threads, int shared_
 #ifdef _OPENMP
     if (shared_team && !pool.forked) {
         uint32_t gen = publish(fn, arg, chunks, 0);
-#pragma omp parallel num_threads(threads)
-        run_chunks(gen);
-        while (atomic_load_explicit(&pool.finished, memory_order_acquire) < chunks)
-            relax(); /* a pool worker that looked at the claim word before `helpers` was 0 */
+#pragma omp parallel num_threads(threads) /* ends once every chunk is done; no pool worker */
+        run_chunks(gen);                       /* joins: helpers is 0 before the claim is seen */
         pthread_mutex_unlock(&pool.submit);
         return;
     }

@@ -71,11 +71,11 @@ def torch_openmp() -> Path | None:
     return None
 
 
-def _compile(target: Path, portable: bool, source: Path = SOURCE) -> bool:
+def _compile(target: Path, portable: bool, source: Path, gomp: Path | None) -> bool:
     """Build `source` into `target` (with POSIX threads); False if no compiler.
 
     portable=True builds for the architecture's baseline (no -march=native): the scalar code.
-    Where torch runs on libgomp, the library is compiled with OpenMP and linked against that
+    With `gomp` (torch's libgomp), the library is compiled with OpenMP and linked against that
     very file, so its parallel regions use torch's team of threads (`run_job` in quant.c);
     if that build fails, it is built without OpenMP.
     """
@@ -84,7 +84,6 @@ def _compile(target: Path, portable: bool, source: Path = SOURCE) -> bool:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     flags = [cc, "-O3", *([] if portable else ["-march=native"]), "-fPIC", "-pthread"]
-    gomp = torch_openmp()
 
     def ok(*args: str) -> bool:
         return subprocess.run([*flags, *args], capture_output=True).returncode == 0
@@ -104,18 +103,20 @@ def _compile(target: Path, portable: bool, source: Path = SOURCE) -> bool:
     return True
 
 
-def built(source: Path, portable: bool = False) -> Path | None:
-    """The library built from the C file `source`, compiled once per source, machine and
-    OpenMP runtime (cached under the user's cache directory); None without a C compiler."""
+def built(source: Path, portable: bool = False, openmp: bool = False) -> Path | None:
+    """The library built from the C file `source`, compiled once per source, machine and (with
+    `openmp`: linked against torch's libgomp where torch has one) OpenMP runtime, cached under
+    the user's cache directory; None without a C compiler."""
+    gomp = torch_openmp() if openmp else None
     key = hashlib.sha256(source.read_bytes() + platform.machine().encode())
-    key.update(str(torch_openmp()).encode())
+    key.update(str(gomp).encode())
     cpu = Path("/proc/cpuinfo")
     if not portable and cpu.exists():  # -march=native: a library built elsewhere may not run
         flags = [line for line in cpu.read_text().splitlines() if line.startswith("flags")]
         key.update("".join(flags[:1]).encode())
     name = f"{source.stem}-portable" if portable else source.stem
     target = _cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
-    if not target.exists() and not _compile(target, portable, source):
+    if not target.exists() and not _compile(target, portable, source, gomp):
         return None
     return target
 
@@ -125,7 +126,7 @@ def kernels(portable: bool = False) -> ctypes.CDLL | None:
     """quant.c as a loaded library (`built`); None without a C compiler (then every format
     takes the dequantising path). portable=True: the scalar build every x86-64 (or other) CPU
     runs, for tests and comparison."""
-    target = built(SOURCE, portable)
+    target = built(SOURCE, portable, openmp=True)
     if target is None:
         return None
     lib = ctypes.CDLL(str(target))
@@ -229,7 +230,7 @@ class KernelCall:
     ) -> torch.Tensor:
         m = x.numel() // (2 * self.k if prep == PREP_SILU_MUL else self.k)
         y = torch.empty(m, self.out) if out is None else out
-        threads = int(os.environ.get("CL_T", torch.get_num_threads()))
+        threads = torch.get_num_threads()
         fmt, w, rows, n = self.fmt, self.w, self.rows, self.n
         args = (x.data_ptr(), m, y.data_ptr(), threads, prep, _ptr(norm), eps, offset, accumulate)
         if self.fn(self.count, fmt, w, rows, n, self.k, *args):
