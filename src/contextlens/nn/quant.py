@@ -42,9 +42,9 @@ from ..io.gguf import StoredTensor
 Q = GGMLQuantizationType
 KERNEL_FORMATS = {Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q6_K}
 SOURCE = Path(__file__).with_name("quant.c")
-# up to this many input rows the fused kernel beats dequantise + BLAS here (a prompt read by
-# torch's OpenMP team: SmolLM2 66 tokens 128 -> 226 tok/s, 256 tokens 300 vs 276; a 1.17 B Q4_0
-# model 10 -> 41 and 22 -> 37: bench/RESULTS.md, "Native weights", prompt tok/s)
+# up to this many input rows the fused kernel (on torch's OpenMP team) beats dequantise + BLAS
+# here: with 64, a 66-token prompt read at 0.56x llama.cpp (SmolLM2) and 0.16x (1.17 B Q4_0),
+# with 256 at 1.31x and 0.61x (bench/RESULTS.md, "Native weights", prompt tok/s)
 FUSED_ROWS = 256
 KERNEL_ROWS = 1  # rows a float32 `Linear` sends to quant.c: one (see `Linear`)
 
