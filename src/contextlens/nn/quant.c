@@ -854,6 +854,126 @@ int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, flo
     return 0;
 }
 
+/* ---- float32 rows summed as the BLAS sums them -------------------------------------------- */
+
+/* cl_linear: y[i, r] = b[r] + Σ_j x[i, j] · W[r, j] for a float32 weight W [n, k] (row-major,
+   an nn.Linear weight), each sum taken in one fixed order: the j are split into blocks of `kc`
+   (the last may be shorter; a k between kc and 2·kc is split into halves, k / 2 rounded down,
+   and the rest); each block is one chain of fused multiply-adds from 0, j in order,
+   and the blocks are added in order to a total that starts at b[r] (at 0 without a bias). That
+   is how MKL's sgemm sums on AVX2 machines for 12 or more input rows (blocks of 192), so where
+   nn/quant.py's probe finds that order (`blas_block`) the products equal F.linear's bit for bit;
+   the probe decides, not this file. The lanes of a vector are 8 input rows: each step
+   broadcasts one weight value to them, so every sum stays its own chain, and a weight row is read
+   once, in order, for each 16 input rows. */
+
+#define CHAIN_ROWS 6   /* weight rows per register tile, */
+#define CHAIN_LANES 16 /* times this many input rows (6 × 2 vectors of sums, 2 of inputs); a last
+                          tile of 8 rows or fewer is 8 wide */
+#define CHAIN_PANEL 64 /* input rows per chunk: their inputs stay in cache across a chunk's
+                          weight rows, and the weight rows are read once per panel */
+
+typedef struct {
+    const float *xt, *w, *bias; /* xt: tiles of input rows, each [k][its width], zero-padded */
+    float *y;                   /* [m, n] */
+    int m, k, kc, panel; /* panel: input rows per chunk */
+    long n, rows_per_chunk, row_chunks;
+} chain;
+
+/* s[t][l] = Σ_{k0 <= j < k1} W_t[j] · x_l[j], one fused chain per sum, for the CHAIN_ROWS rows
+   `wr` and the `lanes` (16 or 8) input rows of tile `xt` */
+static inline __attribute__((always_inline)) void
+chain_block(const float *const *wr, const float *xt, int lanes, int k0, int k1,
+            float s[CHAIN_ROWS][CHAIN_LANES]) {
+#ifdef __AVX2__
+    int v = lanes / 8;
+    __m256 acc[CHAIN_ROWS][2];
+    for (int t = 0; t < CHAIN_ROWS; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int j = k0; j < k1; j++) {
+        __m256 xv[2];
+        for (int u = 0; u < v; u++) xv[u] = _mm256_loadu_ps(xt + j * lanes + 8 * u);
+        for (int t = 0; t < CHAIN_ROWS; t++) {
+            __m256 wv = _mm256_set1_ps(wr[t][j]); /* not _mm256_broadcast_ss: 2.5× slower here */
+            for (int u = 0; u < v; u++) acc[t][u] = _mm256_fmadd_ps(xv[u], wv, acc[t][u]);
+        }
+    }
+    for (int t = 0; t < CHAIN_ROWS; t++)
+        for (int u = 0; u < v; u++) _mm256_storeu_ps(s[t] + 8 * u, acc[t][u]);
+#else
+    for (int t = 0; t < CHAIN_ROWS; t++)
+        for (int l = 0; l < lanes; l++) {
+            float a = 0;
+            for (int j = k0; j < k1; j++) a = fmaf(xt[j * lanes + l], wr[t][j], a);
+            s[t][l] = a;
+        }
+#endif
+}
+
+/* a tile of input rows starting at i0: its width and where it lies in xt */
+static int chain_lanes(int m, int i0) { return m - i0 > 8 ? CHAIN_LANES : 8; }
+
+/* the output columns of one range of weight rows for the input rows of one panel, CHAIN_ROWS
+   weight rows at a time: for each tile, the blocks of k in order, each block's sums added to
+   running totals that start at the bias */
+static void chain_chunk(void *arg, int c) {
+    const chain *job = arg;
+    int k = job->k, p0 = c / job->row_chunks * job->panel;
+    int p1 = p0 + job->panel < job->m ? p0 + job->panel : job->m;
+    long a = job->rows_per_chunk * (c % job->row_chunks);
+    long b = a + job->rows_per_chunk < job->n ? a + job->rows_per_chunk : job->n;
+    for (long r0 = a; r0 < b; r0 += CHAIN_ROWS) {
+        int nr = b - r0 < CHAIN_ROWS ? (int)(b - r0) : CHAIN_ROWS;
+        const float *wr[CHAIN_ROWS]; /* a last partial group repeats its last row */
+        for (int t = 0; t < CHAIN_ROWS; t++) wr[t] = job->w + (long)k * (r0 + (t < nr ? t : nr - 1));
+        for (int i0 = p0, lanes; i0 < p1; i0 += lanes) {
+            lanes = chain_lanes(job->m, i0);
+            const float *xt = job->xt + (long)i0 * k;
+            float total[CHAIN_ROWS][CHAIN_LANES], s[CHAIN_ROWS][CHAIN_LANES];
+            for (int t = 0; t < CHAIN_ROWS; t++)
+                for (int l = 0; l < lanes; l++) total[t][l] = job->bias ? job->bias[r0 + t % nr] : 0;
+            for (int k0 = 0; k0 < k; k0 += job->kc) {
+                int k1 = k0 + job->kc < k ? k0 + job->kc : k;
+                if (lanes == CHAIN_LANES) chain_block(wr, xt, CHAIN_LANES, k0, k1, s);
+                else chain_block(wr, xt, 8, k0, k1, s);
+                for (int t = 0; t < nr; t++)
+                    for (int l = 0; l < lanes; l++) total[t][l] += s[t][l];
+            }
+            int rows = job->m - i0 < lanes ? job->m - i0 : lanes;
+            for (int l = 0; l < rows; l++)
+                for (int t = 0; t < nr; t++) job->y[(i0 + l) * job->n + r0 + t] = total[t][l];
+        }
+    }
+}
+
+int cl_linear(const float *x, int m, int k, const float *w, long n, const float *bias, float *y,
+              int kc, int threads) {
+    if (m <= 0 || k <= 0 || n <= 0 || kc <= 0) return -1;
+    float *xt = malloc(sizeof(float) * ((size_t)m + CHAIN_LANES) * k);
+    if (!xt) return -2;
+    for (int i0 = 0, lanes; i0 < m; i0 += lanes) { /* tile i0 at xt + i0 * k, [k][lanes] */
+        lanes = chain_lanes(m, i0);
+        for (int l = 0; l < lanes; l++)
+            for (int j = 0; j < k; j++)
+                xt[(long)i0 * k + j * lanes + l] = i0 + l < m ? x[(long)(i0 + l) * k + j] : 0;
+    }
+    kc = k >= 2 * kc ? kc : k > kc ? k / 2 : k; /* no short last block after one long one */
+    chain job = {xt, w, bias, y, m, k, kc, CHAIN_PANEL, n, n, 1};
+    long panels = (m + job.panel - 1) / job.panel;
+    int team = n * k * m >= PARALLEL_MIN ? threads : 1;
+    if (team > 1) {
+        long per = (n * panels + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
+        job.rows_per_chunk = (per + CHAIN_ROWS - 1) / CHAIN_ROWS * CHAIN_ROWS;
+        job.row_chunks = (n + job.rows_per_chunk - 1) / job.rows_per_chunk;
+    }
+    while (panels * job.row_chunks > 65535) { /* run_job's bound on chunks */
+        job.panel *= 2;
+        panels = (m + job.panel - 1) / job.panel;
+    }
+    run_job(chain_chunk, &job, (int)(panels * job.row_chunks), team, 1);
+    free(xt);
+    return 0;
+}
+
 /* ---- one new token's attention ------------------------------------------------------------ */
 
 /* RoPE on `heads` heads of width d laid side by side in x (the queries then the keys of a fused

@@ -47,6 +47,11 @@ SOURCE = Path(__file__).with_name("quant.c")
 # with 256 at 1.31x and 0.61x (bench/RESULTS.md, "Native weights", prompt tok/s)
 FUSED_ROWS = 256
 KERNEL_ROWS = 1  # rows a float32 `Linear` sends to quant.c: one (see `Linear`)
+# input rows a float32 `Linear` sends to `cl_linear`: from 12, MKL's sgemm sums in the blocks of
+# k cl_linear repeats (fewer: other orders); beyond 64 both run at the machine's fp32 ceiling and
+# MKL's packing pays for itself (bench_native's kernel table, "ours F32 blocks")
+BLAS_ROWS = range(12, 65)
+BLAS_BLOCKS = (192, 256, 384, 128, 96, 64, 512)  # the block lengths the probe tries, in turn
 
 
 class NativeWeightsWarning(UserWarning):
@@ -133,6 +138,7 @@ def kernels(portable: bool = False) -> ctypes.CDLL | None:
     p, i, f, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_long
     lib.cl_matmul.argtypes = [i, p, p, p, p, i, p, i, p, i, i, p, f, f, i]
     lib.cl_dequant.argtypes = [i, p, p, i, i, p, i]
+    lib.cl_linear.argtypes = [p, i, i, p, n, p, p, i, i]
     lib.cl_rope.argtypes = [p, i, i, p, p, i]
     lib.cl_rope.restype = None
     lib.cl_attend_one.argtypes = [p, p, p, p, p, n, i, i, i, i, i, f, f, p]
@@ -279,6 +285,45 @@ def linear_call(linear: nn.Linear) -> KernelCall | None:
     return linear.kernel_call
 
 
+def blas_linear(
+    lib: ctypes.CDLL, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, block: int
+) -> torch.Tensor:
+    """`cl_linear`: x [m, in] @ w [out, in]ᵀ + b -> [m, out], float32, all contiguous on the CPU,
+    every sum taken in blocks of `block` as MKL's sgemm takes it (see quant.c)."""
+    m, k = x.shape
+    y = x.new_empty(m, w.shape[0])
+    threads = torch.get_num_threads()
+    if lib.cl_linear(
+        x.data_ptr(), m, k, w.data_ptr(), w.shape[0], _ptr(b), y.data_ptr(), block, threads
+    ):
+        raise MemoryError(f"no memory for the transposed input of a [{m}, {k}] product")
+    return y
+
+
+_blas_blocks: dict[tuple, int | None] = {}
+
+
+def blas_block(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> int | None:
+    """The block of k in which `F.linear` sums a product of `rows` float32 rows with this weight
+    [out, k] (and bias) on this machine with torch's current thread count, found on first use
+    of each (rows, shape, thread count) by comparing `cl_linear` with F.linear bit for bit on a
+    random input: the order depends on the machine's BLAS and CPU, and on how MKL splits the
+    product over threads (many threads can hand its small-row path a few rows each). None where
+    no block length matches: then such products keep F.linear."""
+    key = (torch.get_num_threads(), rows, *weight.shape, bias is None)
+    if key not in _blas_blocks:
+        lib, block = kernels(), None
+        x = torch.randn(rows, weight.shape[1], generator=torch.Generator().manual_seed(rows))
+        with torch.no_grad():
+            want = F.linear(x, weight, bias)
+            for candidate in BLAS_BLOCKS if lib is not None else ():
+                if torch.equal(blas_linear(lib, x, weight, bias, candidate), want):
+                    block = candidate
+                    break
+        _blas_blocks[key] = block
+    return _blas_blocks[key]
+
+
 def untracked(x: torch.Tensor, module: nn.Module) -> bool:
     """Whether a product of x with the module's parameters has no gradient to record."""
     if not torch.is_grad_enabled():
@@ -287,14 +332,20 @@ def untracked(x: torch.Tensor, module: nn.Module) -> bool:
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` (y = x · Wᵀ + b, W [out, in]) whose float32 product of a single row on the
-    CPU with no gradient to record (a decoding step of any architecture, the LM head of the last
-    position) runs through quant.c (`linear_call`): the weight read once, where it lies, in
-    either memory order, where MKL's sgemm reads a weight slowly for one row. Several rows (a
-    text's pass: `trace`, `embed`, a prompt) run through `F.linear`, the reference's own kernel,
-    so hidden states equal transformers' bit for bit; so do other dtypes and devices, and
-    products with a gradient to record. The kernel sums in another order than F.linear: a
-    single row differs from it by rounding (the parity tests' tolerances)."""
+    """`nn.Linear` (y = x · Wᵀ + b, W [out, in]) with two faster routes for float32 products on
+    the CPU with no gradient to record, both in quant.c:
+
+    - a single row (a decoding step of any architecture, the LM head of the last position) runs
+      through `linear_call`: the weight read once, where it lies, in either memory order, where
+      MKL's sgemm reads a weight slowly for one row. It sums in another order than F.linear:
+      a single row differs from it by rounding (the parity tests' tolerances).
+    - 12 to 64 rows (a sentence's `trace`, a prompt) run through `cl_linear`, which takes every
+      sum in the order MKL's sgemm takes it, so hidden states equal transformers' bit for bit,
+      1.2-1.8× faster than F.linear at these sizes: used only where `blas_block` found that
+      order for the layer's shape and the row count on this machine.
+
+    Everything else (more rows, other dtypes and devices, products with a gradient) runs
+    through `F.linear`, the reference's own kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         rows = x.numel() // self.in_features
@@ -307,6 +358,18 @@ class Linear(nn.Linear):
         ):
             y = call(x.reshape(rows, self.in_features).contiguous())  # [rows, out]
             y = y if self.bias is None else y.add_(self.bias)
+            return y.view(*x.shape[:-1], self.out_features)
+        if (
+            rows in BLAS_ROWS
+            and x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and self.weight.is_contiguous()
+            and untracked(x, self)
+            and (lib := kernels()) is not None
+            and (block := blas_block(self.weight, self.bias, rows)) is not None
+        ):
+            x2 = x.reshape(rows, self.in_features).contiguous()
+            y = blas_linear(lib, x2, self.weight, self.bias, block)  # [rows, out]
             return y.view(*x.shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
 
