@@ -67,6 +67,41 @@ def other_kernel_floors(model: torch.nn.Module, rows: int) -> dict[str, float]:
     }
 
 
+def blas_rows_table() -> list[str]:
+    """quant.c's `cl_linear` (MKL's summation order) against `F.linear` on MiniLM's weight shapes
+    by row count, on two threads and one: where `Linear` should hand products to it
+    (`quant.BLAS_ROWS`). Each shape cycles through 16 weights (38-151 MB, over the 32 MB L3), so
+    they come from memory as in a pass. Speed-up = F.linear's time / cl_linear's."""
+    import torch.nn.functional as F
+
+    from contextlens.nn import quant
+
+    lib, shapes = quant.kernels(), ((384, 1152), (384, 1536), (1536, 384))
+    before = torch.get_num_threads()
+    head = "| rows | " + " | ".join(f"{k}→{n}, {t} thr." for t in (2, 1) for k, n in shapes)
+    lines = [head + " |", "|---" * (1 + 2 * len(shapes)) + "|"]
+    for m in (12, 16, 24, 32, 48, 64, 96, 128, 192):
+        cells = []
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            for k, n in shapes:
+                x, ws, b = torch.randn(m, k), [torch.randn(n, k) for _ in range(16)], torch.randn(n)
+
+                def theirs(x=x, ws=ws, b=b):
+                    for w in ws:
+                        F.linear(x, w, b)
+
+                def ours(x=x, ws=ws, b=b):
+                    for w in ws:
+                        quant.blas_linear(lib, x, w, b, 192)
+
+                t_theirs, t_ours = (best_time(f, repeat=7, warmup=1) for f in (theirs, ours))
+                cells.append(f"{t_theirs / t_ours:.2f}×")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    torch.set_num_threads(before)
+    return lines
+
+
 def op_floor(model: torch.nn.Module, batch: int, seq: int, probabilities: bool) -> float:
     """Best seconds for what every BERT layer computes besides its linear layers, each op alone
     with torch's kernel on inputs of `[batch, seq, ·]`: two residual adds, two LayerNorms, the
@@ -181,6 +216,8 @@ def main() -> None:
         )
         print(rows[-1], file=sys.stderr)
 
+    blas_rows = blas_rows_table()
+    print("\n".join(blas_rows), file=sys.stderr)
     texts = sentences(2000)
     t_st = timeit(lambda: st.encode(texts, batch_size=32), repeat=3)
     t_ours = timeit(lambda: ours.embed(texts, batch_size=32), repeat=3)
@@ -209,7 +246,16 @@ Speed-up = their time / our time (higher is better for us).
 | what | contextlens | peer | speed-up | where it stands |
 |---|---|---|---|---|
 """
-        + "\n".join(rows),
+        + "\n".join(rows)
+        + """
+
+Exact mode's products of 12 to 96 rows (a sentence's pass) run through quant.c's `cl_linear`,
+which sums in MKL's own order, so they equal `F.linear` bit for bit. Its speed-up over
+`F.linear` (2 threads, then 1) by row count, MiniLM's shapes, weights read from memory as in a
+pass (16 of each shape in turn):
+
+"""
+        + "\n".join(blas_rows),
     )
 
 

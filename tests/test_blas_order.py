@@ -1,4 +1,4 @@
-"""`cl_linear` (quant.c): float32 products of 12 to 64 rows summed in the order MKL's sgemm sums
+"""`cl_linear` (quant.c): float32 products of 12 to 96 rows summed in the order MKL's sgemm sums
 them, so a sentence's pass is faster than with F.linear and still equals it bit for bit."""
 
 import pytest
@@ -29,7 +29,7 @@ def test_probe_finds_mkl_block_for_model_shapes(threads, minilm, smollm2):
     layers = [m for m in minilm.model.blocks[0].modules() if isinstance(m, torch.nn.Linear)]
     layers += [m for m in smollm2.model.blocks[0].modules() if isinstance(m, torch.nn.Linear)]
     for layer in layers:
-        for rows in (12, 13, 37, 64):
+        for rows in (12, 13, 37, 96):
             assert quant.blas_block(layer.weight, layer.bias, rows) == 192, (layer, rows)
     narrow = torch.randn(37, 400)
     assert quant.blas_block(narrow, None, 12) == (None if threads == 4 else 192)
@@ -52,14 +52,14 @@ def test_products_equal_f_linear_bit_for_bit(threads, portable):
 
 
 def test_linear_layers_route_sentence_rows_through_it(smollm2, minilm, monkeypatch):
-    """12 to 64 rows with no gradient go through cl_linear (bias or not) and equal F.linear bit
+    """12 to 96 rows with no gradient go through cl_linear (bias or not) and equal F.linear bit
     for bit; fewer or more rows, or a gradient to record, stay F.linear."""
     calls = []
     real = quant.blas_linear
     monkeypatch.setattr(quant, "blas_linear", lambda *a: calls.append(a[1].shape) or real(*a))
     layers = [smollm2.model.blocks[0].attn.qkv, minilm.model.blocks[0].mlp.up]
     for layer in layers:
-        for rows, routed in ((11, False), (12, True), (40, True), (64, True), (65, False)):
+        for rows, routed in ((11, False), (12, True), (40, True), (96, True), (97, False)):
             x = torch.randn(1, rows, layer.in_features)
             with torch.no_grad():
                 before = len(calls)

@@ -881,15 +881,19 @@ typedef struct {
 } chain;
 
 /* s[t][l] = Σ_{k0 <= j < k1} W_t[j] · x_l[j], one fused chain per sum, for the CHAIN_ROWS rows
-   `wr` and the `lanes` (16 or 8) input rows of tile `xt` */
+   `wr` and the `lanes` (16 or 8) input rows of tile `xt`; meanwhile the same columns of the next
+   CHAIN_ROWS weight rows (`next`, k apart) are fetched into cache (a weight read once per pass
+   otherwise arrives at half the memory's speed: 6.1 -> 8.4 GB/s on one thread here) */
 static inline __attribute__((always_inline)) void
-chain_block(const float *const *wr, const float *xt, int lanes, int k0, int k1,
-            float s[CHAIN_ROWS][CHAIN_LANES]) {
+chain_block(const float *const *wr, const float *next, long k, const float *xt, int lanes, int k0,
+            int k1, float s[CHAIN_ROWS][CHAIN_LANES]) {
 #ifdef __AVX2__
     int v = lanes / 8;
     __m256 acc[CHAIN_ROWS][2];
     for (int t = 0; t < CHAIN_ROWS; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     for (int j = k0; j < k1; j++) {
+        if (j % 16 == 0) /* one cache line of each row */
+            for (int t = 0; t < CHAIN_ROWS; t++) _mm_prefetch((const char *)(next + t * k + j), _MM_HINT_T0);
         __m256 xv[2];
         for (int u = 0; u < v; u++) xv[u] = _mm256_loadu_ps(xt + j * lanes + 8 * u);
         for (int t = 0; t < CHAIN_ROWS; t++) {
@@ -925,6 +929,7 @@ static void chain_chunk(void *arg, int c) {
         int nr = b - r0 < CHAIN_ROWS ? (int)(b - r0) : CHAIN_ROWS;
         const float *wr[CHAIN_ROWS]; /* a last partial group repeats its last row */
         for (int t = 0; t < CHAIN_ROWS; t++) wr[t] = job->w + (long)k * (r0 + (t < nr ? t : nr - 1));
+        const float *next = r0 + 2 * CHAIN_ROWS <= job->n ? wr[0] + CHAIN_ROWS * (long)k : wr[0];
         for (int i0 = p0, lanes; i0 < p1; i0 += lanes) {
             lanes = chain_lanes(job->m, i0);
             const float *xt = job->xt + (long)i0 * k;
@@ -933,8 +938,8 @@ static void chain_chunk(void *arg, int c) {
                 for (int l = 0; l < lanes; l++) total[t][l] = job->bias ? job->bias[r0 + t % nr] : 0;
             for (int k0 = 0; k0 < k; k0 += job->kc) {
                 int k1 = k0 + job->kc < k ? k0 + job->kc : k;
-                if (lanes == CHAIN_LANES) chain_block(wr, xt, CHAIN_LANES, k0, k1, s);
-                else chain_block(wr, xt, 8, k0, k1, s);
+                if (lanes == CHAIN_LANES) chain_block(wr, next, k, xt, CHAIN_LANES, k0, k1, s);
+                else chain_block(wr, next, k, xt, 8, k0, k1, s);
                 for (int t = 0; t < nr; t++)
                     for (int l = 0; l < lanes; l++) total[t][l] += s[t][l];
             }

@@ -48,9 +48,9 @@ SOURCE = Path(__file__).with_name("quant.c")
 FUSED_ROWS = 256
 KERNEL_ROWS = 1  # rows a float32 `Linear` sends to quant.c: one (see `Linear`)
 # input rows a float32 `Linear` sends to `cl_linear`: from 12, MKL's sgemm sums in the blocks of
-# k cl_linear repeats (fewer: other orders); beyond 64 both run at the machine's fp32 ceiling and
-# MKL's packing pays for itself (bench_native's kernel table, "ours F32 blocks")
-BLAS_ROWS = range(12, 65)
+# k cl_linear repeats (fewer: other orders); it is faster while the weights come from memory, as
+# in a pass (2-3x at 16 rows, ~1.25x at 96, 0.95-1.16x at 128: bench_engine's rows table)
+BLAS_ROWS = range(12, 97)
 BLAS_BLOCKS = (192, 256, 384, 128, 96, 64, 512)  # the block lengths the probe tries, in turn
 
 
@@ -339,9 +339,9 @@ class Linear(nn.Linear):
       through `linear_call`: the weight read once, where it lies, in either memory order, where
       MKL's sgemm reads a weight slowly for one row. It sums in another order than F.linear:
       a single row differs from it by rounding (the parity tests' tolerances).
-    - 12 to 64 rows (a sentence's `trace`, a prompt) run through `cl_linear`, which takes every
+    - 12 to 96 rows (a sentence's `trace`, a prompt) run through `cl_linear`, which takes every
       sum in the order MKL's sgemm takes it, so hidden states equal transformers' bit for bit,
-      1.2-1.8× faster than F.linear at these sizes: used only where `blas_block` found that
+      1.2-3× faster than F.linear at these sizes: used only where `blas_block` found that
       order for the layer's shape and the row count on this machine.
 
     Everything else (more rows, other dtypes and devices, products with a gradient) runs

@@ -74,7 +74,7 @@ class Recorder:
             slot = self.slot("qkv", layer, (3, *q.shape), q)
             slot[0].copy_(q)
             for i, x in ((1, k), (2, v)):
-                slot[i].copy_(x.repeat_interleave(group, dim=1))
+                slot[i].copy_(x if group == 1 else x.repeat_interleave(group, dim=1))
 
     def save_embedding_parts(self, parts: dict[str, torch.Tensor]) -> None:
         """The parts of the input embedding, each broadcast to the sum's `[b, s, d]`: token,
