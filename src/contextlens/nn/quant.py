@@ -350,28 +350,27 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         rows = x.numel() // self.in_features
         if (
-            0 < rows <= KERNEL_ROWS
+            (0 < rows <= KERNEL_ROWS or rows in BLAS_ROWS)
             and x.dtype == torch.float32
             and x.device.type == "cpu"
             and untracked(x, self)
-            and (call := linear_call(self)) is not None
+            and (y := self.kernel_product(x.reshape(rows, -1).contiguous())) is not None
         ):
-            y = call(x.reshape(rows, self.in_features).contiguous())  # [rows, out]
-            y = y if self.bias is None else y.add_(self.bias)
-            return y.view(*x.shape[:-1], self.out_features)
-        if (
-            rows in BLAS_ROWS
-            and x.dtype == torch.float32
-            and x.device.type == "cpu"
-            and self.weight.is_contiguous()
-            and untracked(x, self)
-            and (lib := kernels()) is not None
-            and (block := blas_block(self.weight, self.bias, rows)) is not None
-        ):
-            x2 = x.reshape(rows, self.in_features).contiguous()
-            y = blas_linear(lib, x2, self.weight, self.bias, block)  # [rows, out]
             return y.view(*x.shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
+
+    def kernel_product(self, x: torch.Tensor) -> torch.Tensor | None:
+        """x [rows, in] · Wᵀ + b through quant.c -> [rows, out]; None where it does not apply
+        (no compiler, a weight it cannot read, an order not verified on this machine)."""
+        w, b = self.weight, self.bias
+        if x.shape[0] <= KERNEL_ROWS:
+            call = linear_call(self)
+            y = None if call is None else call(x)
+            return y if y is None or b is None else y.add_(b)
+        lib = kernels()
+        if lib is None or not w.is_contiguous() or (block := blas_block(w, b, len(x))) is None:
+            return None
+        return blas_linear(lib, x, w, b, block)
 
 
 class QuantLinear(nn.Module):
