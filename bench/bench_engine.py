@@ -46,8 +46,8 @@ def linear_floor(model: torch.nn.Module, rows: int, head: bool = False) -> float
 def other_kernel_floors(model: torch.nn.Module, rows: int) -> dict[str, float]:
     """`linear_floor` of the blocks with the other kernels at hand, weights `[in, out]` in
     memory: torch `x @ W` (MKL) and numpy (OpenBLAS) — what a change of kernel could gain at
-    best. (Either sums in another order than the reference's F.linear, so hidden states would
-    no longer match it bit for bit.)"""
+    best. (Either sums in another order than F.linear, so hidden states would no longer match
+    the reference's bit for bit.)"""
     layers = [m for m in model.blocks.modules() if isinstance(m, torch.nn.Linear)]
     weights = [m.weight.detach().t().contiguous() for m in layers]  # [in, out]
     inputs = [torch.randn(rows, w.shape[0]) for w in weights]
@@ -133,8 +133,8 @@ def op_floor(model: torch.nn.Module, batch: int, seq: int, probabilities: bool) 
 
 
 def floors_note(t_peer: float, floor: float, others: dict[str, float]) -> str:
-    """The most a pass can gain over its peer with the reference's kernels (the peer's time over
-    the linear layers alone), and with the other kernels."""
+    """The most a pass can gain over its peer with our exact kernels (the peer's time over the
+    linear layers alone), and with the other kernels."""
     alt = ", ".join(f"{name} {t * 1e3:.2f} ms (≤ {t_peer / t:.2f}×)" for name, t in others.items())
     return f"bound with these kernels: {t_peer / floor:.2f}×; other kernels: {alt}"
 
@@ -249,10 +249,12 @@ Speed-up = their time / our time (higher is better for us).
         + "\n".join(rows)
         + """
 
-Exact mode's products of 12 to 96 rows (a sentence's pass) run through quant.c's `cl_linear`,
-which sums in MKL's own order, so they equal `F.linear` bit for bit. Its speed-up over
-`F.linear` (2 threads, then 1) by row count, MiniLM's shapes, weights read from memory as in a
-pass (16 of each shape in turn):
+"Linear layers alone" and the bounds use our own kernels: products of 12 to 96 rows (a
+sentence's pass) run through quant.c's `cl_linear`, which sums in MKL's own order, so they
+equal `F.linear` bit for bit (hidden states stay transformers'); more rows run through
+`F.linear` itself, and `embed`'s padded batches (32 × their length) do. `cl_linear`'s
+speed-up over `F.linear` (2 threads, then 1) by row count, MiniLM's shapes, weights read from
+memory as in a pass (16 of each shape in turn):
 
 """
         + "\n".join(blas_rows),

@@ -22,6 +22,7 @@
                added in place) instead of y = it.
                The output rows are split into chunks shared by a pool of threads (see there).
    cl_dequant: out[r, j] = w[rows[r], j]             out [n, k] float32
+   cl_linear:  y = x · Wᵀ + b for a float32 W [n, k], each sum in MKL's sgemm order (see there)
    cl_rope, cl_attend_one: the rest of one new token's attention over a KV cache (see there).
 
    Block formats multiply integers: each input row is quantised once per call to blocks of 32

@@ -7,8 +7,9 @@ map. `QuantLinear` multiplies with it directly:
 
 Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, F16 and BF16 go through `quant.c` (compiled on first use with the
 system's C compiler, cached; one call per layer, its parts included, its output rows split over
-a pool of worker threads). Float32 weights go through it too in exact mode's decoding step
-(`linear_call`).
+a pool of worker threads). Float32 weights go through it too in exact mode: a decoding step's
+single rows (`linear_call`), and a sentence's 12-96 rows summed in MKL's own order (`cl_linear`,
+`Linear`).
 For the block formats each input row is quantised once per call to int16 blocks of 32 and
 multiplied with integer dot products (AVX2 where the CPU has it, else portable C computing the
 same sums), so a weight is read once per call, never stored wider, and never widened to float;
