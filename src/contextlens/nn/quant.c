@@ -745,6 +745,14 @@ static void run_job(chunk_fn fn, void *arg, int chunks, int threads, int shared_
 
 /* ---- the product over output rows, in chunks ----------------------------------------------- */
 
+/* output rows per chunk (a multiple of `align`) when `parts` groups of n rows are shared by a
+   team of `team` threads, CHUNKS_PER_THREAD chunks each; all n rows in one chunk alone */
+static long chunk_rows(long n, long parts, int team, int align) {
+    if (team <= 1) return n;
+    long per = (n * parts + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
+    return (per + align - 1) / align * align;
+}
+
 typedef struct {
     int parts, k, m;
     const int *fmt, *n;
@@ -810,13 +818,10 @@ int cl_matmul(int parts, const int *fmt, const uint8_t *const *w, const int32_t 
         for (long b = 0; b < (long)m * (k / 32); b++) quantize_block(x + 32 * b, xq + b);
     }
     product job = {parts, k, m, fmt, n, w, rows, x, xq, acc ? acc : y, ldy, ldy};
-    int team = ldy * k * m >= PARALLEL_MIN ? threads : 1, chunks = 1;
-    if (team > 1) {
-        long per = (ldy + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
-        job.rows_per_chunk = (per + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN;
-        chunks = (int)((ldy + job.rows_per_chunk - 1) / job.rows_per_chunk);
-    }
-    run_job(product_chunk, &job, chunks, team, m > 1);
+    int team = ldy * k * m >= PARALLEL_MIN ? threads : 1;
+    job.rows_per_chunk = chunk_rows(ldy, 1, team, CHUNK_ALIGN);
+    run_job(product_chunk, &job, (int)((ldy + job.rows_per_chunk - 1) / job.rows_per_chunk), team,
+            m > 1);
     if (acc)
         for (long j = 0; j < (long)m * ldy; j++) y[j] += acc[j];
     free(xq);
@@ -883,8 +888,8 @@ typedef struct {
 
 /* s[t][l] = Σ_{k0 <= j < k1} W_t[j] · x_l[j], one fused chain per sum, for the CHAIN_ROWS rows
    `wr` and the `lanes` (16 or 8) input rows of tile `xt`; meanwhile the same columns of the next
-   CHAIN_ROWS weight rows (`next`, k apart) are fetched into cache (a weight read once per pass
-   otherwise arrives at half the memory's speed: 6.1 -> 8.4 GB/s on one thread here) */
+   CHAIN_ROWS weight rows (`next`, k apart; NULL: none) are fetched into cache (a weight read
+   once per pass otherwise arrives at half the memory's speed: 6.1 -> 8.4 GB/s on one thread) */
 static inline __attribute__((always_inline)) void
 chain_block(const float *const *wr, const float *next, long k, const float *xt, int lanes, int k0,
             int k1, float s[CHAIN_ROWS][CHAIN_LANES]) {
@@ -893,7 +898,7 @@ chain_block(const float *const *wr, const float *next, long k, const float *xt, 
     __m256 acc[CHAIN_ROWS][2];
     for (int t = 0; t < CHAIN_ROWS; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     for (int j = k0; j < k1; j++) {
-        if (j % 16 == 0) /* one cache line of each row */
+        if (next && j % 16 == 0) /* one cache line of each row */
             for (int t = 0; t < CHAIN_ROWS; t++) _mm_prefetch((const char *)(next + t * k + j), _MM_HINT_T0);
         __m256 xv[2];
         for (int u = 0; u < v; u++) xv[u] = _mm256_loadu_ps(xt + j * lanes + 8 * u);
@@ -914,7 +919,7 @@ chain_block(const float *const *wr, const float *next, long k, const float *xt, 
 #endif
 }
 
-/* a tile of input rows starting at i0: its width and where it lies in xt */
+/* the width of the tile of input rows that starts at row i0 (it lies at xt + i0 · k) */
 static int chain_lanes(int m, int i0) { return m - i0 > 8 ? CHAIN_LANES : 8; }
 
 /* the output columns of one range of weight rows for the input rows of one panel, CHAIN_ROWS
@@ -930,7 +935,7 @@ static void chain_chunk(void *arg, int c) {
         int nr = b - r0 < CHAIN_ROWS ? (int)(b - r0) : CHAIN_ROWS;
         const float *wr[CHAIN_ROWS]; /* a last partial group repeats its last row */
         for (int t = 0; t < CHAIN_ROWS; t++) wr[t] = job->w + (long)k * (r0 + (t < nr ? t : nr - 1));
-        const float *next = r0 + 2 * CHAIN_ROWS <= job->n ? wr[0] + CHAIN_ROWS * (long)k : wr[0];
+        const float *next = r0 + 2 * CHAIN_ROWS <= b ? wr[0] + CHAIN_ROWS * (long)k : NULL;
         for (int i0 = p0, lanes; i0 < p1; i0 += lanes) {
             lanes = chain_lanes(job->m, i0);
             const float *xt = job->xt + (long)i0 * k;
@@ -962,18 +967,16 @@ int cl_linear(const float *x, int m, int k, const float *w, long n, const float 
             for (int j = 0; j < k; j++)
                 xt[(long)i0 * k + j * lanes + l] = i0 + l < m ? x[(long)(i0 + l) * k + j] : 0;
     }
-    kc = k >= 2 * kc ? kc : k > kc ? k / 2 : k; /* no short last block after one long one */
-    chain job = {xt, w, bias, y, m, k, kc, CHAIN_PANEL, n, n, 1};
-    long panels = (m + job.panel - 1) / job.panel;
+    kc = k >= 2 * kc ? kc : k > kc ? k / 2 : k; /* k between kc and 2·kc: two halves */
+    chain job = {.xt = xt, .w = w, .bias = bias, .y = y, .m = m, .k = k, .kc = kc,
+                 .panel = CHAIN_PANEL, .n = n};
     int team = n * k * m >= PARALLEL_MIN ? threads : 1;
-    if (team > 1) {
-        long per = (n * panels + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
-        job.rows_per_chunk = (per + CHAIN_ROWS - 1) / CHAIN_ROWS * CHAIN_ROWS;
-        job.row_chunks = (n + job.rows_per_chunk - 1) / job.rows_per_chunk;
-    }
-    while (panels * job.row_chunks > 65535) { /* run_job's bound on chunks */
-        job.panel *= 2;
-        panels = (m + job.panel - 1) / job.panel;
+    long panels = (m + job.panel - 1) / job.panel;
+    job.rows_per_chunk = chunk_rows(n, panels, team, CHAIN_ROWS);
+    job.row_chunks = (n + job.rows_per_chunk - 1) / job.rows_per_chunk;
+    while (panels * job.row_chunks > 65535) { /* run_job's bound on chunks: wider chunks */
+        job.panel *= 2, panels = (m + job.panel - 1) / job.panel;
+        job.rows_per_chunk *= 2, job.row_chunks = (n + job.rows_per_chunk - 1) / job.rows_per_chunk;
     }
     run_job(chain_chunk, &job, (int)(panels * job.row_chunks), team, 1);
     free(xt);

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -291,34 +291,47 @@ def blas_linear(
 ) -> torch.Tensor:
     """`cl_linear`: x [m, in] @ w [out, in]ᵀ + b -> [m, out], float32, all contiguous on the CPU,
     every sum taken in blocks of `block` as MKL's sgemm takes it (see quant.c)."""
-    m, k = x.shape
-    y = x.new_empty(m, w.shape[0])
+    (m, k), n = x.shape, w.shape[0]
+    y = x.new_empty(m, n)
     threads = torch.get_num_threads()
-    if lib.cl_linear(
-        x.data_ptr(), m, k, w.data_ptr(), w.shape[0], _ptr(b), y.data_ptr(), block, threads
-    ):
+    done = lib.cl_linear(x.data_ptr(), m, k, w.data_ptr(), n, _ptr(b), y.data_ptr(), block, threads)
+    if done == -2:
         raise MemoryError(f"no memory for the transposed input of a [{m}, {k}] product")
+    if done:
+        raise ValueError(f"cl_linear cannot multiply [{m}, {k}] by [{n}, {k}] in blocks of {block}")
     return y
+
+
+@lru_cache(maxsize=4)
+def _probe_weights(out: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random float32 weight [out, k] and bias [out] on the CPU, the same for every probe of
+    this shape: a layer's own weight could hide the order (all zeros match every order)."""
+    gen = torch.Generator().manual_seed(out * 100003 + k)
+    return torch.randn(out, k, generator=gen), torch.randn(out, generator=gen)
 
 
 _blas_blocks: dict[tuple, int | None] = {}
 
 
-def blas_block(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> int | None:
-    """The block of k in which `F.linear` sums a product of `rows` float32 rows with this weight
-    [out, k] (and bias) on this machine with torch's current thread count, found on first use
-    of each (rows, shape, thread count) by comparing `cl_linear` with F.linear bit for bit on a
-    random input: the order depends on the machine's BLAS and CPU, and on how MKL splits the
-    product over threads (many threads can hand its small-row path a few rows each). None where
-    no block length matches: then such products keep F.linear."""
-    key = (torch.get_num_threads(), rows, *weight.shape, bias is None)
+def blas_block(rows: int, out: int, k: int, bias: bool) -> int | None:
+    """The block of k in which `F.linear` sums a float32 product of `rows` rows with a weight
+    [out, k] (with a bias or not) on this machine with torch's current thread count and float32
+    matmul precision, found on first use of each by comparing `cl_linear` with F.linear bit for
+    bit on random operands: the order depends on the machine's BLAS and CPU, and on how MKL
+    splits the product over threads (many threads can hand its small-row path a few rows each).
+    None where no block length matches: then such products keep F.linear."""
+    precision = torch.get_float32_matmul_precision()
+    key = (torch.get_num_threads(), precision, rows, out, k, bias)
     if key not in _blas_blocks:
         lib, block = kernels(), None
-        x = torch.randn(rows, weight.shape[1], generator=torch.Generator().manual_seed(rows))
+        w, b = _probe_weights(out, k)
+        b = b if bias else None
+        gen = torch.Generator().manual_seed(rows)
+        x = torch.randn(rows, k, generator=gen, dtype=torch.float32, device="cpu")
         with torch.no_grad():
-            want = F.linear(x, weight, bias)
+            want = F.linear(x, w, b)
             for candidate in BLAS_BLOCKS if lib is not None else ():
-                if torch.equal(blas_linear(lib, x, weight, bias, candidate), want):
+                if torch.equal(blas_linear(lib, x, w, b, candidate), want):
                     block = candidate
                     break
         _blas_blocks[key] = block
@@ -349,29 +362,41 @@ class Linear(nn.Linear):
     through `F.linear`, the reference's own kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
-        rows = x.numel() // self.in_features
-        if (
-            (0 < rows <= KERNEL_ROWS or rows in BLAS_ROWS)
-            and x.dtype == torch.float32
-            and x.device.type == "cpu"
-            and untracked(x, self)
-            and (y := self.kernel_product(x.reshape(rows, -1).contiguous())) is not None
-        ):
-            return y.view(*x.shape[:-1], self.out_features)
-        return F.linear(x, self.weight, self.bias)
+        y = self.kernel_product(x)
+        return F.linear(x, self.weight, self.bias) if y is None else y
 
     def kernel_product(self, x: torch.Tensor) -> torch.Tensor | None:
-        """x [rows, in] · Wᵀ + b through quant.c -> [rows, out]; None where it does not apply
-        (no compiler, a weight it cannot read, an order not verified on this machine)."""
+        """x [..., in] · Wᵀ + b through quant.c -> [..., out]; None where neither route applies
+        (then F.linear): not float32 on the CPU, a gradient to record, a row count neither
+        route takes, no compiler, or (several rows) an order not verified on this machine."""
         w, b = self.weight, self.bias
-        if x.shape[0] <= KERNEL_ROWS:
-            call = linear_call(self)
-            y = None if call is None else call(x)
-            return y if y is None or b is None else y.add_(b)
-        lib = kernels()
-        if lib is None or not w.is_contiguous() or (block := blas_block(w, b, len(x))) is None:
+        rows = x.numel() // self.in_features
+        if not (
+            (0 < rows <= KERNEL_ROWS or rows in BLAS_ROWS)
+            and self.out_features > 0
+            and x.dtype == w.dtype == torch.float32
+            and x.device.type == w.device.type == "cpu"
+            and untracked(x, self)
+        ):
             return None
-        return blas_linear(lib, x, w, b, block)
+        if rows <= KERNEL_ROWS:
+            call = linear_call(self)
+            if call is None:
+                return None
+            y = call(x.reshape(rows, self.in_features).contiguous())  # [rows, out]
+            y = y if b is None else y.add_(b)
+        else:
+            # F.linear adds the bias last for a non-contiguous batch: only contiguous x here
+            if not (x.is_contiguous() and w.is_contiguous()):
+                return None
+            if b is not None and not (b.dtype == torch.float32 and b.is_contiguous()):
+                return None
+            lib = kernels()
+            block = blas_block(rows, self.out_features, self.in_features, b is not None)
+            if lib is None or block is None:
+                return None
+            y = blas_linear(lib, x.view(rows, self.in_features), w, b, block)  # [rows, out]
+        return y.view(*x.shape[:-1], self.out_features)
 
 
 class QuantLinear(nn.Module):
