@@ -963,8 +963,8 @@ int cl_linear(const float *x, int m, int k, const float *w, long n, const float 
     if (!xt) return -2;
     for (int i0 = 0, lanes; i0 < m; i0 += lanes) { /* tile i0 at xt + i0 * k, [k][lanes] */
         lanes = chain_lanes(m, i0);
-        for (int l = 0; l < lanes; l++)
-            for (int j = 0; j < k; j++)
+        for (int j = 0; j < k; j++) /* written in order: a tile can outgrow the L1 cache */
+            for (int l = 0; l < lanes; l++)
                 xt[(long)i0 * k + j * lanes + l] = i0 + l < m ? x[(long)(i0 + l) * k + j] : 0;
     }
     kc = k >= 2 * kc ? kc : k > kc ? k / 2 : k; /* k between kc and 2·kc: two halves */
