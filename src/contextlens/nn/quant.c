@@ -854,7 +854,7 @@ int cl_dequant(int fmt, const uint8_t *w, const int32_t *rows, int n, int k, flo
     if (rb < 0 || fmt == F32 || fmt == F32_COLUMNS) return -1;
     if (n == 0) return 0;
     int team = (long)n * k >= PARALLEL_MIN ? threads : 1;
-    long per = (n + CHUNKS_PER_THREAD * team - 1) / (CHUNKS_PER_THREAD * team);
+    long per = chunk_rows(n, 1, team, 1);
     dequant job = {fmt, k, rb, per, n, w, rows, out};
     run_job(dequant_chunk, &job, (int)((n + per - 1) / per), team, 0);
     return 0;
@@ -940,8 +940,8 @@ static void chain_chunk(void *arg, int c) {
             lanes = chain_lanes(job->m, i0);
             const float *xt = job->xt + (long)i0 * k;
             float total[CHAIN_ROWS][CHAIN_LANES], s[CHAIN_ROWS][CHAIN_LANES];
-            for (int t = 0; t < CHAIN_ROWS; t++)
-                for (int l = 0; l < lanes; l++) total[t][l] = job->bias ? job->bias[r0 + t % nr] : 0;
+            for (int t = 0; t < nr; t++) /* only the first nr rows are summed and stored */
+                for (int l = 0; l < lanes; l++) total[t][l] = job->bias ? job->bias[r0 + t] : 0;
             for (int k0 = 0; k0 < k; k0 += job->kc) {
                 int k1 = k0 + job->kc < k ? k0 + job->kc : k;
                 if (lanes == CHAIN_LANES) chain_block(wr, next, k, xt, CHAIN_LANES, k0, k1, s);
