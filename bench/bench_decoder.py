@@ -12,7 +12,7 @@ import time
 
 import torch
 from bench_engine import floors_note, linear_floor, load_note, other_kernel_floors
-from common import best_time, machine, matmul_ceiling, timeit, write_section
+from common import best_time, machine, matmul_ceiling, paired, write_section
 
 import contextlens as cl
 
@@ -60,8 +60,11 @@ def main() -> None:
         ids = ours.tokenize(text).ids
         x = torch.tensor([ids])
         repeat = 10 if len(ids) <= 128 else 5
-        t_hf = timeit(lambda x=x: hf(x, output_attentions=True, output_hidden_states=True), repeat)
-        t_ours = timeit(lambda text=text: ours.trace(text), repeat)
+        t_hf, t_ours = paired(
+            lambda x=x: hf(x, output_attentions=True, output_hidden_states=True),
+            lambda text=text: ours.trace(text),
+            repeat,
+        )
         floor = linear_floor(ours.model, len(ids))
         others = other_kernel_floors(ours.model, len(ids))
         flops = 2 * len(ids) * weight_bytes / 4
@@ -88,7 +91,7 @@ def main() -> None:
 
     n_hf = theirs().shape[1] - len(prompt)
     n_ours = len(mine())
-    t_hf, t_ours = timeit(theirs, repeat=3), timeit(mine, repeat=3)
+    t_hf, t_ours = paired(theirs, mine, repeat=3)
     tps_hf, tps_ours = n_hf / t_hf, n_ours / t_ours
     ceiling_tps = bandwidth * 1e9 / weight_bytes
     step_floor = linear_floor(ours.model, 1, head=True)
@@ -112,8 +115,9 @@ Ceilings measured in the same run: fp32 matmul (1024³) torch {ceiling["torch_gf
 GFLOP/s, numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s; memory copy {bandwidth:.0f} GB/s.
 Peer: transformers `AutoModelForCausalLM.from_pretrained(dir, gguf_file=…)` (eager attention,
 dequantised to fp32 like ours), same file, same prompts; `generate` with `do_sample=False` and
-its KV cache vs our `generate_ids` (prefill once, one token per step). Speed-up = their
-time / our time.
+its KV cache vs our `generate_ids` (prefill once, one token per step). Medians of runs taken
+in turn with the peer's (theirs, ours, theirs, …), so the machine's drift in speed falls on both
+sides. Speed-up = their time / our time.
 
 | what | contextlens | transformers | speed-up | where it stands |
 |---|---|---|---|---|

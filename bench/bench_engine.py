@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import best_time, machine, matmul_ceiling, timeit, write_section
+from common import best_time, machine, matmul_ceiling, paired, write_section
 
 import contextlens as cl
 
@@ -199,10 +199,11 @@ def main() -> None:
         assert ours.tokenize(text).ids == enc["input_ids"][0].tolist()
         repeat = 30 if n <= 128 else 10
 
-        t_theirs = timeit(
-            lambda enc=enc: hf(**enc, output_attentions=True, output_hidden_states=True), repeat
+        t_theirs, t_ours = paired(
+            lambda enc=enc: hf(**enc, output_attentions=True, output_hidden_states=True),
+            lambda text=text: ours.trace(text),
+            repeat,
         )
-        t_ours = timeit(lambda text=text: ours.trace(text), repeat)
         floor = linear_floor(ours.model, n)
         ops = op_floor(ours.model, 1, n, probabilities=True)
         others = other_kernel_floors(ours.model, n)
@@ -219,8 +220,9 @@ def main() -> None:
     blas_rows = blas_rows_table()
     print("\n".join(blas_rows), file=sys.stderr)
     texts = sentences(2000)
-    t_st = timeit(lambda: st.encode(texts, batch_size=32), repeat=3)
-    t_ours = timeit(lambda: ours.embed(texts, batch_size=32), repeat=3)
+    t_st, t_ours = paired(
+        lambda: st.encode(texts, batch_size=32), lambda: ours.embed(texts, batch_size=32), 3
+    )
     floor, ops = embed_floor(ours, texts)
     rows.append(
         f"| embed, 2,000 STS sentences, batch 32 | {len(texts) / t_ours:.0f} sentences/s | "
@@ -240,7 +242,8 @@ fp32 matmul ceiling measured in the same run (best of 30, 1024³):
 torch {ceiling["torch_gflops"]:.0f} GFLOP/s, numpy {ceiling["numpy_gflops"]:.0f} GFLOP/s.
 Peers: transformers `BertModel` (eager attention, `output_attentions=True,
 output_hidden_states=True`) and sentence-transformers `encode`
-(batch 32), same weights, same texts; median of repeated runs after a warm-up.
+(batch 32), same weights, same texts; medians of runs taken in turn with the peer's
+(theirs, ours, theirs, …) after a warm-up, so the machine's drift in speed falls on both sides.
 Speed-up = their time / our time (higher is better for us).
 
 | what | contextlens | peer | speed-up | where it stands |

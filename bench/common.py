@@ -31,6 +31,24 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
     return statistics.median(run_times(fn, repeat, warmup))
 
 
+def paired(
+    theirs: Callable[[], object], ours: Callable[[], object], repeat: int = 5, warmup: int = 1
+) -> tuple[float, float]:
+    """Median wall times (theirs, ours) in seconds of `repeat` calls of each, taken in turn
+    (theirs, ours, theirs, …) after `warmup` of each: this machine's speed drifts by ±25% over
+    minutes, and calls in turn see the same drift, so their ratio does not depend on which
+    side ran first."""
+    for _ in range(warmup):
+        theirs(), ours()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for side, fn in zip(times, (theirs, ours), strict=True):
+            t0 = time.perf_counter()
+            fn()
+            side.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def best_time(fn: Callable[[], object], repeat: int = 30, warmup: int = 5) -> float:
     """Fastest wall time of `fn()` in seconds: for ceilings, what the machine can do at best."""
     return min(run_times(fn, repeat, warmup))

@@ -289,10 +289,11 @@ def linear_call(linear: nn.Linear) -> KernelCall | None:
 def blas_linear(
     lib: ctypes.CDLL, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, block: int
 ) -> torch.Tensor:
-    """`cl_linear`: x [m, in] @ w [out, in]ᵀ + b -> [m, out], float32, all contiguous on the CPU,
-    every sum taken in blocks of `block` as MKL's sgemm takes it (see quant.c)."""
-    (m, k), n = x.shape, w.shape[0]
-    y = x.new_empty(m, n)
+    """`cl_linear`: x [..., in] @ w [out, in]ᵀ + b -> [..., out], float32, all contiguous on the
+    CPU, every sum taken in blocks of `block` as MKL's sgemm takes it (see quant.c)."""
+    k, n = w.shape[1], w.shape[0]
+    m = x.numel() // k
+    y = x.new_empty((*x.shape[:-1], n))
     threads = torch.get_num_threads()
     done = lib.cl_linear(x.data_ptr(), m, k, w.data_ptr(), n, _ptr(b), y.data_ptr(), block, threads)
     if done == -2:
@@ -369,15 +370,17 @@ class Linear(nn.Linear):
         """x [..., in] · Wᵀ + b through quant.c -> [..., out]; None where neither route applies
         (then F.linear): not float32 on the CPU, a gradient to record, a row count neither
         route takes, no compiler, or (several rows) an order not verified on this machine."""
-        w, b = self.weight, self.bias
         rows = x.numel() // self.in_features
         if not (
             (0 < rows <= KERNEL_ROWS or rows in BLAS_ROWS)
             and self.out_features > 0
-            and x.dtype == w.dtype == torch.float32
-            and x.device.type == w.device.type == "cpu"
+            and x.dtype == torch.float32
+            and x.is_cpu
             and untracked(x, self)
         ):
+            return None
+        w, b = self.weight, self.bias
+        if not (w.dtype == torch.float32 and w.is_cpu):
             return None
         if rows <= KERNEL_ROWS:
             call = linear_call(self)
@@ -385,18 +388,17 @@ class Linear(nn.Linear):
                 return None
             y = call(x.reshape(rows, self.in_features).contiguous())  # [rows, out]
             y = y if b is None else y.add_(b)
-        else:
-            # F.linear adds the bias last for a non-contiguous batch: only contiguous x here
-            if not (x.is_contiguous() and w.is_contiguous()):
-                return None
-            if b is not None and not (b.dtype == torch.float32 and b.is_contiguous()):
-                return None
-            lib = kernels()
-            block = blas_block(rows, self.out_features, self.in_features, b is not None)
-            if lib is None or block is None:
-                return None
-            y = blas_linear(lib, x.view(rows, self.in_features), w, b, block)  # [rows, out]
-        return y.view(*x.shape[:-1], self.out_features)
+            return y.view(*x.shape[:-1], self.out_features)
+        # F.linear adds the bias last for a non-contiguous batch: only contiguous x here
+        if not (x.is_contiguous() and w.is_contiguous()):
+            return None
+        if b is not None and not (b.dtype == torch.float32 and b.is_contiguous()):
+            return None
+        lib = kernels()
+        block = blas_block(rows, self.out_features, self.in_features, b is not None)
+        if lib is None or block is None:
+            return None
+        return blas_linear(lib, x, w, b, block)  # [..., out]
 
 
 class QuantLinear(nn.Module):
