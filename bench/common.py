@@ -32,20 +32,27 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
 
 
 def paired(
-    theirs: Callable[[], object], ours: Callable[[], object], repeat: int = 5, warmup: int = 1
+    theirs: Callable[[], object],
+    ours: Callable[[], object],
+    repeat: int = 5,
+    warmup: int = 1,
+    run: int = 1,
 ) -> tuple[float, float]:
-    """Median wall times (theirs, ours) in seconds of `repeat` calls of each, taken in turn
-    (theirs, ours, theirs, …) after `warmup` of each: this machine's speed drifts by ±25% over
-    minutes, and calls in turn see the same drift, so their ratio does not depend on which
-    side ran first."""
+    """Median wall times (theirs, ours) in seconds of `repeat` turns of each, taken in turn
+    (theirs, ours, theirs, …) after `warmup` calls of each: this machine's speed drifts by ±25%
+    over minutes, and turns taken in turn see the same drift, so their ratio does not depend on
+    which side ran first. A turn is `run` calls in a row: with 1, each call begins where the
+    other side left the caches (a one-off call); with more, most calls find their own weights
+    still in cache (a loop over many texts)."""
     for _ in range(warmup):
         theirs(), ours()
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
         for side, fn in zip(times, (theirs, ours), strict=True):
-            t0 = time.perf_counter()
-            fn()
-            side.append(time.perf_counter() - t0)
+            for _ in range(run):
+                t0 = time.perf_counter()
+                fn()
+                side.append(time.perf_counter() - t0)
     return statistics.median(times[0]), statistics.median(times[1])
 
 
