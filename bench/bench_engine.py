@@ -28,11 +28,16 @@ def sentences(n: int) -> list[str]:
     return list(seen)[:n]
 
 
+def block_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The linear layers of the model's blocks, in order (the LM head and embeddings excluded)."""
+    return [m for m in model.blocks.modules() if isinstance(m, torch.nn.Linear)]
+
+
 def linear_floor(model: torch.nn.Module, rows: int, head: bool = False) -> float:
     """Best seconds to run every linear layer of the blocks (and the LM head if `head`) once on
     a random `[1, rows, in]` input: the matrix products a pass over `rows` tokens cannot avoid,
     with the kernels it uses."""
-    layers = [m for m in model.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    layers = block_linears(model)
     layers += [model.lm_head] if head else []
     inputs = [torch.randn(1, rows, m.in_features, dtype=m.weight.dtype) for m in layers]
 
@@ -48,7 +53,7 @@ def other_kernel_floors(model: torch.nn.Module, rows: int) -> dict[str, float]:
     memory: torch `x @ W` (MKL) and numpy (OpenBLAS) — what a change of kernel could gain at
     best. (Either sums in another order than F.linear, so hidden states would no longer match
     the reference's bit for bit.)"""
-    layers = [m for m in model.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    layers = block_linears(model)
     weights = [m.weight.detach().t().contiguous() for m in layers]  # [in, out]
     inputs = [torch.randn(rows, w.shape[0]) for w in weights]
     np_pairs = [(x.numpy(), w.numpy()) for x, w in zip(inputs, weights, strict=True)]
@@ -153,7 +158,7 @@ def embed_floor(ours, texts: list[str], batch_size: int = 32) -> tuple[float, fl
     ops = sum(op_floor(ours.model, len(b), max(b), probabilities=False) for b in batches)
     ceiling = matmul_ceiling()["torch_gflops"]
     torch.set_num_threads(threads)
-    layers = [m for m in ours.model.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    layers = block_linears(ours.model)
     flops = 2 * sum(max(b) * len(b) for b in batches) * sum(m.weight.numel() for m in layers)
     gflops = flops / linear / 1e9
     note = (
