@@ -370,6 +370,8 @@ class Transformer(nn.Module):
             raise ValueError(f"{start + s} positions exceed the model's {self.cfg.max_positions}")
         device = self.device
         positions = torch.arange(start, start + s, device=device)
+        if record is not None:
+            record.begin(self.cfg.n_layers)
         x = self.embed(ids.to(device), positions, record)
         mask = attention_mask(pad_mask, self.cfg.causal, s, start + s, x.dtype, device)
         window = self.cfg.sliding_window
@@ -387,11 +389,9 @@ class Transformer(nn.Module):
             and not x.requires_grad
         )
         ctx = Pass(positions, mask, cache, record, window_mask=window_mask, step=step)
-        if record is not None:
-            record.n_layers = self.cfg.n_layers
         for i, block in enumerate(self.blocks):
             if record is not None:
-                x = record.point("resid", i, x)
+                x = at(record, "resid", i, x)
                 record.save("hidden_states", i, x)
             x = block(x, ctx)
         if cache is not None:

@@ -84,9 +84,10 @@ def attend(
     scale = d**-0.5 if scale is None else scale
     h_kv = k.shape[1]
     group = h // h_kv
-    q = q.reshape(b, h_kv, group * s, d)  # [b, h_kv, group·q, d]
-    if mask is not None and group > 1 and mask.shape[-2] > 1:
-        mask = mask.repeat(1, 1, group, 1)  # per-query rows: [b|1, 1, group·q, k]
+    if group > 1:
+        q = q.reshape(b, h_kv, group * s, d)  # [b, h_kv, group·q, d]
+        if mask is not None and mask.shape[-2] > 1:
+            mask = mask.repeat(1, 1, group, 1)  # per-query rows: [b|1, 1, group·q, k]
     if not need_weights and softcap is None:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         return out.reshape(b, h, s, -1), None
@@ -229,13 +230,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, ctx: Pass) -> torch.Tensor:
         """x: [b, s, d_model] -> [b, s, d_model]; weights and q/k/v go to ctx.record if asked."""
         b, s, _ = x.shape
-        hd, record = self.head_dim, ctx.record
-        q, k, v = self.qkv(x).split(
-            [self.n_heads * hd, self.n_kv_heads * hd, self.n_kv_heads * hd], dim=-1
-        )
-        q = q.view(b, s, self.n_heads, hd).transpose(1, 2)  # [b, h, s, hd]
-        k = k.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
-        v = v.view(b, s, self.n_kv_heads, hd).transpose(1, 2)  # [b, h_kv, s, hd]
+        h, h_kv, hd, record = self.n_heads, self.n_kv_heads, self.head_dim, ctx.record
+        heads = self.qkv(x).view(b, s, h + 2 * h_kv, hd).transpose(1, 2)  # [b, h + 2·h_kv, s, hd]
+        q, k, v = heads.split([h, h_kv, h_kv], dim=1)  # [b, h, s, hd], k and v [b, h_kv, s, hd]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
@@ -246,11 +243,11 @@ class Attention(nn.Module):
             k, v = ctx.cache.update(self.layer, k, v)
         slot = None
         if record is not None and record.wants("attentions", self.layer):
-            slot = record.slot("attentions", self.layer, (b, self.n_heads, s, k.shape[2]), q)
+            slot = record.slot("attentions", self.layer, (b, h, s, k.shape[2]), q)
         mask = ctx.window_mask if self.window else ctx.mask
         y, _ = attend(q, k, v, mask, slot is not None, slot, self.scale, self.softcap)
         y = at(record, "heads", self.layer, y.transpose(1, 2))  # [b, s, h, hd]
-        return at(record, "attn", self.layer, self.out(y.reshape(b, s, self.n_heads * hd)))
+        return at(record, "attn", self.layer, self.out(y.reshape(b, s, h * hd)))
 
     def step(self, qkv: torch.Tensor, ctx: Pass) -> torch.Tensor:
         """`forward`'s attention for one decoding step in two C calls (quant.c): RoPE turns the

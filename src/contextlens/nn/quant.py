@@ -369,35 +369,33 @@ class Linear(nn.Linear):
     def kernel_product(self, x: torch.Tensor) -> torch.Tensor | None:
         """x [..., in] · Wᵀ + b through quant.c -> [..., out]; None where neither route applies
         (then F.linear): not float32 on the CPU, a gradient to record, a row count neither
-        route takes, no compiler, or (several rows) an order not verified on this machine."""
-        rows = x.numel() // self.in_features
-        if not (
-            (0 < rows <= KERNEL_ROWS or rows in BLAS_ROWS)
-            and self.out_features > 0
-            and x.dtype == torch.float32
-            and x.is_cpu
-            and untracked(x, self)
-        ):
-            return None
+        route takes, no compiler, or (several rows) an order not verified on this machine.
+        The checks a text's pass meets are the fewest and come first: between two products
+        the interpreter runs with caches the weights just streamed through."""
         w, b = self.weight, self.bias
-        if not (w.dtype == torch.float32 and w.is_cpu):
+        if not (x.dtype == w.dtype == torch.float32 and x.is_cpu and w.is_cpu):
             return None
-        if rows <= KERNEL_ROWS:
-            call = linear_call(self)
-            if call is None:
+        if torch.is_grad_enabled() and not untracked(x, self):
+            return None
+        rows = x.numel() // self.in_features
+        if not self.out_features:
+            return None
+        if rows in BLAS_ROWS:
+            # F.linear adds the bias last for a non-contiguous batch: only contiguous x here
+            if not (x.is_contiguous() and w.is_contiguous()):
                 return None
-            y = call(x.reshape(rows, self.in_features).contiguous())  # [rows, out]
-            y = y if b is None else y.add_(b)
-            return y.view(*x.shape[:-1], self.out_features)
-        # F.linear adds the bias last for a non-contiguous batch: only contiguous x here
-        if not (x.is_contiguous() and w.is_contiguous()):
+            if b is not None and not (b.dtype == torch.float32 and b.is_contiguous()):
+                return None
+            block = blas_block(rows, self.out_features, self.in_features, b is not None)
+            return None if block is None else blas_linear(kernels(), x, w, b, block)
+        if not 0 < rows <= KERNEL_ROWS:
             return None
-        if b is not None and not (b.dtype == torch.float32 and b.is_contiguous()):
+        call = linear_call(self)
+        if call is None:
             return None
-        block = blas_block(rows, self.out_features, self.in_features, b is not None)
-        if block is None:  # no order verified here (None without a compiler too)
-            return None
-        return blas_linear(kernels(), x, w, b, block)  # [..., out]
+        y = call(x.reshape(rows, self.in_features).contiguous())  # [rows, out]
+        y = y if b is None else y.add_(b)
+        return y.view(*x.shape[:-1], self.out_features)
 
 
 class QuantLinear(nn.Module):

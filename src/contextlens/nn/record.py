@@ -44,6 +44,16 @@ class Recorder:
     edits: dict[tuple[str, int], Edit] = field(default_factory=dict)
     keep: frozenset[str] = frozenset()
     points: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+    hooked: bool = field(default=False, init=False)  # set by `begin`: any point edited or kept
+    index: dict[int, int] = field(default_factory=dict, init=False)  # by `begin`: layer -> slot
+
+    def begin(self, n_layers: int) -> None:
+        """Called by the model as the pass begins: what the pass asks of every layer is worked
+        out once here, not at each point (between two products the interpreter runs with caches
+        the weights just streamed through, and every lookup there costs)."""
+        self.n_layers = n_layers
+        self.hooked = bool(self.edits or self.keep)
+        self.index = {layer: i for i, layer in enumerate(self.recorded("hidden_states"))}
 
     def wants(self, kind: str, layer: int) -> bool:
         return getattr(self, kind) and (self.layers is None or layer in self.layers)
@@ -58,10 +68,10 @@ class Recorder:
     ) -> torch.Tensor:
         """The view of the stacked tensor where `kind` at `layer` goes (allocated on first use,
         with `like`'s dtype and device)."""
-        order = self.recorded(kind)
-        if kind not in self.saved:
-            self.saved[kind] = like.new_empty((len(order), *shape))
-        return self.saved[kind][order.index(layer)]
+        stack = self.saved.get(kind)
+        if stack is None:
+            stack = self.saved[kind] = like.new_empty((len(self.recorded(kind)), *shape))
+        return stack[self.index[layer]]
 
     def save(self, kind: str, layer: int, value: torch.Tensor) -> None:
         if self.wants(kind, layer):
@@ -96,5 +106,6 @@ class Recorder:
 
 
 def at(record: Recorder | None, name: str, layer: int, x: torch.Tensor) -> torch.Tensor:
-    """`record.point(name, layer, x)`, or `x` itself in a pass that records nothing."""
-    return x if record is None else record.point(name, layer, x)
+    """`record.point(name, layer, x)`, or `x` itself in a pass that records nothing or edits
+    and keeps no point."""
+    return x if record is None or not record.hooked else record.point(name, layer, x)
