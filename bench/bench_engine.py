@@ -179,7 +179,8 @@ def flat_pass(lm, text: str):
 
     hidden, attentions = run()
     t = lm.trace(text)
-    assert torch.equal(hidden[:, 0], t.hidden_states) and torch.equal(attentions[:, 0], t.attentions)
+    assert torch.equal(hidden[:, 0], t.hidden_states)
+    assert torch.equal(attentions[:, 0], t.attentions)
     return run
 
 
