@@ -375,11 +375,9 @@ class Linear(nn.Linear):
         w, b = self.weight, self.bias
         if not (x.dtype == w.dtype == torch.float32 and x.is_cpu and w.is_cpu):
             return None
-        if torch.is_grad_enabled() and not untracked(x, self):
+        if not (self.out_features and untracked(x, self)):
             return None
         rows = x.numel() // self.in_features
-        if not self.out_features:
-            return None
         if rows in BLAS_ROWS:
             # F.linear adds the bias last for a non-contiguous batch: only contiguous x here
             if not (x.is_contiguous() and w.is_contiguous()):
